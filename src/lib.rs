@@ -11,3 +11,5 @@ pub mod volume;
 pub mod cli;
 pub mod fs;
 pub mod fuse_adapter;
+pub mod logger;
+pub mod sys;

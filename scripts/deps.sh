@@ -1,0 +1,68 @@
+#!/usr/bin/env bash
+# deps.sh - install what dekfs needs to build, test and benchmark, on a fresh
+# Debian/Ubuntu machine, as root. Idempotent: re-running does nothing new.
+#
+#   sudo scripts/deps.sh
+#
+# Installs (apt): FUSE 3 (fusermount3, libfuse3-dev for passthrough_ll), the C
+# toolchain, fio/jq (benchmarks), attr (getfattr/setfattr), gocryptfs (peer in
+# the benchmarks), util-linux (mountpoint). Adds the `tests` dummy user that
+# pjdfstest switches to. Rust (cargo, rustfmt, clippy) must come from rustup;
+# this script does not download toolchains, it only tells you how.
+# Env: DEPS_SKIP_APT=1 skips apt (for machines where you manage packages).
+set -euo pipefail
+
+[ "$(id -u)" = 0 ] || { echo "deps.sh: run as root (sudo scripts/deps.sh)" >&2; exit 1; }
+
+PKGS=(fuse3 libfuse3-dev pkg-config fio jq attr gocryptfs gcc make build-essential
+      util-linux procps psmisc tar python3 ca-certificates)
+
+missing=()
+for p in "${PKGS[@]}"; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if [ "${#missing[@]}" -gt 0 ] && [ "${DEPS_SKIP_APT:-0}" != 1 ]; then
+    echo "deps.sh: installing ${missing[*]}"
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -q
+    apt-get install -y -q --no-install-recommends "${missing[@]}"
+else
+    echo "deps.sh: apt packages present"
+fi
+
+# pjdfstest switches to nobody:nogroup and tests:tests
+getent group nogroup >/dev/null || groupadd --system nogroup
+if ! id tests >/dev/null 2>&1; then
+    useradd --system --no-create-home --user-group --shell /usr/sbin/nologin \
+        --comment "Dummy User for pjdfstest" tests
+    echo "deps.sh: added user tests"
+fi
+
+# FUSE device
+if [ ! -e /dev/fuse ]; then
+    modprobe fuse 2>/dev/null || true
+    [ -e /dev/fuse ] || echo "deps.sh: WARNING: /dev/fuse missing (container without FUSE?); mount tests will be skipped" >&2
+fi
+
+# Rust toolchain: never downloaded by this script.
+export PATH="$HOME/.cargo/bin:$PATH"
+if ! command -v cargo >/dev/null 2>&1; then
+    cat >&2 <<'MSG'
+deps.sh: cargo not found.
+  Install the Rust toolchain with rustup (https://rustup.rs), for example
+      curl --proto '=https' --tlsv1.2 -sSf https://sh.rustup.rs | sh -s -- -y --profile default
+  then `source $HOME/.cargo/env` and re-run this script. dekfs needs Rust >= 1.85
+  with the rustfmt and clippy components (rustup component add rustfmt clippy).
+MSG
+    exit 1
+fi
+for c in rustfmt clippy; do
+    if ! cargo "${c/rustfmt/fmt}" --version >/dev/null 2>&1; then
+        if command -v rustup >/dev/null 2>&1; then
+            rustup component add "$c" || echo "deps.sh: WARNING: could not add rustup component $c" >&2
+        else
+            echo "deps.sh: WARNING: cargo $c missing; install the $c component" >&2
+        fi
+    fi
+done
+echo "deps.sh: ok ($(cargo --version))"

@@ -1,0 +1,93 @@
+#!/usr/bin/env bash
+# test.sh - everything CI checks, in one command (as root):
+#
+#   sudo scripts/test.sh
+#
+#   1. scripts/deps.sh                    (skip: SKIP_DEPS=1)
+#   2. cargo fmt --all --check
+#   3. cargo clippy --workspace --all-targets -- -D warnings
+#   4. cargo test --release --workspace   (unit, KAT, format and the real-FUSE
+#                                          mount_* / cli_* integration tests)
+#   5. scripts/pjdfstest.sh               (skip: SKIP_PJD=1; thresholds
+#                                          PJD_MIN_PASS / PJD_MAX_FAIL)
+#
+# Every step runs even if an earlier one failed, so one run shows everything.
+# The last line is "N passed, N failed" summing all of it (fmt and clippy
+# count as one check each); the exit code is non-zero on any failure.
+# Logs: $TEST_LOG_DIR (default /var/tmp/dekfs-test-logs).
+set -uo pipefail
+
+REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+cd "$REPO"
+export PATH="${HOME:-/root}/.cargo/bin:$PATH"
+export CARGO_TERM_COLOR=never
+LOGS=${TEST_LOG_DIR:-/var/tmp/dekfs-test-logs}
+mkdir -p "$LOGS"
+T_START=$SECONDS
+
+PASSED=0
+FAILED=0
+FAILED_STEPS=()
+step() { echo; echo "=== $* ($(date +%T), +$((SECONDS - T_START)) s)"; }
+check_ok() { PASSED=$((PASSED + 1)); echo "--- ok: $1"; }
+check_fail() { FAILED=$((FAILED + 1)); FAILED_STEPS+=("$1"); echo "--- FAILED: $1"; }
+
+[ "$(id -u)" = 0 ] || echo "test.sh: WARNING: not root; FUSE mount tests and pjdfstest will be skipped or fail" >&2
+
+if [ "${SKIP_DEPS:-0}" != 1 ]; then
+    step "deps"
+    if [ "$(id -u)" = 0 ]; then
+        scripts/deps.sh || { echo "test.sh: deps.sh failed" >&2; check_fail deps; }
+    else
+        echo "not root: skipping deps.sh"
+    fi
+fi
+
+step "cargo fmt --check"
+if cargo fmt --all -- --check >"$LOGS/fmt.log" 2>&1; then check_ok fmt; else
+    head -40 "$LOGS/fmt.log"; check_fail "cargo fmt --check"; fi
+
+step "cargo clippy --all-targets -D warnings"
+if cargo clippy --workspace --all-targets --release -- -D warnings >"$LOGS/clippy.log" 2>&1; then
+    check_ok clippy
+else
+    grep -E '^(error|warning)' -A6 "$LOGS/clippy.log" | head -80; check_fail "cargo clippy"; fi
+
+step "cargo test --release"
+# the mount tests need the release binary (CARGO_BIN_EXE_dekfs) - cargo builds it
+timeout "${CARGO_TEST_TIMEOUT:-1200}" cargo test --release --workspace --no-fail-fast 2>&1 | tee "$LOGS/cargo-test.log"
+rc=${PIPESTATUS[0]}
+tp=$(grep -E '^test result:' "$LOGS/cargo-test.log" | sed -E 's/.* ([0-9]+) passed.*/\1/' | awk '{s+=$1} END{print s+0}')
+tf=$(grep -E '^test result:' "$LOGS/cargo-test.log" | sed -E 's/.* ([0-9]+) failed.*/\1/' | awk '{s+=$1} END{print s+0}')
+PASSED=$((PASSED + tp)); FAILED=$((FAILED + tf))
+if [ "$rc" != 0 ]; then
+    ((tf > 0)) || { FAILED=$((FAILED + 1)); }   # build failure, timeout, crash
+    FAILED_STEPS+=("cargo test (exit $rc)")
+    echo "--- FAILED: cargo test (exit $rc): $tp passed, $tf failed"
+    grep -E '^test .* FAILED$|^    [a-z_:]+$' "$LOGS/cargo-test.log" | sort -u | head -50
+else
+    echo "--- ok: cargo test: $tp passed, $tf failed"
+fi
+grep -E 'SKIPPED \(needs root' "$LOGS/cargo-test.log" | head -3
+
+if [ "${SKIP_PJD:-0}" != 1 ]; then
+    step "pjdfstest"
+    scripts/pjdfstest.sh dekfs 2>&1 | tee "$LOGS/pjdfstest.log"
+    rc=${PIPESTATUS[0]}
+    line=$(grep -E '^pjdfstest: [0-9]+ passed, [0-9]+ failed' "$LOGS/pjdfstest.log" | tail -1)
+    pp=$(sed -E 's/^pjdfstest: ([0-9]+) passed.*/\1/' <<<"$line"); pp=${pp:-0}
+    pf=$(sed -E 's/^pjdfstest: [0-9]+ passed, ([0-9]+) failed.*/\1/' <<<"$line"); pf=${pf:-0}
+    PASSED=$((PASSED + pp)); FAILED=$((FAILED + pf))
+    if [ "$rc" != 0 ]; then
+        ((pf > 0)) || FAILED=$((FAILED + 1))   # threshold missed or setup failed
+        FAILED_STEPS+=("pjdfstest (exit $rc: $pp passed, $pf failed)")
+    fi
+fi
+
+echo
+echo "=== summary ($((SECONDS - T_START)) s; logs in $LOGS)"
+if [ "${#FAILED_STEPS[@]}" -gt 0 ]; then
+    printf 'failed: %s\n' "${FAILED_STEPS[@]}"
+fi
+echo "$PASSED passed, $FAILED failed"
+[ "$FAILED" = 0 ] && [ "${#FAILED_STEPS[@]}" = 0 ]

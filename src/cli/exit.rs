@@ -1,0 +1,71 @@
+//! Exit codes and user-facing errors of the CLI. It must not print secrets:
+//! messages are built from typed errors that never carry key bytes.
+
+use crate::volume::VolumeError;
+
+pub const OK: i32 = 0;
+pub const GENERIC: i32 = 1;
+pub const USAGE: i32 = 2;
+pub const WRONG_KEY: i32 = 10;
+/// Reserved for the TPM protector (issue: TPM 2.0 protector).
+#[allow(dead_code)]
+pub const TPM_POLICY: i32 = 11;
+pub const NOT_A_VOLUME: i32 = 12;
+pub const UNSUPPORTED: i32 = 13;
+pub const CORRUPT: i32 = 14;
+pub const MOUNT_FAILED: i32 = 15;
+pub const IO: i32 = 16;
+
+#[derive(Debug)]
+pub struct CliError {
+    pub code: i32,
+    pub msg: String,
+    pub hint: Option<String>,
+}
+
+impl CliError {
+    pub fn new(code: i32, msg: impl Into<String>) -> Self {
+        CliError { code, msg: msg.into(), hint: None }
+    }
+
+    pub fn hint(mut self, h: impl Into<String>) -> Self {
+        self.hint = Some(h.into());
+        self
+    }
+
+    pub fn print(&self) {
+        eprintln!("dekfs: {}", self.msg);
+        if let Some(h) = &self.hint {
+            eprintln!("hint: {h}");
+        }
+    }
+}
+
+impl From<VolumeError> for CliError {
+    fn from(e: VolumeError) -> Self {
+        let msg = e.to_string();
+        match e {
+            VolumeError::WrongKey => CliError::new(WRONG_KEY, msg)
+                .hint("check the passphrase, or unlock with --recovery-key-file"),
+            VolumeError::NoSuchProtector(_) => CliError::new(WRONG_KEY, msg),
+            VolumeError::NotAVolume(_) => CliError::new(NOT_A_VOLUME, msg)
+                .hint("create one with `dekfs init CIPHERDIR`"),
+            VolumeError::UnsupportedVersion(_) | VolumeError::UnsupportedFeature(_) => {
+                CliError::new(UNSUPPORTED, msg).hint("this volume needs a newer dekfs")
+            }
+            VolumeError::Corrupt(_) => CliError::new(CORRUPT, msg)
+                .hint("the volume config failed verification; restore dekfs.conf from a backup"),
+            VolumeError::NotEmpty(_) => CliError::new(USAGE, msg),
+            VolumeError::Io(_) => CliError::new(IO, msg),
+            VolumeError::Crypto(_) => CliError::new(GENERIC, msg),
+        }
+    }
+}
+
+impl From<std::io::Error> for CliError {
+    fn from(e: std::io::Error) -> Self {
+        CliError::new(IO, e.to_string())
+    }
+}
+
+pub type CliResult<T> = Result<T, CliError>;

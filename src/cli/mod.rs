@@ -1,0 +1,70 @@
+//! Command-line front end: argument parsing and dispatch to the commands.
+//! It must not implement filesystem or key logic itself.
+
+mod exit;
+mod init;
+mod mount;
+mod secret_input;
+mod status;
+mod umount;
+
+pub use exit::{CliError, CliResult};
+use clap::{Args, Parser, Subcommand};
+use std::path::PathBuf;
+
+#[derive(Parser)]
+#[command(name = "dekfs", version, about = "Encrypting filesystem with per-file DEKs, directory keys and a rotatable KEK")]
+struct Cli {
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+/// Where the passphrase (or recovery key) comes from; TTY prompt by default.
+#[derive(Args, Clone, Default)]
+pub struct KeySource {
+    /// Read the passphrase from the first line of FILE
+    #[arg(long, value_name = "FILE", conflicts_with_all = ["passphrase_fd", "recovery_key_file"])]
+    pub passfile: Option<PathBuf>,
+    /// Read the passphrase from file descriptor N
+    #[arg(long, value_name = "N", conflicts_with = "recovery_key_file")]
+    pub passphrase_fd: Option<i32>,
+    /// Unlock with the recovery key stored in FILE instead of a passphrase
+    #[arg(long, value_name = "FILE")]
+    pub recovery_key_file: Option<PathBuf>,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Create a new volume in an empty CIPHERDIR
+    Init(init::InitArgs),
+    /// Mount CIPHERDIR at MOUNTPOINT; returns once the mount is live
+    Mount(mount::MountArgs),
+    /// Unmount a dekfs mount and wait for its daemon to exit
+    Umount(umount::UmountArgs),
+    /// Show a volume's identity, KEKs and protectors
+    Status(status::StatusArgs),
+}
+
+/// Runs the CLI and returns the process exit code.
+pub fn main() -> i32 {
+    let cli = match Cli::try_parse() {
+        Ok(c) => c,
+        Err(e) => {
+            let _ = e.print();
+            return if e.use_stderr() { exit::USAGE } else { exit::OK };
+        }
+    };
+    let r = match cli.cmd {
+        Cmd::Init(a) => init::run(a),
+        Cmd::Mount(a) => mount::run(a),
+        Cmd::Umount(a) => umount::run(a),
+        Cmd::Status(a) => status::run(a),
+    };
+    match r {
+        Ok(()) => exit::OK,
+        Err(e) => {
+            e.print();
+            e.code
+        }
+    }
+}

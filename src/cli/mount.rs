@@ -1,0 +1,238 @@
+//! `dekfs mount`: unlocks a volume and serves it over FUSE. Returns once the
+//! mount is live, then the daemon runs detached (or in the foreground with
+//! -f). It must not put key material in argv, the environment or logs.
+
+use super::exit::{CliError, CliResult, CORRUPT, GENERIC, MOUNT_FAILED};
+use super::{secret_input, KeySource};
+use crate::fs::CoreFs;
+use crate::fuse_adapter::DekFuse;
+use crate::volume::{self, Credential};
+use clap::Args;
+use fuser::{MountOption, SessionACL};
+use std::io::{Read, Write};
+use std::os::fd::OwnedFd;
+use std::path::{Path, PathBuf};
+
+#[derive(Args)]
+pub struct MountArgs {
+    cipherdir: PathBuf,
+    mountpoint: PathBuf,
+    /// Stay in the foreground (logs to stderr unless --log-file)
+    #[arg(short = 'f', long)]
+    foreground: bool,
+    #[command(flatten)]
+    key: KeySource,
+    /// Mount options, comma-separated (allow_other, default_permissions, ro, ...)
+    #[arg(short = 'o', value_delimiter = ',')]
+    options: Vec<String>,
+    /// Append daemon log lines to FILE (default: syslog, or stderr with -f)
+    #[arg(long, value_name = "FILE")]
+    log_file: Option<PathBuf>,
+    /// FUSE worker threads (default: 2 per core, at least 4)
+    #[arg(long)]
+    threads: Option<usize>,
+}
+
+pub fn run(a: MountArgs) -> CliResult<()> {
+    let mnt = std::fs::canonicalize(&a.mountpoint)
+        .map_err(|e| CliError::new(MOUNT_FAILED, format!("mountpoint {}: {e}", a.mountpoint.display())))?;
+    if !mnt.is_dir() {
+        return Err(CliError::new(MOUNT_FAILED, format!("mountpoint {} is not a directory", mnt.display())));
+    }
+    if is_mountpoint(&mnt) {
+        return Err(CliError::new(MOUNT_FAILED, format!("{} is already a mount point", mnt.display()))
+            .hint(format!("unmount it first: dekfs umount {}", mnt.display())));
+    }
+    let cipherdir = std::fs::canonicalize(&a.cipherdir)
+        .map_err(|_| CliError::from(volume::VolumeError::NotAVolume(a.cipherdir.clone())))?;
+    let cred = read_credential(&a.key)?;
+    if a.foreground {
+        return serve(&a, &cipherdir, &mnt, cred, &mut None);
+    }
+    let (rd, wr) = rustix::pipe::pipe().map_err(std::io::Error::from)?;
+    match crate::sys::fork()? {
+        crate::sys::Forked::Parent => {
+            drop(wr);
+            drop(cred);
+            wait_ready(rd)
+        }
+        crate::sys::Forked::Child => {
+            drop(rd);
+            let _ = rustix::process::setsid();
+            let mut ready = Some(wr);
+            let code = match serve(&a, &cipherdir, &mnt, cred, &mut ready) {
+                Ok(()) => 0,
+                Err(e) => {
+                    if let Some(w) = ready.take() {
+                        let mut f = std::fs::File::from(w);
+                        let _ = write!(f, "ERR {}\n{}\n{}", e.code, e.msg, e.hint.unwrap_or_default());
+                    }
+                    e.code
+                }
+            };
+            std::process::exit(code);
+        }
+    }
+}
+
+fn read_credential(k: &KeySource) -> CliResult<Credential> {
+    Ok(match (&k.passfile, k.passphrase_fd, &k.recovery_key_file) {
+        (Some(p), _, _) => Credential::Passphrase(secret_input::from_file(p)?),
+        (None, Some(fd), _) => Credential::Passphrase(secret_input::from_fd(fd)?),
+        (None, None, Some(r)) => Credential::RecoveryKey(secret_input::recovery_from_file(r)?),
+        (None, None, None) => Credential::Passphrase(secret_input::prompt("Passphrase: ", false)?),
+    })
+}
+
+/// Parent side of the readiness pipe: the child reports "OK" once the
+/// kernel has completed the FUSE handshake, or its error.
+fn wait_ready(rd: OwnedFd) -> CliResult<()> {
+    let mut s = String::new();
+    let _ = std::fs::File::from(rd).read_to_string(&mut s);
+    if s.starts_with("OK") {
+        return Ok(());
+    }
+    let mut lines = s.lines();
+    let code = lines
+        .next()
+        .and_then(|l| l.strip_prefix("ERR "))
+        .and_then(|c| c.trim().parse().ok())
+        .unwrap_or(GENERIC);
+    let msg = lines.next().unwrap_or("the mount daemon exited during startup").to_owned();
+    let mut e = CliError::new(code, msg);
+    if let Some(h) = lines.next().filter(|h| !h.is_empty()) {
+        e = e.hint(h.to_owned());
+    }
+    Err(e)
+}
+
+struct Opts {
+    list: Vec<MountOption>,
+    acl: SessionACL,
+    read_only: bool,
+}
+
+fn mount_options(cipherdir: &Path, given: &[String]) -> Opts {
+    let mut o = Opts {
+        list: vec![MountOption::FSName(cipherdir.display().to_string()), MountOption::Subtype("dekfs".into())],
+        acl: SessionACL::Owner,
+        read_only: false,
+    };
+    let mut default_perms = false;
+    for opt in given.iter().map(|s| s.trim()).filter(|s| !s.is_empty()) {
+        match opt {
+            "allow_other" => {
+                o.acl = SessionACL::All;
+                default_perms = true;
+            }
+            "allow_root" => o.acl = SessionACL::RootAndOwner,
+            "default_permissions" => default_perms = true,
+            "ro" => {
+                o.read_only = true;
+                o.list.push(MountOption::RO);
+            }
+            "rw" => o.list.push(MountOption::RW),
+            "dev" => o.list.push(MountOption::Dev),
+            "nodev" => o.list.push(MountOption::NoDev),
+            "suid" => o.list.push(MountOption::Suid),
+            "nosuid" => o.list.push(MountOption::NoSuid),
+            "exec" => o.list.push(MountOption::Exec),
+            "noexec" => o.list.push(MountOption::NoExec),
+            "noatime" => o.list.push(MountOption::NoAtime),
+            "atime" => o.list.push(MountOption::Atime),
+            // fstab/systemd bookkeeping, meaningless to the kernel.
+            "defaults" | "auto" | "noauto" | "nofail" | "_netdev" | "user" | "users" => {}
+            s if s.starts_with("x-") => {}
+            s => o.list.push(MountOption::CUSTOM(s.to_owned())),
+        }
+    }
+    if default_perms {
+        o.list.push(MountOption::DefaultPermissions);
+    }
+    o
+}
+
+fn serve(a: &MountArgs, cipherdir: &Path, mnt: &Path, cred: Credential, ready: &mut Option<OwnedFd>) -> CliResult<()> {
+    crate::secret::disable_core_dumps();
+    crate::logger::init(a.log_file.as_deref(), a.foreground)?;
+    let unlocked = volume::unlock(cipherdir, &cred).inspect_err(|e| log::warn!("unlock of {} failed: {e}", cipherdir.display()))?;
+    drop(cred);
+    log::info!("unlocked volume {}", super::init::hex(&unlocked.info.volume_id));
+    let opts = mount_options(cipherdir, &a.options);
+    let core = CoreFs::new(cipherdir, unlocked.keys.clone(), opts.read_only).map_err(|m| CliError::new(CORRUPT, m))?;
+    drop(unlocked);
+    let mut config = fuser::Config::default();
+    config.mount_options = opts.list;
+    config.acl = opts.acl;
+    let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2);
+    config.n_threads = Some(a.threads.unwrap_or((cores * 2).max(4)).clamp(1, 64));
+    config.clone_fd = true;
+    let session = fuser::Session::new(DekFuse { core }, mnt, &config)
+        .map_err(|e| CliError::new(MOUNT_FAILED, format!("cannot mount at {}: {e}", mnt.display())))?;
+    let pidfile = pidfile_path(mnt);
+    if let Some(dir) = pidfile.parent() {
+        let _ = std::fs::create_dir_all(dir);
+    }
+    let _ = std::fs::write(&pidfile, format!("{}\n", std::process::id()));
+    log::info!("mounted {} at {}", cipherdir.display(), mnt.display());
+    if let Some(w) = ready.take() {
+        let _ = std::fs::File::from(w).write_all(b"OK\n");
+        detach_stdio();
+    }
+    let r = session.run();
+    let _ = std::fs::remove_file(&pidfile);
+    log::info!("unmounted {}", mnt.display());
+    r.map_err(|e| CliError::new(GENERIC, format!("FUSE session ended with an error: {e}")))
+}
+
+/// A daemon must not hold the caller's terminal or pipes open.
+fn detach_stdio() {
+    if let Ok(null) = std::fs::OpenOptions::new().read(true).write(true).open("/dev/null") {
+        let _ = rustix::stdio::dup2_stdin(&null);
+        let _ = rustix::stdio::dup2_stdout(&null);
+        let _ = rustix::stdio::dup2_stderr(&null);
+    }
+}
+
+pub fn pidfile_path(mnt: &Path) -> PathBuf {
+    use sha2::{Digest, Sha256};
+    let h = Sha256::digest(mnt.as_os_str().as_encoded_bytes());
+    PathBuf::from(format!("/run/dekfs/{}.pid", super::init::hex(&h[..12])))
+}
+
+/// True if `p` is the mount point of some mount (from /proc/self/mountinfo).
+pub fn is_mountpoint(p: &Path) -> bool {
+    mount_source(p).is_some()
+}
+
+/// The source (for dekfs: the cipher directory) of the mount at `p`.
+pub fn mount_source(p: &Path) -> Option<(String, String)> {
+    let info = std::fs::read_to_string("/proc/self/mountinfo").ok()?;
+    let want = p.to_string_lossy();
+    info.lines().rev().find_map(|l| {
+        let f: Vec<&str> = l.split(' ').collect();
+        let mp = unescape(f.get(4)?);
+        if mp != want {
+            return None;
+        }
+        let sep = f.iter().position(|x| *x == "-")?;
+        Some((f.get(sep + 1)?.to_string(), unescape(f.get(sep + 2)?)))
+    })
+}
+
+fn unescape(s: &str) -> String {
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] == b'\\' && i + 3 < b.len() && b[i + 1..i + 4].iter().all(|c| (b'0'..=b'7').contains(c)) {
+            out.push((b[i + 1] - b'0') * 64 + (b[i + 2] - b'0') * 8 + (b[i + 3] - b'0'));
+            i += 4;
+        } else {
+            out.push(b[i]);
+            i += 1;
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+

@@ -1,0 +1,106 @@
+//! The block AEAD abstraction and its ring AES-256-GCM implementation. Must NOT choose nonces,
+//! build AADs or know about files: callers (keys.rs) own those decisions.
+
+use super::CryptoError;
+use crate::secret::Key32;
+use ring::aead::{Aad, LessSafeKey, Nonce, Tag, UnboundKey, AES_256_GCM};
+
+/// One AEAD key, used in place with a detached tag.
+pub trait BlockAead: Send + Sync {
+    /// Encrypts `in_out` in place and returns the tag.
+    ///
+    /// # Panics
+    /// Only if `in_out` exceeds the AES-GCM message limit (~64 GiB); dekfs never passes more than
+    /// one block or one xattr value.
+    fn seal_in_place(&self, nonce: &[u8; 12], aad: &[u8], in_out: &mut [u8]) -> [u8; 16];
+    /// Decrypts `in_out` in place. On failure `in_out` is zeroed so unauthenticated plaintext
+    /// never escapes.
+    fn open_in_place(
+        &self,
+        nonce: &[u8; 12],
+        aad: &[u8],
+        in_out: &mut [u8],
+        tag: &[u8; 16],
+    ) -> Result<(), CryptoError>;
+}
+
+/// AES-256-GCM via ring (constant-time, hardware accelerated).
+pub struct RingAead {
+    key: LessSafeKey,
+}
+
+impl RingAead {
+    pub fn new(key: &Key32) -> Result<RingAead, CryptoError> {
+        let unbound = UnboundKey::new(&AES_256_GCM, key.expose())
+            .map_err(|_| CryptoError::InvalidLength("AES-256-GCM key"))?;
+        Ok(RingAead {
+            key: LessSafeKey::new(unbound),
+        })
+    }
+}
+
+impl BlockAead for RingAead {
+    fn seal_in_place(&self, nonce: &[u8; 12], aad: &[u8], in_out: &mut [u8]) -> [u8; 16] {
+        let tag = self
+            .key
+            .seal_in_place_separate_tag(
+                Nonce::assume_unique_for_key(*nonce),
+                Aad::from(aad),
+                in_out,
+            )
+            .expect("AES-GCM input exceeds 64 GiB: caller bug");
+        let mut out = [0u8; 16];
+        out.copy_from_slice(tag.as_ref());
+        out
+    }
+
+    fn open_in_place(
+        &self,
+        nonce: &[u8; 12],
+        aad: &[u8],
+        in_out: &mut [u8],
+        tag: &[u8; 16],
+    ) -> Result<(), CryptoError> {
+        let res = self.key.open_in_place_separate_tag(
+            Nonce::assume_unique_for_key(*nonce),
+            Aad::from(aad),
+            Tag::from(*tag),
+            in_out,
+            0..,
+        );
+        match res {
+            Ok(_) => Ok(()),
+            Err(_) => {
+                in_out.fill(0);
+                Err(CryptoError::AuthFailed)
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn round_trip_and_tamper() {
+        let aead = RingAead::new(&Key32::from_array(&mut [1u8; 32])).unwrap();
+        let nonce = [2u8; 12];
+        let mut buf = b"hello block".to_vec();
+        let tag = aead.seal_in_place(&nonce, b"aad", &mut buf);
+        assert_ne!(&buf[..], b"hello block");
+        let mut ok = buf.clone();
+        aead.open_in_place(&nonce, b"aad", &mut ok, &tag).unwrap();
+        assert_eq!(&ok[..], b"hello block");
+        let mut bad = buf.clone();
+        assert_eq!(
+            aead.open_in_place(&nonce, b"aaX", &mut bad, &tag),
+            Err(CryptoError::AuthFailed)
+        );
+        assert!(bad.iter().all(|&b| b == 0));
+        let mut bad_tag = tag;
+        bad_tag[0] ^= 1;
+        let mut b2 = buf.clone();
+        assert!(aead.open_in_place(&nonce, b"aad", &mut b2, &bad_tag).is_err());
+    }
+}

@@ -1,0 +1,102 @@
+//! dekfs v1 on-disk format: constants, the error type and total parsers/serialisers for every
+//! on-disk structure. Pure data: must NOT do crypto (MACs are carried as opaque bytes), I/O, or
+//! anything that can panic on untrusted input.
+
+mod config;
+mod dirmeta;
+mod geometry;
+mod header;
+mod reader;
+mod slot;
+
+pub use config::{
+    KekRecord, KekState, PassphraseBody, ProtectorBody, ProtectorRecord, RecoveryBody,
+    VolumeConfig, ARGON2_M_MAX_KIB, ARGON2_M_MIN_KIB, ARGON2_P_MAX, ARGON2_P_MIN, ARGON2_T_MAX,
+    ARGON2_T_MIN, CONFIG_MAC_LEN, CONFIG_MAGIC, CONFIG_MAX_LEN, KDF_ARGON2ID_V13, MAX_KEKS,
+    MAX_PROTECTORS, PROTECTOR_FLAG_CRITICAL, PROTECTOR_KIND_PASSPHRASE, PROTECTOR_KIND_RECOVERY,
+    PROTECTOR_KIND_TPM2,
+};
+pub use dirmeta::{DirMeta, DIR_META_MAGIC};
+pub use geometry::{block_count, block_offset, cipher_size, plain_size, stored_block_len};
+pub use header::{FileHeader, HEADER_MAGIC};
+pub use slot::{KeySlot, SLOT_LEN, WRAPPED_LEN};
+
+pub const HEADER_LEN: usize = 216;
+pub const DIR_META_LEN: usize = 224;
+pub const CONFIG_NAME: &str = "dekfs.conf";
+/// Temporary name used by the atomic config rewrite.
+pub const CONFIG_TMP_NAME: &str = "dekfs.conf.tmp";
+pub const DIR_META_NAME: &str = "dekfs.dir";
+pub const LONGNAME_PREFIX: &str = "dekfs.ln.";
+pub const LONGNAME_SUFFIX: &str = ".name";
+/// Names longer than this (in encoded form) use the long-name pair.
+pub const MAX_SHORT_NAME: usize = 255;
+pub const FORMAT_VERSION: u16 = 1;
+/// Required-feature bits this reader implements (none in v1): any other set bit is refused.
+pub const KNOWN_REQUIRED_FEATURES: u32 = 0;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FormatError {
+    BadMagic,
+    UnsupportedVersion(u16),
+    UnknownRequiredFeature(u32),
+    Truncated,
+    TooLarge,
+    Invalid(&'static str),
+}
+
+impl std::fmt::Display for FormatError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            FormatError::BadMagic => f.write_str("bad magic"),
+            FormatError::UnsupportedVersion(v) => write!(f, "unsupported format version {v}"),
+            FormatError::UnknownRequiredFeature(b) => {
+                write!(f, "unsupported feature (required feature bits {b:#x})")
+            }
+            FormatError::Truncated => f.write_str("truncated"),
+            FormatError::TooLarge => f.write_str("too large"),
+            FormatError::Invalid(what) => write!(f, "invalid: {what}"),
+        }
+    }
+}
+
+impl std::error::Error for FormatError {}
+
+/// True for backing names dekfs owns (base64url never yields '.', so any dot means "ours").
+pub fn is_reserved_name(backing: &str) -> bool {
+    backing.contains('.')
+}
+
+/// For a backing name `dekfs.ln.<H>` returns `H`; `None` for everything else, including the
+/// companion `dekfs.ln.<H>.name` file (which is not a directory entry of its own).
+pub fn longname_hash(backing: &str) -> Option<&str> {
+    let h = backing.strip_prefix(LONGNAME_PREFIX)?;
+    let ok = h.len() == 43
+        && h
+            .bytes()
+            .all(|c| c.is_ascii_alphanumeric() || c == b'-' || c == b'_');
+    ok.then_some(h)
+}
+
+pub(crate) fn check_required_features(bits: u32) -> Result<(), FormatError> {
+    let unknown = bits & !KNOWN_REQUIRED_FEATURES;
+    if unknown != 0 {
+        return Err(FormatError::UnknownRequiredFeature(unknown));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn longname_helpers() {
+        let h = "A".repeat(43);
+        assert_eq!(longname_hash(&format!("dekfs.ln.{h}")), Some(h.as_str()));
+        assert_eq!(longname_hash(&format!("dekfs.ln.{h}.name")), None);
+        assert_eq!(longname_hash("dekfs.ln.short"), None);
+        assert!(is_reserved_name(DIR_META_NAME));
+        assert!(!is_reserved_name("abc-_"));
+    }
+}

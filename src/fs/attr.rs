@@ -1,0 +1,189 @@
+//! Attributes for the core: stat translation (ciphertext size -> plaintext
+//! size), setattr and statfs. It must not change file contents except by
+//! delegating size changes to `FileIo`.
+
+use super::node::{Kind, Node};
+use super::{CoreFs, Errno, FsResult};
+use crate::format::plain_size;
+use rustix::fs::{AtFlags, Gid, Mode, OFlags, Timespec, Timestamps, Uid};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+#[derive(Clone, Debug)]
+pub struct Attr {
+    pub ino: u64,
+    pub size: u64,
+    pub blocks: u64,
+    pub atime: SystemTime,
+    pub mtime: SystemTime,
+    pub ctime: SystemTime,
+    pub kind: Kind,
+    pub perm: u16,
+    pub nlink: u32,
+    pub uid: u32,
+    pub gid: u32,
+    pub rdev: u32,
+    pub blksize: u32,
+}
+
+#[derive(Clone, Copy, Debug)]
+pub enum TimeSet {
+    Now,
+    At(SystemTime),
+}
+
+#[derive(Default, Debug)]
+pub struct SetAttr {
+    pub mode: Option<u32>,
+    pub uid: Option<u32>,
+    pub gid: Option<u32>,
+    pub size: Option<u64>,
+    pub atime: Option<TimeSet>,
+    pub mtime: Option<TimeSet>,
+    pub fh: Option<u64>,
+}
+
+pub struct StatFs {
+    pub blocks: u64,
+    pub bfree: u64,
+    pub bavail: u64,
+    pub files: u64,
+    pub ffree: u64,
+    pub bsize: u32,
+    pub namelen: u32,
+    pub frsize: u32,
+}
+
+fn systime(sec: i64, nsec: i64) -> SystemTime {
+    if sec >= 0 {
+        UNIX_EPOCH + Duration::new(sec as u64, nsec.clamp(0, 999_999_999) as u32)
+    } else {
+        UNIX_EPOCH - Duration::from_secs(sec.unsigned_abs()) + Duration::from_nanos(nsec.clamp(0, 999_999_999) as u64)
+    }
+}
+
+fn timespec(t: Option<TimeSet>) -> Timespec {
+    match t {
+        None => Timespec { tv_sec: 0, tv_nsec: libc::UTIME_OMIT as _ },
+        Some(TimeSet::Now) => Timespec { tv_sec: 0, tv_nsec: libc::UTIME_NOW as _ },
+        Some(TimeSet::At(t)) => match t.duration_since(UNIX_EPOCH) {
+            Ok(d) => Timespec { tv_sec: d.as_secs() as i64, tv_nsec: d.subsec_nanos() as _ },
+            Err(e) => {
+                let d = e.duration();
+                let (mut s, mut n) = (-(d.as_secs() as i64), -(d.subsec_nanos() as i64));
+                if n < 0 {
+                    s -= 1;
+                    n += 1_000_000_000;
+                }
+                Timespec { tv_sec: s, tv_nsec: n as _ }
+            }
+        },
+    }
+}
+
+impl CoreFs {
+    pub(super) fn attr_of(&self, node: &Node) -> FsResult<Attr> {
+        let st = self.stat_node(node)?;
+        let kind = Kind::from_mode(st.st_mode);
+        let size = match kind {
+            Kind::File => plain_size(st.st_size as u64).unwrap_or(0),
+            Kind::Symlink => self.readlink(node.ino).map(|t| t.len() as u64).unwrap_or(0),
+            _ => st.st_size as u64,
+        };
+        Ok(Attr {
+            ino: node.ino,
+            size,
+            blocks: st.st_blocks as u64,
+            atime: systime(st.st_atime as i64, st.st_atime_nsec as i64),
+            mtime: systime(st.st_mtime as i64, st.st_mtime_nsec as i64),
+            ctime: systime(st.st_ctime as i64, st.st_ctime_nsec as i64),
+            kind,
+            perm: (st.st_mode & 0o7777) as u16,
+            nlink: st.st_nlink as u32,
+            uid: st.st_uid,
+            gid: st.st_gid,
+            rdev: st.st_rdev as u32,
+            blksize: 4096,
+        })
+    }
+
+    pub fn getattr(&self, ino: u64) -> FsResult<Attr> {
+        let node = self.node(ino)?;
+        self.attr_of(&node)
+    }
+
+    pub fn setattr(&self, ino: u64, set: SetAttr) -> FsResult<Attr> {
+        self.check_writable()?;
+        let node = self.node(ino)?;
+        if set.uid.is_some() || set.gid.is_some() {
+            rustix::fs::chownat(
+                &node.fd,
+                "",
+                set.uid.map(Uid::from_raw),
+                set.gid.map(Gid::from_raw),
+                AtFlags::EMPTY_PATH | AtFlags::SYMLINK_NOFOLLOW,
+            )?;
+        }
+        if let Some(mode) = set.mode {
+            if node.kind == Kind::Symlink {
+                return Err(Errno::EOPNOTSUPP);
+            }
+            rustix::fs::chmod(self.proc_path(&node).as_str(), Mode::from_raw_mode(mode & 0o7777))?;
+        }
+        if let Some(size) = set.size {
+            self.truncate(&node, set.fh, size)?;
+        }
+        if set.atime.is_some() || set.mtime.is_some() {
+            let ts = Timestamps { last_access: timespec(set.atime), last_modification: timespec(set.mtime) };
+            if node.kind == Kind::Symlink {
+                let loc = node.location();
+                let p = self.node(loc.parent)?;
+                rustix::fs::utimensat(&p.fd, loc.cipher_name.as_str(), &ts, AtFlags::SYMLINK_NOFOLLOW)?;
+            } else {
+                rustix::fs::utimensat(rustix::fs::CWD, self.proc_path(&node).as_str(), &ts, AtFlags::empty())?;
+            }
+        }
+        self.attr_of(&node)
+    }
+
+    fn truncate(&self, node: &std::sync::Arc<Node>, fh: Option<u64>, size: u64) -> FsResult<()> {
+        match node.kind {
+            Kind::File => {}
+            Kind::Dir => return Err(Errno::EISDIR),
+            _ => return Err(Errno::EINVAL),
+        }
+        if node.unreadable {
+            return Err(self.integrity(node.ino, "entry name failed authentication"));
+        }
+        let file = match fh.and_then(|h| self.open_file(h).ok()) {
+            Some(of) => of.file.try_clone()?,
+            None => self.reopen(node, OFlags::RDWR)?,
+        };
+        let (_, dkey) = self.dir_node(node.parent())?;
+        let mut io = node.io.write().unwrap_or_else(|e| e.into_inner());
+        let temp = !io.is_loaded();
+        if temp {
+            io.load(&file, &self.keys, &dkey).map_err(|e| self.io_err(node.ino, e))?;
+        }
+        let r = io.truncate(&file, &self.keys, &dkey, size).map_err(|e| self.io_err(node.ino, e));
+        if temp && node.open_handles.load(std::sync::atomic::Ordering::Acquire) == 0 {
+            io.unload();
+        }
+        r
+    }
+
+    pub fn statfs(&self) -> FsResult<StatFs> {
+        let root = self.node(super::ROOT_INO)?;
+        let fd = rustix::fs::openat(&root.fd, ".", OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC, Mode::empty())?;
+        let s = rustix::fs::fstatvfs(&fd)?;
+        Ok(StatFs {
+            blocks: s.f_blocks,
+            bfree: s.f_bfree,
+            bavail: s.f_bavail,
+            files: s.f_files,
+            ffree: s.f_ffree,
+            bsize: s.f_bsize as u32,
+            namelen: 255,
+            frsize: s.f_frsize as u32,
+        })
+    }
+}

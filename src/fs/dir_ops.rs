@@ -1,0 +1,418 @@
+//! Entry operations of the core: lookup, create, mkdir, mknod, symlink,
+//! unlink, rmdir, rename, link and readdir. It must not read or write file
+//! contents beyond a header rewrap on a cross-directory move.
+
+use super::names::{self, BackingName};
+use super::node::{lock, Kind, Location, Node};
+use super::{read_small, write_small_atomic, Attr, Caller, CoreFs, Errno, FsResult, OpenDir};
+use crate::crypto::DirKey;
+use crate::format::{DIR_META_LEN, DIR_META_NAME};
+use rustix::fs::{AtFlags, Gid, Mode, OFlags, RenameFlags, Uid};
+use std::os::fd::AsFd;
+use std::os::unix::fs::FileExt;
+use std::sync::{Arc, MutexGuard};
+
+impl CoreFs {
+    /// Builds (or finds) the node for backing entry `cipher` in `parent`.
+    fn attach(&self, parent: &Node, pkey: &DirKey, cipher: &str, plain: &[u8], unreadable: bool) -> FsResult<Arc<Node>> {
+        let fd = rustix::fs::openat(&parent.fd, cipher, OFlags::PATH | OFlags::NOFOLLOW | OFlags::CLOEXEC, Mode::empty())?;
+        let st = rustix::fs::fstat(&fd)?;
+        let ino = self.fuse_ino(st.st_ino);
+        let kind = Kind::from_mode(st.st_mode);
+        let loc = Location { parent: parent.ino, cipher_name: cipher.to_owned(), plain_name: plain.to_vec() };
+        let node = self.nodes.lookup_or_insert(ino, || {
+            let dir_key = if kind == Kind::Dir && !unreadable { self.load_dir_key(&fd, pkey, ino, &loc) } else { None };
+            Ok(Node::new(ino, kind, fd, loc.clone(), dir_key, unreadable))
+        })?;
+        if node.parent() == parent.ino {
+            node.set_location(loc);
+        }
+        Ok(node)
+    }
+
+    fn load_dir_key(&self, fd: &impl AsFd, pkey: &DirKey, ino: u64, loc: &Location) -> Option<Arc<DirKey>> {
+        let what = match read_small(fd, DIR_META_NAME, DIR_META_LEN) {
+            Ok(meta) => match self.keys.open_dir(pkey, &meta) {
+                Ok(k) => return Some(Arc::new(k)),
+                Err(e) => format!("directory key: {e}"),
+            },
+            Err(Errno(libc::ENOENT)) => match self.rekey_empty_dir(fd, pkey) {
+                Some(k) => return Some(k),
+                None => "directory key metadata missing".into(),
+            },
+            Err(e) => format!("directory key unreadable: errno {}", e.0),
+        };
+        let parent_path = self.plain_path(loc.parent);
+        log::error!(
+            "integrity error: {}/{} (inode {ino}): {what}",
+            parent_path.trim_end_matches('/'),
+            String::from_utf8_lossy(&loc.plain_name)
+        );
+        None
+    }
+
+    /// A crash between mkdir and writing its metadata leaves an empty
+    /// directory without a key; nothing depends on that key yet, so a fresh
+    /// one is safe. A non-empty directory without metadata stays an error.
+    fn rekey_empty_dir(&self, fd: &impl AsFd, pkey: &DirKey) -> Option<Arc<DirKey>> {
+        let dirfd = rustix::fs::openat(fd, ".", OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC, Mode::empty()).ok()?;
+        let mut d = rustix::fs::Dir::read_from(&dirfd).ok()?;
+        let mut count = 0;
+        while let Some(Ok(e)) = d.next() {
+            let n = e.file_name().to_bytes();
+            if n != b"." && n != b".." && !n.starts_with(b"dekfs.dir") {
+                count += 1;
+            }
+        }
+        if count > 0 || self.read_only {
+            return None;
+        }
+        let (key, meta) = self.keys.create_dir(pkey).ok()?;
+        write_small_atomic(fd, DIR_META_NAME, &meta).ok()?;
+        log::warn!("re-keyed an empty directory whose key metadata was missing (interrupted mkdir)");
+        Some(Arc::new(key))
+    }
+
+    pub fn lookup(&self, parent: u64, name: &[u8]) -> FsResult<Attr> {
+        let (pnode, pkey) = self.dir_node(parent)?;
+        let (cipher, unreadable) = match BackingName::encode(&pkey, name) {
+            Ok(bn) => match rustix::fs::statat(&pnode.fd, bn.name(), AtFlags::SYMLINK_NOFOLLOW) {
+                Ok(_) => (bn.name().to_owned(), false),
+                Err(e) if name.starts_with(names::RECOVERY_PREFIX.as_bytes()) && e == rustix::io::Errno::NOENT => {
+                    (names::find_recovery(&pnode.fd, name)?, true)
+                }
+                Err(e) => return Err(e.into()),
+            },
+            Err(e) => return Err(e),
+        };
+        let node = self.attach(&pnode, &pkey, &cipher, name, unreadable)?;
+        self.attr_of(&node)
+    }
+
+    /// Gives a new entry to its creator, keeping a setgid parent's group.
+    fn own(&self, dirfd: &impl AsFd, name: &str, who: Caller, mode: u32, kind: Kind) -> FsResult<()> {
+        let pst = rustix::fs::fstat(dirfd)?;
+        let gid = if pst.st_mode & libc::S_ISGID != 0 { None } else { Some(Gid::from_raw(who.gid)) };
+        rustix::fs::chownat(dirfd, name, Some(Uid::from_raw(who.uid)), gid, AtFlags::SYMLINK_NOFOLLOW)?;
+        // chown clears set-id bits; restore what the creator asked for.
+        if mode & (libc::S_ISUID | libc::S_ISGID) != 0 && kind != Kind::Symlink {
+            rustix::fs::chmodat(dirfd, name, Mode::from_raw_mode(mode & 0o7777), AtFlags::empty())?;
+        }
+        Ok(())
+    }
+
+    fn begin_create<'a>(&self, pnode: &'a Node, pkey: &DirKey, name: &[u8]) -> FsResult<(BackingName, MutexGuard<'a, ()>)> {
+        self.check_writable()?;
+        let bn = BackingName::encode(pkey, name)?;
+        let guard = lock(&pnode.entries_lock);
+        bn.write_record(&pnode.fd)?;
+        Ok((bn, guard))
+    }
+
+    pub fn create(&self, parent: u64, name: &[u8], mode: u32, flags: i32, who: Caller) -> FsResult<(Attr, u64)> {
+        let (pnode, pkey) = self.dir_node(parent)?;
+        let (bn, _g) = self.begin_create(&pnode, &pkey, name)?;
+        let mode = mode & !who.umask & 0o7777;
+        let acc = flags & libc::O_ACCMODE;
+        let fd = rustix::fs::openat(
+            &pnode.fd,
+            bn.name(),
+            OFlags::CREATE | OFlags::EXCL | OFlags::RDWR | OFlags::CLOEXEC | OFlags::NOFOLLOW,
+            Mode::from_raw_mode(mode),
+        );
+        let fd = match fd {
+            Ok(fd) => fd,
+            Err(e) => return Err(e.into()),
+        };
+        let _ = acc;
+        if let Err(e) = self.own(&pnode.fd, bn.name(), who, mode, Kind::File) {
+            let _ = rustix::fs::unlinkat(&pnode.fd, bn.name(), AtFlags::empty());
+            return Err(e);
+        }
+        let node = self.attach(&pnode, &pkey, bn.name(), name, false)?;
+        let fh = self.install_handle(node.clone(), std::fs::File::from(fd))?;
+        Ok((self.attr_of(&node)?, fh))
+    }
+
+    pub fn mknod(&self, parent: u64, name: &[u8], mode: u32, rdev: u64, who: Caller) -> FsResult<Attr> {
+        let (pnode, pkey) = self.dir_node(parent)?;
+        let (bn, _g) = self.begin_create(&pnode, &pkey, name)?;
+        let kind = Kind::from_mode(mode);
+        let perm = mode & !who.umask & 0o7777;
+        let ft = rustix::fs::FileType::from_raw_mode(mode);
+        if kind == Kind::File {
+            let fd = rustix::fs::openat(&pnode.fd, bn.name(), OFlags::CREATE | OFlags::EXCL | OFlags::WRONLY | OFlags::CLOEXEC, Mode::from_raw_mode(perm))?;
+            drop(fd);
+        } else {
+            rustix::fs::mknodat(&pnode.fd, bn.name(), ft, Mode::from_raw_mode(perm), rdev)?;
+        }
+        self.own(&pnode.fd, bn.name(), who, perm, kind)?;
+        let node = self.attach(&pnode, &pkey, bn.name(), name, false)?;
+        self.attr_of(&node)
+    }
+
+    pub fn mkdir(&self, parent: u64, name: &[u8], mode: u32, who: Caller) -> FsResult<Attr> {
+        let (pnode, pkey) = self.dir_node(parent)?;
+        let (bn, _g) = self.begin_create(&pnode, &pkey, name)?;
+        let perm = mode & !who.umask & 0o7777;
+        rustix::fs::mkdirat(&pnode.fd, bn.name(), Mode::from_raw_mode(perm))?;
+        let made = (|| -> FsResult<()> {
+            let (_key, meta) = self.keys.create_dir(&pkey).map_err(|_| Errno::EIO)?;
+            let dfd = rustix::fs::openat(&pnode.fd, bn.name(), OFlags::PATH | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC, Mode::empty())?;
+            // The key must be durable before any child depends on it.
+            write_small_atomic(&dfd, DIR_META_NAME, &meta)?;
+            rustix::fs::chownat(&dfd, DIR_META_NAME, Some(Uid::ROOT), Some(Gid::ROOT), AtFlags::empty())?;
+            self.own(&pnode.fd, bn.name(), who, perm | libc::S_IFDIR, Kind::Dir)
+        })();
+        if let Err(e) = made {
+            let _ = rustix::fs::unlinkat(&pnode.fd, format!("{}/{DIR_META_NAME}", bn.name()).as_str(), AtFlags::empty());
+            let _ = rustix::fs::unlinkat(&pnode.fd, bn.name(), AtFlags::REMOVEDIR);
+            return Err(e);
+        }
+        let node = self.attach(&pnode, &pkey, bn.name(), name, false)?;
+        self.attr_of(&node)
+    }
+
+    pub fn symlink(&self, parent: u64, name: &[u8], target: &[u8], who: Caller) -> FsResult<Attr> {
+        let (pnode, pkey) = self.dir_node(parent)?;
+        let enc = pkey.encrypt_symlink(target).map_err(|_| Errno::EIO)?;
+        if enc.len() >= libc::PATH_MAX as usize {
+            return Err(Errno::ENAMETOOLONG);
+        }
+        let (bn, _g) = self.begin_create(&pnode, &pkey, name)?;
+        rustix::fs::symlinkat(enc.as_str(), &pnode.fd, bn.name())?;
+        self.own(&pnode.fd, bn.name(), who, 0o777, Kind::Symlink)?;
+        let node = self.attach(&pnode, &pkey, bn.name(), name, false)?;
+        self.attr_of(&node)
+    }
+
+    pub fn readlink(&self, ino: u64) -> FsResult<Vec<u8>> {
+        let node = self.node(ino)?;
+        if node.kind != Kind::Symlink {
+            return Err(Errno::EINVAL);
+        }
+        let (_, pkey) = self.dir_node(node.parent())?;
+        let raw = rustix::fs::readlinkat(&node.fd, "", Vec::new())?;
+        pkey.decrypt_symlink(raw.as_bytes())
+            .map_err(|_| self.integrity(ino, "symlink target failed authentication"))
+    }
+
+    pub fn unlink(&self, parent: u64, name: &[u8]) -> FsResult<()> {
+        self.remove(parent, name, false)
+    }
+
+    pub fn rmdir(&self, parent: u64, name: &[u8]) -> FsResult<()> {
+        self.remove(parent, name, true)
+    }
+
+    fn remove(&self, parent: u64, name: &[u8], dir: bool) -> FsResult<()> {
+        self.check_writable()?;
+        let (pnode, pkey) = self.dir_node(parent)?;
+        let bn = self.resolve(&pnode, &pkey, name)?;
+        let _g = lock(&pnode.entries_lock);
+        if dir {
+            self.remove_dir_entry(&pnode.fd, &bn)?;
+        } else {
+            let st = rustix::fs::statat(&pnode.fd, bn.name(), AtFlags::SYMLINK_NOFOLLOW)?;
+            if Kind::from_mode(st.st_mode) == Kind::Dir {
+                return Err(Errno::EISDIR);
+            }
+            rustix::fs::unlinkat(&pnode.fd, bn.name(), AtFlags::empty())?;
+        }
+        bn.remove_record(&pnode.fd);
+        Ok(())
+    }
+
+    /// Backing name for `name`, recovery names included (so damaged entries
+    /// can still be deleted).
+    fn resolve(&self, pnode: &Node, pkey: &DirKey, name: &[u8]) -> FsResult<BackingName> {
+        let bn = BackingName::encode(pkey, name)?;
+        if name.starts_with(names::RECOVERY_PREFIX.as_bytes())
+            && rustix::fs::statat(&pnode.fd, bn.name(), AtFlags::SYMLINK_NOFOLLOW).is_err()
+        {
+            return Ok(BackingName::Short(names::find_recovery(&pnode.fd, name)?));
+        }
+        Ok(bn)
+    }
+
+    /// Removes an empty directory: its metadata first, then the directory;
+    /// the metadata is restored if the directory turns out not to be empty.
+    fn remove_dir_entry(&self, pfd: &impl AsFd, bn: &BackingName) -> FsResult<()> {
+        let dfd = rustix::fs::openat(pfd, bn.name(), OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC, Mode::empty())?;
+        let mut d = rustix::fs::Dir::read_from(&dfd)?;
+        while let Some(e) = d.next() {
+            let e = e?;
+            let n = e.file_name().to_bytes();
+            if n != b"." && n != b".." && n != DIR_META_NAME.as_bytes() {
+                return Err(Errno::ENOTEMPTY);
+            }
+        }
+        let meta = read_small(&dfd, DIR_META_NAME, DIR_META_LEN).ok();
+        let _ = rustix::fs::unlinkat(&dfd, DIR_META_NAME, AtFlags::empty());
+        if let Err(e) = rustix::fs::unlinkat(pfd, bn.name(), AtFlags::REMOVEDIR) {
+            if let Some(m) = meta {
+                let _ = write_small_atomic(&dfd, DIR_META_NAME, &m);
+            }
+            return Err(e.into());
+        }
+        Ok(())
+    }
+
+    pub fn link(&self, ino: u64, newparent: u64, newname: &[u8]) -> FsResult<Attr> {
+        let node = self.node(ino)?;
+        if node.kind == Kind::Dir {
+            return Err(Errno::EPERM);
+        }
+        // A file's DEK is wrapped under its directory's key, so a hard link
+        // into another directory could not be opened there (fscrypt does the same).
+        if node.parent() != newparent && matches!(node.kind, Kind::File | Kind::Symlink) {
+            return Err(Errno::EXDEV);
+        }
+        let (pnode, pkey) = self.dir_node(newparent)?;
+        let (bn, _g) = self.begin_create(&pnode, &pkey, newname)?;
+        rustix::fs::linkat(&node.fd, "", &pnode.fd, bn.name(), AtFlags::EMPTY_PATH)?;
+        let n = self.attach(&pnode, &pkey, bn.name(), newname, false)?;
+        self.attr_of(&n)
+    }
+
+    pub fn rename(&self, parent: u64, name: &[u8], newparent: u64, newname: &[u8], flags: u32) -> FsResult<()> {
+        self.check_writable()?;
+        let (pnode, pkey) = self.dir_node(parent)?;
+        let (npnode, npkey) = self.dir_node(newparent)?;
+        let src = self.resolve(&pnode, &pkey, name)?;
+        let dst = BackingName::encode(&npkey, newname)?;
+        let (_g1, _g2) = if parent == newparent {
+            (lock(&pnode.entries_lock), None)
+        } else if parent < newparent {
+            let a = lock(&pnode.entries_lock);
+            (a, Some(lock(&npnode.entries_lock)))
+        } else {
+            let b = lock(&npnode.entries_lock);
+            (lock(&pnode.entries_lock), Some(b))
+        };
+        let rflags = RenameFlags::from_bits_truncate(flags);
+        let st = rustix::fs::statat(&pnode.fd, src.name(), AtFlags::SYMLINK_NOFOLLOW)?;
+        let kind = Kind::from_mode(st.st_mode);
+        if parent != newparent && rflags.contains(RenameFlags::EXCHANGE) {
+            return Err(Errno::EXDEV);
+        }
+        // An empty target directory still holds its metadata file.
+        if !rflags.intersects(RenameFlags::EXCHANGE | RenameFlags::NOREPLACE) {
+            if let Ok(tst) = rustix::fs::statat(&npnode.fd, dst.name(), AtFlags::SYMLINK_NOFOLLOW) {
+                let tkind = Kind::from_mode(tst.st_mode);
+                if tkind == Kind::Dir && kind == Kind::Dir {
+                    if tst.st_ino == st.st_ino {
+                        return Ok(());
+                    }
+                    self.remove_dir_entry(&npnode.fd, &dst)?;
+                }
+            }
+        }
+        dst.write_record(&npnode.fd)?;
+        let moved = self.nodes_for(&pnode, src.name(), st.st_ino);
+        if parent != newparent {
+            self.move_across(&pnode, &pkey, &npnode, &npkey, &src, &dst, kind, &st, moved.as_deref())?;
+        } else {
+            rustix::fs::renameat_with(&pnode.fd, src.name(), &npnode.fd, dst.name(), rflags)?;
+        }
+        if src.name() != dst.name() || parent != newparent {
+            src.remove_record(&pnode.fd);
+        }
+        if let Some(n) = moved {
+            n.set_location(Location { parent: newparent, cipher_name: dst.name().to_owned(), plain_name: newname.to_vec() });
+        }
+        Ok(())
+    }
+
+    fn nodes_for(&self, _pnode: &Node, _cipher: &str, backing_ino: u64) -> Option<Arc<Node>> {
+        self.nodes.get(self.fuse_ino(backing_ino)).ok()
+    }
+
+    /// A cross-directory move rewraps whatever is keyed to the parent: the
+    /// file header or the directory key (two-slot, so a crash anywhere keeps
+    /// it readable), or a symlink target (recreated under the new key).
+    #[allow(clippy::too_many_arguments)]
+    fn move_across(
+        &self,
+        pnode: &Node,
+        pkey: &DirKey,
+        npnode: &Node,
+        npkey: &DirKey,
+        src: &BackingName,
+        dst: &BackingName,
+        kind: Kind,
+        st: &rustix::fs::Stat,
+        moved: Option<&Node>,
+    ) -> FsResult<()> {
+        match kind {
+            Kind::File if st.st_nlink > 1 => Err(Errno::EXDEV),
+            Kind::File => {
+                let fd = rustix::fs::openat(&pnode.fd, src.name(), OFlags::RDWR | OFlags::NOFOLLOW | OFlags::CLOEXEC, Mode::empty())?;
+                let f = std::fs::File::from(fd);
+                let mut io_guard = moved.map(|n| n.io.write().unwrap_or_else(|e| e.into_inner()));
+                if f.metadata()?.len() == 0 {
+                    rustix::fs::renameat(&pnode.fd, src.name(), &npnode.fd, dst.name())?;
+                    return Ok(());
+                }
+                let mut h = [0u8; crate::format::HEADER_LEN];
+                f.read_exact_at(&mut h, 0)?;
+                let fk = self.keys.open_file(pkey, &h).map_err(|e| {
+                    log::error!("integrity error: moving file {}: header: {e}", String::from_utf8_lossy(src.name().as_bytes()));
+                    Errno::EIO
+                })?;
+                let (both, fin) = self.keys.rewrap_file_move(&fk, pkey, npkey, &h).map_err(|_| Errno::EIO)?;
+                f.write_all_at(&both, 0)?;
+                f.sync_data()?;
+                rustix::fs::renameat(&pnode.fd, src.name(), &npnode.fd, dst.name())?;
+                f.write_all_at(&fin, 0)?;
+                if let Some(g) = io_guard.as_mut() {
+                    if g.is_loaded() {
+                        g.set_header(fin);
+                    }
+                }
+                Ok(())
+            }
+            Kind::Dir => {
+                let dfd = rustix::fs::openat(&pnode.fd, src.name(), OFlags::PATH | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC, Mode::empty())?;
+                let meta = read_small(&dfd, DIR_META_NAME, DIR_META_LEN)?;
+                let dkey = self.keys.open_dir(pkey, &meta).map_err(|_| Errno::EIO)?;
+                let (both, fin) = self.keys.rewrap_dir_move(&dkey, pkey, npkey, &meta).map_err(|_| Errno::EIO)?;
+                write_small_atomic(&dfd, DIR_META_NAME, &both)?;
+                rustix::fs::renameat(&pnode.fd, src.name(), &npnode.fd, dst.name())?;
+                write_small_atomic(&dfd, DIR_META_NAME, &fin)?;
+                Ok(())
+            }
+            Kind::Symlink => {
+                let raw = rustix::fs::readlinkat(&pnode.fd, src.name(), Vec::new())?;
+                let target = pkey.decrypt_symlink(raw.as_bytes()).map_err(|_| Errno::EIO)?;
+                let enc = npkey.encrypt_symlink(&target).map_err(|_| Errno::EIO)?;
+                let tmp = format!("dekfs.tmp.{}", std::process::id());
+                let _ = rustix::fs::unlinkat(&npnode.fd, tmp.as_str(), AtFlags::empty());
+                rustix::fs::symlinkat(enc.as_str(), &npnode.fd, tmp.as_str())?;
+                rustix::fs::chownat(&npnode.fd, tmp.as_str(), Some(Uid::from_raw(st.st_uid)), Some(Gid::from_raw(st.st_gid)), AtFlags::SYMLINK_NOFOLLOW)?;
+                rustix::fs::renameat(&npnode.fd, tmp.as_str(), &npnode.fd, dst.name())?;
+                rustix::fs::unlinkat(&pnode.fd, src.name(), AtFlags::empty())?;
+                Ok(())
+            }
+            _ => Ok(rustix::fs::renameat(&pnode.fd, src.name(), &npnode.fd, dst.name())?),
+        }
+    }
+
+    pub fn opendir(&self, ino: u64) -> FsResult<u64> {
+        let (node, key) = self.dir_node(ino)?;
+        let entries = names::list(&key, &node.fd, |cipher| {
+            log::error!("integrity error: {}: entry name {cipher} failed authentication", self.plain_path(ino));
+        })?;
+        let fh = self.new_fh();
+        lock(&self.dirs).insert(fh, Arc::new(OpenDir { entries }));
+        Ok(fh)
+    }
+
+    pub fn readdir_entries(&self, fh: u64) -> FsResult<Arc<OpenDir>> {
+        lock(&self.dirs).get(&fh).cloned().ok_or(Errno::EBADF)
+    }
+
+    pub fn releasedir(&self, fh: u64) {
+        lock(&self.dirs).remove(&fh);
+    }
+}

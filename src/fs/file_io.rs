@@ -1,0 +1,293 @@
+//! Encrypted content I/O for one regular file: block-granular read, write,
+//! extend and truncate over the backing file. It must not resolve names or
+//! touch directories; callers hold the node's `io` lock (read for reads,
+//! write for everything that changes bytes).
+
+use super::Errno;
+use crate::crypto::{fill_random, DirKey, FileKey, VolumeKeys, BLOCK_OVERHEAD, BLOCK_SIZE, CIPHER_BLOCK_SIZE};
+use crate::format::{plain_size, HEADER_LEN};
+use std::fs::File;
+use std::os::unix::fs::FileExt;
+use std::sync::Arc;
+
+const BS: u64 = BLOCK_SIZE as u64;
+const CBS: u64 = CIPHER_BLOCK_SIZE as u64;
+const HL: u64 = HEADER_LEN as u64;
+/// Block encryptions one DEK may perform with random 96-bit nonces before it
+/// must be rolled: 2^31, half of NIST SP 800-38D's 2^32 bound, as margin.
+pub const NONCE_LIMIT: u64 = 1 << 31;
+/// Largest zero-fill written in one go when a file is extended.
+const FILL_CHUNK_BLOCKS: u64 = 256;
+
+/// What went wrong, for the caller to log with the file's path.
+pub enum IoError {
+    Sys(Errno),
+    Integrity(String),
+}
+
+impl From<Errno> for IoError {
+    fn from(e: Errno) -> Self {
+        IoError::Sys(e)
+    }
+}
+impl From<std::io::Error> for IoError {
+    fn from(e: std::io::Error) -> Self {
+        IoError::Sys(e.into())
+    }
+}
+
+pub type IoResult<T> = Result<T, IoError>;
+
+#[derive(Default)]
+pub struct FileIo {
+    loaded: bool,
+    key: Option<Arc<FileKey>>,
+    header: Option<[u8; HEADER_LEN]>,
+    csize: u64,
+    /// `nonce_reserved` as persisted in the header.
+    reserved: u64,
+    /// Encryptions we may still do before persisting a bigger reservation.
+    budget: u64,
+    /// Size of the last reservation step; doubles while a session writes.
+    step: u64,
+}
+
+impl FileIo {
+    pub fn is_loaded(&self) -> bool {
+        self.loaded
+    }
+
+    /// Reads the header and size. A previous session may have used its whole
+    /// reservation, so this session starts with no budget.
+    pub fn load(&mut self, f: &File, keys: &VolumeKeys, dir: &DirKey) -> IoResult<()> {
+        let csize = f.metadata()?.len();
+        self.csize = csize;
+        self.key = None;
+        self.header = None;
+        self.budget = 0;
+        self.step = 0;
+        if csize > 0 {
+            plain_size(csize).map_err(|_| IoError::Integrity(format!("impossible ciphertext size {csize}")))?;
+            let mut h = [0u8; HEADER_LEN];
+            f.read_exact_at(&mut h, 0)?;
+            let key = keys.open_file(dir, &h).map_err(|e| IoError::Integrity(format!("header: {e}")))?;
+            self.reserved = key.nonce_reserved();
+            self.key = Some(Arc::new(key));
+            self.header = Some(h);
+        }
+        self.loaded = true;
+        Ok(())
+    }
+
+    /// Drops the DEK (zeroized by its type) once no handle needs it.
+    pub fn unload(&mut self) {
+        *self = FileIo::default();
+    }
+
+    pub fn plain_len(&self) -> IoResult<u64> {
+        plain_size(self.csize).map_err(|_| IoError::Integrity(format!("impossible ciphertext size {}", self.csize)))
+    }
+
+    pub fn key(&self) -> Option<&Arc<FileKey>> {
+        self.key.as_ref()
+    }
+
+    pub fn header(&self) -> Option<&[u8; HEADER_LEN]> {
+        self.header.as_ref()
+    }
+
+    /// Installs a rewrapped header (after a move) without touching the DEK.
+    pub fn set_header(&mut self, h: [u8; HEADER_LEN]) {
+        self.header = Some(h);
+    }
+
+    /// Gives an empty file its header (and so its DEK) on first need.
+    pub fn ensure_header(&mut self, f: &File, keys: &VolumeKeys, dir: &DirKey) -> IoResult<Arc<FileKey>> {
+        if let Some(k) = &self.key {
+            return Ok(k.clone());
+        }
+        let (key, header) = keys.create_file(dir).map_err(|_| IoError::Sys(Errno::EIO))?;
+        f.write_all_at(&header, 0)?;
+        self.csize = self.csize.max(HL);
+        self.reserved = key.nonce_reserved();
+        self.budget = self.reserved;
+        self.step = self.reserved;
+        let key = Arc::new(key);
+        self.key = Some(key.clone());
+        self.header = Some(header);
+        Ok(key)
+    }
+
+    /// Makes sure `n` more block encryptions fit the persisted reservation.
+    fn reserve(&mut self, f: &File, n: u64) -> IoResult<()> {
+        if n <= self.budget {
+            self.budget -= n;
+            return Ok(());
+        }
+        let (Some(key), Some(h)) = (&self.key, &self.header) else {
+            return Err(IoError::Sys(Errno::EIO));
+        };
+        self.step = (self.step * 2).clamp(1024, 1 << 20).max(n);
+        let new_reserved = self.reserved.saturating_add(self.step);
+        if new_reserved > NONCE_LIMIT {
+            return Err(IoError::Integrity("DEK usage limit reached: the file needs a data rekey".into()));
+        }
+        let nh = key.header_with_reservation(h, new_reserved).map_err(|_| IoError::Sys(Errno::EIO))?;
+        // Only the fixed part and its MAC change; the key slots stay untouched.
+        f.write_all_at(&nh[..72], 0)?;
+        self.header = Some(nh);
+        self.reserved = new_reserved;
+        self.budget = self.step - n;
+        Ok(())
+    }
+
+    /// Decrypts block `idx` (its stored length follows from the file size).
+    fn read_block(&self, f: &File, key: &FileKey, idx: u64, out: &mut [u8]) -> IoResult<usize> {
+        let off = HL + idx * CBS;
+        let len = (self.csize.saturating_sub(off)).min(CBS) as usize;
+        if len <= BLOCK_OVERHEAD {
+            return Ok(0);
+        }
+        let mut buf = vec![0u8; len];
+        f.read_exact_at(&mut buf, off)?;
+        key.open_block(idx, &buf, out)
+            .map_err(|_| IoError::Integrity(format!("block {idx} failed authentication")))
+    }
+
+    pub fn read(&self, f: &File, off: u64, size: u32) -> IoResult<Vec<u8>> {
+        let plen = self.plain_len()?;
+        if off >= plen || size == 0 {
+            return Ok(Vec::new());
+        }
+        let end = (off + size as u64).min(plen);
+        let Some(key) = &self.key else {
+            return Err(IoError::Integrity("content without a header".into()));
+        };
+        let (first, last) = (off / BS, (end - 1) / BS);
+        let coff = HL + first * CBS;
+        let clen = (HL + (last + 1) * CBS).min(self.csize) - coff;
+        let mut cbuf = vec![0u8; clen as usize];
+        f.read_exact_at(&mut cbuf, coff)?;
+        let mut plain = vec![0u8; ((last - first + 1) * BS) as usize];
+        let mut filled = 0usize;
+        for (i, chunk) in cbuf.chunks(CIPHER_BLOCK_SIZE).enumerate() {
+            let idx = first + i as u64;
+            let n = key
+                .open_block(idx, chunk, &mut plain[i * BLOCK_SIZE..])
+                .map_err(|_| IoError::Integrity(format!("block {idx} failed authentication")))?;
+            filled = i * BLOCK_SIZE + n;
+        }
+        let start = (off - first * BS) as usize;
+        let stop = ((end - first * BS) as usize).min(filled);
+        Ok(plain.get(start..stop).unwrap_or_default().to_vec())
+    }
+
+    /// Seals consecutive plaintext blocks starting at block `first` and
+    /// writes them with one pwrite.
+    fn write_blocks(&mut self, f: &File, key: &FileKey, first: u64, plain: &[u8]) -> IoResult<()> {
+        let n = plain.len().div_ceil(BLOCK_SIZE);
+        self.reserve(f, n as u64)?;
+        let mut nonces = vec![0u8; n * 12];
+        fill_random(&mut nonces).map_err(|_| IoError::Sys(Errno::EIO))?;
+        let mut out = vec![0u8; plain.len() + n * BLOCK_OVERHEAD];
+        let mut o = 0;
+        for (i, chunk) in plain.chunks(BLOCK_SIZE).enumerate() {
+            let mut nonce = [0u8; 12];
+            nonce.copy_from_slice(&nonces[i * 12..i * 12 + 12]);
+            key.seal_block(first + i as u64, &nonce, chunk, &mut out[o..o + chunk.len() + BLOCK_OVERHEAD]);
+            o += chunk.len() + BLOCK_OVERHEAD;
+        }
+        let off = HL + first * CBS;
+        f.write_all_at(&out, off)?;
+        self.csize = self.csize.max(off + out.len() as u64);
+        Ok(())
+    }
+
+    pub fn write(&mut self, f: &File, keys: &VolumeKeys, dir: &DirKey, off: u64, data: &[u8]) -> IoResult<usize> {
+        if data.is_empty() {
+            return Ok(0);
+        }
+        let end = off.checked_add(data.len() as u64).ok_or(IoError::Sys(Errno::EFBIG))?;
+        let key = self.ensure_header(f, keys, dir)?;
+        if off > self.plain_len()? {
+            self.extend(f, &key, off)?;
+        }
+        let cur = self.plain_len()?;
+        let new_len = end.max(cur);
+        let (first, last) = (off / BS, (end - 1) / BS);
+        let span_end = ((last + 1) * BS).min(new_len);
+        let mut buf = vec![0u8; (span_end - first * BS) as usize];
+        // Only the first and last blocks can be partially overwritten.
+        if off % BS != 0 && first * BS < cur {
+            let lim = BLOCK_SIZE.min(buf.len());
+            self.read_block(f, &key, first, &mut buf[..lim])?;
+        }
+        // The last block needs its old tail unless the first read covered it.
+        let last_start = ((last - first) * BS) as usize;
+        let covered = last == first && off % BS != 0;
+        if !covered && end < span_end && last * BS < cur {
+            let mut tmp = vec![0u8; BLOCK_SIZE];
+            let n = self.read_block(f, &key, last, &mut tmp)?;
+            let lim = (buf.len() - last_start).min(n);
+            buf[last_start..last_start + lim].copy_from_slice(&tmp[..lim]);
+        }
+        let s = (off - first * BS) as usize;
+        buf[s..s + data.len()].copy_from_slice(data);
+        self.write_blocks(f, &key, first, &buf)?;
+        Ok(data.len())
+    }
+
+    /// Grows the plaintext to `target` with encrypted zeros (no holes on
+    /// disk: an all-zero block must read as tampering, not as a hole).
+    fn extend(&mut self, f: &File, key: &FileKey, target: u64) -> IoResult<()> {
+        let cur = self.plain_len()?;
+        if target <= cur {
+            return Ok(());
+        }
+        let mut pos = cur;
+        if cur % BS != 0 {
+            let idx = cur / BS;
+            let mut blk = vec![0u8; BLOCK_SIZE];
+            self.read_block(f, key, idx, &mut blk)?;
+            let new_len = (target - idx * BS).min(BS) as usize;
+            self.write_blocks(f, key, idx, &blk[..new_len])?;
+            pos = idx * BS + new_len as u64;
+        }
+        let zeros = vec![0u8; (FILL_CHUNK_BLOCKS * BS) as usize];
+        while pos < target {
+            let n = (target - pos).min(FILL_CHUNK_BLOCKS * BS) as usize;
+            self.write_blocks(f, key, pos / BS, &zeros[..n])?;
+            pos += n as u64;
+        }
+        Ok(())
+    }
+
+    pub fn truncate(&mut self, f: &File, keys: &VolumeKeys, dir: &DirKey, size: u64) -> IoResult<()> {
+        let cur = self.plain_len()?;
+        if size == cur {
+            return Ok(());
+        }
+        if size > cur {
+            let key = self.ensure_header(f, keys, dir)?;
+            return self.extend(f, &key, size);
+        }
+        let Some(key) = self.key.clone() else {
+            return Ok(());
+        };
+        let idx = size / BS;
+        let keep = (size % BS) as usize;
+        let mut blk = vec![0u8; BLOCK_SIZE];
+        if keep > 0 {
+            self.read_block(f, &key, idx, &mut blk)?;
+        }
+        // Cut at the block start first: a crash then loses at most the tail
+        // of one block instead of leaving a torn block behind.
+        let cut = HL + idx * CBS;
+        f.set_len(cut)?;
+        self.csize = cut;
+        if keep > 0 {
+            self.write_blocks(f, &key, idx, &blk[..keep])?;
+        }
+        Ok(())
+    }
+}

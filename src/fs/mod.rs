@@ -1,0 +1,255 @@
+//! Protocol-neutral filesystem core: the plaintext view of a cipher directory,
+//! driven by the FUSE adapter (or by tests without a mount). It must not know
+//! about FUSE types, and it never logs key material or plaintext contents.
+
+mod attr;
+mod dir_ops;
+pub mod file_io;
+mod names;
+mod open_ops;
+pub mod node;
+mod xattr;
+
+pub use attr::{Attr, SetAttr, StatFs, TimeSet};
+pub use names::RECOVERY_PREFIX;
+pub use node::{Kind, ROOT_INO};
+
+use crate::crypto::{DirKey, VolumeKeys};
+use crate::format::DIR_META_NAME;
+use node::{Location, Node, NodeTable};
+use rustix::fs::{AtFlags, Mode, OFlags};
+use std::collections::HashMap;
+use std::fs::File;
+use std::os::fd::{AsFd, OwnedFd};
+use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+
+/// An errno value; the only error type the core hands to adapters.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Errno(pub i32);
+
+impl Errno {
+    pub const EIO: Errno = Errno(libc::EIO);
+    pub const ENOENT: Errno = Errno(libc::ENOENT);
+    pub const ENOTDIR: Errno = Errno(libc::ENOTDIR);
+    pub const EISDIR: Errno = Errno(libc::EISDIR);
+    pub const EINVAL: Errno = Errno(libc::EINVAL);
+    pub const ESTALE: Errno = Errno(libc::ESTALE);
+    pub const EXDEV: Errno = Errno(libc::EXDEV);
+    pub const EPERM: Errno = Errno(libc::EPERM);
+    pub const ENOTEMPTY: Errno = Errno(libc::ENOTEMPTY);
+    pub const ENAMETOOLONG: Errno = Errno(libc::ENAMETOOLONG);
+    pub const ENODATA: Errno = Errno(libc::ENODATA);
+    pub const EOPNOTSUPP: Errno = Errno(libc::EOPNOTSUPP);
+    pub const ERANGE: Errno = Errno(libc::ERANGE);
+    pub const EBADF: Errno = Errno(libc::EBADF);
+    pub const EFBIG: Errno = Errno(libc::EFBIG);
+    pub const EEXIST: Errno = Errno(libc::EEXIST);
+}
+
+impl From<rustix::io::Errno> for Errno {
+    fn from(e: rustix::io::Errno) -> Self {
+        Errno(e.raw_os_error())
+    }
+}
+
+impl From<std::io::Error> for Errno {
+    fn from(e: std::io::Error) -> Self {
+        Errno(e.raw_os_error().unwrap_or(libc::EIO))
+    }
+}
+
+pub type FsResult<T> = Result<T, Errno>;
+
+/// Who is asking: new entries are owned by the caller.
+#[derive(Clone, Copy, Debug)]
+pub struct Caller {
+    pub uid: u32,
+    pub gid: u32,
+    pub umask: u32,
+}
+
+pub struct OpenFile {
+    pub node: Arc<Node>,
+    pub file: File,
+}
+
+pub struct OpenDir {
+    pub entries: Vec<names::DirEntry>,
+}
+
+pub struct CoreFs {
+    keys: Arc<VolumeKeys>,
+    root_backing_ino: u64,
+    nodes: NodeTable,
+    files: Mutex<HashMap<u64, Arc<OpenFile>>>,
+    dirs: Mutex<HashMap<u64, Arc<OpenDir>>>,
+    next_fh: AtomicU64,
+    proc_fd: OwnedFd,
+    read_only: bool,
+}
+
+impl CoreFs {
+    /// Opens the cipher directory root with an already unlocked volume.
+    pub fn new(cipherdir: &Path, keys: Arc<VolumeKeys>, read_only: bool) -> Result<CoreFs, String> {
+        let root_fd = rustix::fs::open(
+            cipherdir,
+            OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC,
+            Mode::empty(),
+        )
+        .map_err(|e| format!("cannot open {}: {e}", cipherdir.display()))?;
+        let st = rustix::fs::fstat(&root_fd).map_err(|e| format!("stat root: {e}"))?;
+        let meta = read_small(&root_fd, DIR_META_NAME, crate::format::DIR_META_LEN)
+            .map_err(|e| format!("cannot read root {DIR_META_NAME}: errno {}", e.0))?;
+        let root_key = keys
+            .open_root_dir(&meta)
+            .map_err(|e| format!("root directory key: {e}"))?;
+        let proc_fd = rustix::fs::open(
+            "/proc/self/fd",
+            OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC,
+            Mode::empty(),
+        )
+        .map_err(|e| format!("/proc/self/fd: {e}"))?;
+        let nodes = NodeTable::default();
+        let loc = Location { parent: ROOT_INO, cipher_name: String::new(), plain_name: Vec::new() };
+        nodes.insert_root(Node::new(ROOT_INO, Kind::Dir, root_fd, loc, Some(Arc::new(root_key)), false));
+        Ok(CoreFs {
+            keys,
+            root_backing_ino: st.st_ino,
+            nodes,
+            files: Mutex::new(HashMap::new()),
+            dirs: Mutex::new(HashMap::new()),
+            next_fh: AtomicU64::new(1),
+            proc_fd,
+            read_only,
+        })
+    }
+
+    /// Backing inode numbers are stable and pinned by our O_PATH descriptors;
+    /// only the root and a backing inode 1 swap places.
+    fn fuse_ino(&self, backing: u64) -> u64 {
+        if backing == self.root_backing_ino {
+            ROOT_INO
+        } else if backing == ROOT_INO {
+            self.root_backing_ino
+        } else {
+            backing
+        }
+    }
+
+    /// Inode number readdir reports for a backing entry (same as lookup's).
+    pub fn fuse_ino_pub(&self, backing: u64) -> u64 {
+        self.fuse_ino(backing)
+    }
+
+    pub fn forget(&self, ino: u64, n: u64) {
+        self.nodes.forget(ino, n);
+    }
+
+    pub fn node_count(&self) -> usize {
+        self.nodes.len()
+    }
+
+    fn node(&self, ino: u64) -> FsResult<Arc<Node>> {
+        self.nodes.get(ino)
+    }
+
+    fn dir_node(&self, ino: u64) -> FsResult<(Arc<Node>, Arc<DirKey>)> {
+        let n = self.node(ino)?;
+        let k = n.dir_key()?.clone();
+        Ok((n, k))
+    }
+
+    fn check_writable(&self) -> FsResult<()> {
+        if self.read_only {
+            Err(Errno(libc::EROFS))
+        } else {
+            Ok(())
+        }
+    }
+
+    /// "/a/b/c" for log lines; best effort (a forgotten ancestor shows as "?").
+    pub fn plain_path(&self, ino: u64) -> String {
+        let mut parts: Vec<String> = Vec::new();
+        let mut cur = ino;
+        for _ in 0..4096 {
+            if cur == ROOT_INO {
+                break;
+            }
+            match self.nodes.get(cur) {
+                Ok(n) => {
+                    let loc = n.location();
+                    parts.push(String::from_utf8_lossy(&loc.plain_name).into_owned());
+                    cur = loc.parent;
+                }
+                Err(_) => {
+                    parts.push("?".into());
+                    break;
+                }
+            }
+        }
+        parts.reverse();
+        format!("/{}", parts.join("/"))
+    }
+
+    /// One log line per integrity failure, naming the file; the only place
+    /// the core reports tampering.
+    fn integrity(&self, ino: u64, what: &str) -> Errno {
+        log::error!("integrity error: {}: {what}", self.plain_path(ino));
+        Errno::EIO
+    }
+
+    /// Reopens a node's O_PATH descriptor for I/O through /proc/self/fd, the
+    /// only race-free way to open an inode we hold by descriptor.
+    fn reopen(&self, node: &Node, flags: OFlags) -> FsResult<File> {
+        use std::os::fd::AsRawFd;
+        let name = node.fd.as_raw_fd().to_string();
+        let fd = rustix::fs::openat(&self.proc_fd, name.as_str(), flags | OFlags::CLOEXEC, Mode::empty())?;
+        Ok(File::from(fd))
+    }
+
+    fn proc_path(&self, node: &Node) -> String {
+        use std::os::fd::AsRawFd;
+        format!("/proc/self/fd/{}", node.fd.as_raw_fd())
+    }
+
+    fn new_fh(&self) -> u64 {
+        self.next_fh.fetch_add(1, Ordering::Relaxed)
+    }
+
+    fn stat_node(&self, node: &Node) -> FsResult<rustix::fs::Stat> {
+        Ok(rustix::fs::statat(&node.fd, "", AtFlags::EMPTY_PATH | AtFlags::SYMLINK_NOFOLLOW)?)
+    }
+}
+
+/// Reads a small metadata file (dir meta, long-name record) relative to a
+/// directory descriptor, refusing anything larger than `max`.
+fn read_small(dir: &impl AsFd, name: &str, max: usize) -> FsResult<Vec<u8>> {
+    use std::io::Read;
+    let fd = rustix::fs::openat(dir, name, OFlags::RDONLY | OFlags::CLOEXEC | OFlags::NOFOLLOW, Mode::empty())?;
+    let mut buf = Vec::with_capacity(max);
+    File::from(fd).take(max as u64 + 1).read_to_end(&mut buf)?;
+    if buf.len() > max {
+        return Err(Errno::EIO);
+    }
+    Ok(buf)
+}
+
+/// Writes a small file durably and atomically: temp name, fsync, rename.
+fn write_small_atomic(dir: &impl AsFd, name: &str, data: &[u8]) -> FsResult<()> {
+    use std::io::Write;
+    let tmp = format!("{name}.tmp");
+    let fd = rustix::fs::openat(
+        dir,
+        tmp.as_str(),
+        OFlags::WRONLY | OFlags::CREATE | OFlags::TRUNC | OFlags::CLOEXEC | OFlags::NOFOLLOW,
+        Mode::from_raw_mode(0o600),
+    )?;
+    let mut f = File::from(fd);
+    f.write_all(data)?;
+    f.sync_all()?;
+    drop(f);
+    rustix::fs::renameat(dir, tmp.as_str(), dir, name)?;
+    Ok(())
+}

@@ -1,0 +1,119 @@
+//! Open files of the core: open, read, write, fsync, fallocate, release. It
+//! must not resolve names; it maps handles to nodes and delegates the bytes
+//! to `FileIo` under the node's lock.
+
+use super::file_io::IoError;
+use super::node::{lock, Kind, Node};
+use super::{CoreFs, Errno, FsResult, OpenFile};
+use rustix::fs::OFlags;
+use std::fs::File;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+
+impl CoreFs {
+    pub(super) fn io_err(&self, ino: u64, e: IoError) -> Errno {
+        match e {
+            IoError::Sys(e) => e,
+            IoError::Integrity(what) => self.integrity(ino, &what),
+        }
+    }
+
+    pub(super) fn open_file(&self, fh: u64) -> FsResult<Arc<OpenFile>> {
+        lock(&self.files).get(&fh).cloned().ok_or(Errno::EBADF)
+    }
+
+    /// Registers an open backing file; the first handle loads header and DEK.
+    pub(super) fn install_handle(&self, node: Arc<Node>, file: File) -> FsResult<u64> {
+        let (_, dkey) = self.dir_node(node.parent())?;
+        {
+            let mut io = node.io.write().unwrap_or_else(|e| e.into_inner());
+            if !io.is_loaded() {
+                io.load(&file, &self.keys, &dkey).map_err(|e| self.io_err(node.ino, e))?;
+            }
+            node.open_handles.fetch_add(1, Ordering::AcqRel);
+        }
+        let fh = self.new_fh();
+        lock(&self.files).insert(fh, Arc::new(OpenFile { node, file }));
+        Ok(fh)
+    }
+
+    pub fn open(&self, ino: u64, flags: i32) -> FsResult<u64> {
+        let node = self.node(ino)?;
+        match node.kind {
+            Kind::File => {}
+            Kind::Dir => return Err(Errno::EISDIR),
+            _ => return Err(Errno::EINVAL),
+        }
+        if node.unreadable {
+            return Err(self.integrity(ino, "entry name failed authentication"));
+        }
+        let writing = flags & libc::O_ACCMODE != libc::O_RDONLY;
+        if writing {
+            self.check_writable()?;
+        }
+        // Read-modify-write of partial blocks needs read access even for
+        // write-only opens; the kernel already checked the caller's rights.
+        let mode = if writing { OFlags::RDWR } else { OFlags::RDONLY };
+        let file = self.reopen(&node, mode)?;
+        self.install_handle(node, file)
+    }
+
+    pub fn read(&self, fh: u64, off: u64, size: u32) -> FsResult<Vec<u8>> {
+        let of = self.open_file(fh)?;
+        let io = of.node.io.read().unwrap_or_else(|e| e.into_inner());
+        io.read(&of.file, off, size).map_err(|e| self.io_err(of.node.ino, e))
+    }
+
+    pub fn write(&self, fh: u64, off: u64, data: &[u8]) -> FsResult<u32> {
+        let of = self.open_file(fh)?;
+        let (_, dkey) = self.dir_node(of.node.parent())?;
+        let mut io = of.node.io.write().unwrap_or_else(|e| e.into_inner());
+        let n = io.write(&of.file, &self.keys, &dkey, off, data).map_err(|e| self.io_err(of.node.ino, e))?;
+        Ok(n as u32)
+    }
+
+    pub fn fsync(&self, fh: u64, datasync: bool) -> FsResult<()> {
+        let of = self.open_file(fh)?;
+        if datasync {
+            of.file.sync_data()?;
+        } else {
+            of.file.sync_all()?;
+        }
+        Ok(())
+    }
+
+    pub fn fsyncdir(&self, ino: u64) -> FsResult<()> {
+        let node = self.node(ino)?;
+        let f = self.reopen(&node, OFlags::RDONLY | OFlags::DIRECTORY)?;
+        f.sync_all()?;
+        Ok(())
+    }
+
+    /// Only plain allocation (mode 0) is supported: it extends with
+    /// encrypted zeros. Punching holes would create unauthenticated zeros.
+    pub fn fallocate(&self, fh: u64, off: u64, len: u64, mode: i32) -> FsResult<()> {
+        if mode != 0 {
+            return Err(Errno::EOPNOTSUPP);
+        }
+        let of = self.open_file(fh)?;
+        let end = off.checked_add(len).ok_or(Errno::EFBIG)?;
+        let (_, dkey) = self.dir_node(of.node.parent())?;
+        let mut io = of.node.io.write().unwrap_or_else(|e| e.into_inner());
+        let cur = io.plain_len().map_err(|e| self.io_err(of.node.ino, e))?;
+        if end > cur {
+            io.truncate(&of.file, &self.keys, &dkey, end).map_err(|e| self.io_err(of.node.ino, e))?;
+        }
+        Ok(())
+    }
+
+    /// The last handle of a file drops its DEK from memory.
+    pub fn release(&self, fh: u64) {
+        let Some(of) = lock(&self.files).remove(&fh) else {
+            return;
+        };
+        let mut io = of.node.io.write().unwrap_or_else(|e| e.into_inner());
+        if of.node.open_handles.fetch_sub(1, Ordering::AcqRel) == 1 {
+            io.unload();
+        }
+    }
+}

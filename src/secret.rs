@@ -1,0 +1,350 @@
+//! Secret containers: the only place raw key bytes live (Key32, SecretBytes, RecoveryKey) and the
+//! only module allowed to use `unsafe` (mlock/munlock/prctl/setrlimit). It must NOT derive keys,
+//! parse on-disk data, or offer Clone/Serialize/byte-printing Debug for anything it holds.
+
+use crate::crypto::CryptoError;
+use std::collections::BTreeMap;
+use std::sync::{Mutex, OnceLock};
+use subtle::ConstantTimeEq;
+use zeroize::Zeroize;
+
+// mlock is not reference counted by the kernel: munlock of one secret would unlock a page still
+// holding another. We count locks per page ourselves and only munlock a page when its count
+// drops to zero.
+static LOCKED_PAGES: Mutex<BTreeMap<usize, usize>> = Mutex::new(BTreeMap::new());
+
+fn page_size() -> usize {
+    static PAGE: OnceLock<usize> = OnceLock::new();
+    *PAGE.get_or_init(|| {
+        // SAFETY: sysconf has no memory-safety preconditions; it only reads a constant.
+        let v = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
+        if v > 0 {
+            v as usize
+        } else {
+            4096
+        }
+    })
+}
+
+fn page_range(ptr: *const u8, len: usize) -> Option<(usize, usize)> {
+    if len == 0 {
+        return None;
+    }
+    let page = page_size();
+    let start = (ptr as usize) & !(page - 1);
+    let end = (ptr as usize).checked_add(len)?;
+    Some((start, end))
+}
+
+/// Best effort: failure (RLIMIT_MEMLOCK, no privilege) leaves the secret swappable but is not an
+/// error, because refusing to run would be worse for users than the residual swap risk.
+fn lock_region(ptr: *const u8, len: usize) {
+    let Some((start, end)) = page_range(ptr, len) else {
+        return;
+    };
+    let page = page_size();
+    let Ok(mut pages) = LOCKED_PAGES.lock() else {
+        return;
+    };
+    let mut p = start;
+    while p < end {
+        let count = pages.entry(p).or_insert(0);
+        if *count == 0 {
+            // SAFETY: p is page-aligned and lies within (or on the page of) a live allocation
+            // owned by the caller; mlock only changes paging attributes, never memory contents.
+            let rc = unsafe { libc::mlock(p as *const libc::c_void, page) };
+            if rc != 0 {
+                pages.remove(&p);
+                p += page;
+                continue;
+            }
+        }
+        *count += 1;
+        p += page;
+    }
+}
+
+fn unlock_region(ptr: *const u8, len: usize) {
+    let Some((start, end)) = page_range(ptr, len) else {
+        return;
+    };
+    let page = page_size();
+    let Ok(mut pages) = LOCKED_PAGES.lock() else {
+        return;
+    };
+    let mut p = start;
+    while p < end {
+        if let Some(count) = pages.get_mut(&p) {
+            *count -= 1;
+            if *count == 0 {
+                pages.remove(&p);
+                // SAFETY: p is a page-aligned address we mlocked earlier; munlock only changes
+                // paging attributes. Called before the allocation is freed.
+                unsafe { libc::munlock(p as *const libc::c_void, page) };
+            }
+        }
+        p += page;
+    }
+}
+
+/// 32 secret bytes on the heap (so moves never leave copies on the stack), mlocked best-effort,
+/// zeroized and munlocked on drop.
+pub struct Key32 {
+    bytes: Box<[u8; 32]>,
+}
+
+impl Key32 {
+    fn zeroed() -> Key32 {
+        let bytes = Box::new([0u8; 32]);
+        lock_region(bytes.as_ptr(), 32);
+        Key32 { bytes }
+    }
+
+    pub fn random() -> Result<Key32, CryptoError> {
+        let mut k = Key32::zeroed();
+        getrandom::getrandom(&mut k.bytes[..]).map_err(|_| CryptoError::Random)?;
+        Ok(k)
+    }
+
+    /// Copies `bytes` into locked memory and zeroizes the source.
+    pub fn from_array(bytes: &mut [u8; 32]) -> Key32 {
+        let mut k = Key32::zeroed();
+        k.bytes.copy_from_slice(bytes);
+        bytes.zeroize();
+        k
+    }
+
+    /// Builds a key in place so derived bytes never exist outside locked memory.
+    pub(crate) fn try_fill<E>(f: impl FnOnce(&mut [u8; 32]) -> Result<(), E>) -> Result<Key32, E> {
+        let mut k = Key32::zeroed();
+        f(&mut k.bytes)?;
+        Ok(k)
+    }
+
+    pub(crate) fn expose(&self) -> &[u8; 32] {
+        &self.bytes
+    }
+
+    /// Constant-time comparison, so tests and callers can check a key without ever seeing it.
+    pub fn ct_eq(&self, other: &[u8; 32]) -> bool {
+        self.bytes[..].ct_eq(&other[..]).into()
+    }
+}
+
+impl Drop for Key32 {
+    fn drop(&mut self) {
+        self.bytes.zeroize();
+        unlock_region(self.bytes.as_ptr(), 32);
+    }
+}
+
+impl std::fmt::Debug for Key32 {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Key32(<redacted>)")
+    }
+}
+
+/// Variable-length secret (passphrases, 64-byte SIV keys). The Vec is never grown after
+/// construction, so the locked region (its whole capacity) stays valid until drop.
+pub struct SecretBytes {
+    bytes: Vec<u8>,
+}
+
+impl SecretBytes {
+    /// Takes ownership without copying; any earlier copies the caller made are its own concern.
+    pub fn new(v: Vec<u8>) -> SecretBytes {
+        lock_region(v.as_ptr(), v.capacity());
+        SecretBytes { bytes: v }
+    }
+
+    pub(crate) fn zeroed(len: usize) -> SecretBytes {
+        SecretBytes::new(vec![0u8; len])
+    }
+
+    pub fn expose(&self) -> &[u8] {
+        &self.bytes
+    }
+
+    pub(crate) fn expose_mut(&mut self) -> &mut [u8] {
+        &mut self.bytes
+    }
+
+    pub fn len(&self) -> usize {
+        self.bytes.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.bytes.is_empty()
+    }
+
+    /// Constant-time comparison (length is not secret).
+    pub fn ct_eq(&self, other: &[u8]) -> bool {
+        self.bytes.len() == other.len() && bool::from(self.bytes[..].ct_eq(other))
+    }
+}
+
+impl Drop for SecretBytes {
+    fn drop(&mut self) {
+        let (ptr, cap) = (self.bytes.as_ptr(), self.bytes.capacity());
+        // Vec's Zeroize also wipes spare capacity, not just len.
+        self.bytes.zeroize();
+        unlock_region(ptr, cap);
+    }
+}
+
+impl std::fmt::Debug for SecretBytes {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("SecretBytes(<redacted>)")
+    }
+}
+
+/// Best effort: makes the process non-dumpable (also blocks ptrace by non-root) and sets the
+/// core size limit to 0, so a crash cannot write keys to disk.
+pub fn disable_core_dumps() {
+    // SAFETY: prctl(PR_SET_DUMPABLE) takes integer arguments only and touches no memory of ours.
+    unsafe {
+        libc::prctl(libc::PR_SET_DUMPABLE, 0, 0, 0, 0);
+    }
+    let zero = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: `zero` is a valid, initialised rlimit that outlives the call; setrlimit only reads it.
+    unsafe {
+        libc::setrlimit(libc::RLIMIT_CORE, &zero);
+    }
+}
+
+/// A 32-byte recovery key, shown to the user once as 8 dash-separated groups of 8 hex digits.
+pub struct RecoveryKey {
+    key: Key32,
+}
+
+impl RecoveryKey {
+    pub fn generate() -> Result<Self, CryptoError> {
+        Ok(RecoveryKey {
+            key: Key32::random()?,
+        })
+    }
+
+    /// Accepts upper/lower case hex; dashes and whitespace anywhere are ignored.
+    pub fn parse(s: &str) -> Result<Self, CryptoError> {
+        let mut nibbles = 0usize;
+        let key = Key32::try_fill(|out| {
+            for c in s.bytes() {
+                if c == b'-' || c.is_ascii_whitespace() {
+                    continue;
+                }
+                let v = match c {
+                    b'0'..=b'9' => c - b'0',
+                    b'a'..=b'f' => c - b'a' + 10,
+                    b'A'..=b'F' => c - b'A' + 10,
+                    _ => return Err(CryptoError::InvalidRecoveryKey),
+                };
+                let slot = out
+                    .get_mut(nibbles / 2)
+                    .ok_or(CryptoError::InvalidRecoveryKey)?;
+                *slot |= if nibbles % 2 == 0 { v << 4 } else { v };
+                nibbles += 1;
+            }
+            Ok(())
+        })?;
+        if nibbles != 64 {
+            return Err(CryptoError::InvalidRecoveryKey);
+        }
+        Ok(RecoveryKey { key })
+    }
+
+    /// The one place the recovery key becomes text; the caller prints it once and drops it.
+    pub fn display(&self) -> String {
+        const HEX: &[u8; 16] = b"0123456789abcdef";
+        let mut s = String::with_capacity(71);
+        for (i, b) in self.key.expose().iter().enumerate() {
+            if i > 0 && i % 4 == 0 {
+                s.push('-');
+            }
+            s.push(char::from(HEX[usize::from(b >> 4)]));
+            s.push(char::from(HEX[usize::from(b & 0x0f)]));
+        }
+        s
+    }
+
+    pub(crate) fn key(&self) -> &Key32 {
+        &self.key
+    }
+}
+
+impl std::fmt::Debug for RecoveryKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("RecoveryKey(<redacted>)")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn key32_from_array_zeroizes_source() {
+        let mut src = [7u8; 32];
+        let k = Key32::from_array(&mut src);
+        assert_eq!(src, [0u8; 32]);
+        assert!(k.ct_eq(&[7u8; 32]));
+        assert!(!k.ct_eq(&[8u8; 32]));
+    }
+
+    #[test]
+    fn debug_is_redacted() {
+        let k = Key32::from_array(&mut [0xAB; 32]);
+        let d = format!("{k:?}");
+        assert!(!d.to_lowercase().contains("ab"), "{d}");
+        let s = SecretBytes::new(b"hunter2".to_vec());
+        assert!(!format!("{s:?}").contains("hunter2"));
+        let r = RecoveryKey::generate().unwrap();
+        assert!(!format!("{r:?}").contains(&r.display()[..8]));
+    }
+
+    #[test]
+    fn recovery_key_round_trip_and_parse_rules() {
+        let r = RecoveryKey::generate().unwrap();
+        let text = r.display();
+        assert_eq!(text.len(), 71);
+        assert_eq!(text.split('-').count(), 8);
+        assert!(text.split('-').all(|g| g.len() == 8));
+        let back = RecoveryKey::parse(&text).unwrap();
+        assert!(back.key().ct_eq(r.key().expose()));
+        let messy = format!("  {} \n", text.to_uppercase().replace('-', " - "));
+        assert!(RecoveryKey::parse(&messy)
+            .unwrap()
+            .key()
+            .ct_eq(r.key().expose()));
+        assert!(RecoveryKey::parse(&text[..70]).is_err());
+        assert!(RecoveryKey::parse(&format!("{text}0")).is_err());
+        assert!(RecoveryKey::parse(&text.replace('a', "g")).is_err() || !text.contains('a'));
+        assert!(RecoveryKey::parse("").is_err());
+        assert!(RecoveryKey::parse("zz").is_err());
+    }
+
+    #[test]
+    fn page_lock_refcount_survives_neighbour_drop() {
+        let a = Key32::random().unwrap();
+        let b = Key32::random().unwrap();
+        drop(a);
+        // b's page count must still be >= 1 if it was locked at all.
+        let page = b.bytes.as_ptr() as usize & !(page_size() - 1);
+        let pages = LOCKED_PAGES.lock().unwrap();
+        if let Some(c) = pages.get(&page) {
+            assert!(*c >= 1);
+        }
+    }
+
+    #[test]
+    fn secret_bytes_basics() {
+        let s = SecretBytes::new(Vec::with_capacity(100));
+        assert!(s.is_empty());
+        let t = SecretBytes::zeroed(64);
+        assert_eq!(t.len(), 64);
+        assert!(t.ct_eq(&[0u8; 64]));
+        assert!(!t.ct_eq(&[0u8; 63]));
+    }
+}
