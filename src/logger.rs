@@ -32,7 +32,13 @@ impl log::Log for Logger {
                     .duration_since(std::time::UNIX_EPOCH)
                     .map(|d| d.as_secs())
                     .unwrap_or(0);
-                let _ = writeln!(f, "{ts} dekfs[{}] {}: {}", std::process::id(), r.level(), r.args());
+                let _ = writeln!(
+                    f,
+                    "{ts} dekfs[{}] {}: {}",
+                    std::process::id(),
+                    r.level(),
+                    r.args()
+                );
             }
             Sink::Stderr => eprintln!("dekfs {}: {}", r.level(), r.args()),
             Sink::Syslog(s) => {
@@ -42,7 +48,12 @@ impl log::Log for Logger {
                     log::Level::Warn => 4,
                     _ => 6,
                 };
-                let msg = format!("<{}>dekfs[{}]: {}", 3 * 8 + sev, std::process::id(), r.args());
+                let msg = format!(
+                    "<{}>dekfs[{}]: {}",
+                    3 * 8 + sev,
+                    std::process::id(),
+                    r.args()
+                );
                 let _ = s.send(msg.as_bytes());
             }
             Sink::Null => {}
@@ -60,14 +71,21 @@ impl log::Log for Logger {
 /// `foreground`, else syslog (silently nothing if there is none).
 pub fn init(file: Option<&std::path::Path>, foreground: bool) -> std::io::Result<()> {
     let sink = match file {
-        Some(p) => Sink::File(std::fs::OpenOptions::new().create(true).append(true).open(p)?),
+        Some(p) => Sink::File(
+            std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(p)?,
+        ),
         None if foreground => Sink::Stderr,
         None => match UnixDatagram::unbound().and_then(|s| s.connect("/dev/log").map(|_| s)) {
             Ok(s) => Sink::Syslog(s),
             Err(_) => Sink::Null,
         },
     };
-    let _ = log::set_boxed_logger(Box::new(Logger { sink: Mutex::new(sink) }));
+    let _ = log::set_boxed_logger(Box::new(Logger {
+        sink: Mutex::new(sink),
+    }));
     log::set_max_level(log::LevelFilter::Info);
     Ok(())
 }

@@ -16,7 +16,11 @@ fn s(p: &std::path::Path) -> String {
 
 #[track_caller]
 fn assert_not_mounted_and_no_daemon(v: &TestVolume) {
-    assert!(!is_mounted(&v.mnt), "{} must not be mounted", v.mnt.display());
+    assert!(
+        !is_mounted(&v.mnt),
+        "{} must not be mounted",
+        v.mnt.display()
+    );
     std::thread::sleep(Duration::from_millis(200));
     assert!(
         pids_mentioning(&v.cipher).is_empty(),
@@ -31,13 +35,7 @@ fn wrong_passphrase_exit_10() {
     let v = TestVolume::new("wrongpw");
     let bad = v.dir.path().join("bad-pass");
     fs::write(&bad, "not the passphrase\n").unwrap();
-    let out = dekfs([
-        "mount",
-        &s(&v.cipher),
-        &s(&v.mnt),
-        "--passfile",
-        &s(&bad),
-    ]);
+    let out = dekfs(["mount", &s(&v.cipher), &s(&v.mnt), "--passfile", &s(&bad)]);
     out.expect_code(exit::WRONG_KEY, "mount with a wrong passphrase")
         .expect_one_line_error("wrong passphrase");
     assert!(
@@ -71,8 +69,14 @@ fn passfile_trailing_newline_stripped_and_fd() {
     // only the first line counts
     let twolines = v.dir.path().join("pass-2");
     fs::write(&twolines, format!("{}\nsecond line\n", v.passphrase)).unwrap();
-    dekfs(["mount", &s(&v.cipher), &s(&v.mnt), "--passfile", &s(&twolines)])
-        .expect_code(exit::OK, "passfile with two lines");
+    dekfs([
+        "mount",
+        &s(&v.cipher),
+        &s(&v.mnt),
+        "--passfile",
+        &s(&twolines),
+    ])
+    .expect_code(exit::OK, "passfile with two lines");
     v.umount();
     // --passphrase-fd 0
     let out = dekfs_stdin(
@@ -148,9 +152,15 @@ fn recovery_key_unlocks() {
         bad[0] - 1
     };
     fs::write(&kf, bad).unwrap();
-    dekfs(["mount", &s(&v.cipher), &s(&v.mnt), "--recovery-key-file", &s(&kf)])
-        .expect_code(exit::WRONG_KEY, "mount with a wrong recovery key")
-        .expect_one_line_error("wrong recovery key");
+    dekfs([
+        "mount",
+        &s(&v.cipher),
+        &s(&v.mnt),
+        "--recovery-key-file",
+        &s(&kf),
+    ])
+    .expect_code(exit::WRONG_KEY, "mount with a wrong recovery key")
+    .expect_one_line_error("wrong recovery key");
     assert_not_mounted_and_no_daemon(&v);
     // two volumes get different recovery keys
     let w = TestVolume::new("recovery2");
@@ -170,8 +180,16 @@ fn no_recovery_key_option() {
     let st = dekfs(["status", &s(&v.cipher)]);
     st.expect_code(exit::OK, "status");
     let lower = st.stdout.to_lowercase();
-    assert!(lower.contains("passphrase"), "status lists the passphrase protector:\n{}", st.stdout);
-    assert!(!lower.contains("recovery"), "status lists a recovery protector that does not exist:\n{}", st.stdout);
+    assert!(
+        lower.contains("passphrase"),
+        "status lists the passphrase protector:\n{}",
+        st.stdout
+    );
+    assert!(
+        !lower.contains("recovery"),
+        "status lists a recovery protector that does not exist:\n{}",
+        st.stdout
+    );
     v.mount();
     v.umount();
 }
@@ -180,23 +198,44 @@ fn no_recovery_key_option() {
 fn init_refuses_non_empty_dir() {
     let v = TestVolume::uninitialised("nonempty");
     fs::write(v.cipher.join("precious.txt"), b"do not touch").unwrap();
-    let mut args = vec!["init".to_string(), s(&v.cipher), "--passfile".into(), s(&v.passfile)];
+    let mut args = vec![
+        "init".to_string(),
+        s(&v.cipher),
+        "--passfile".into(),
+        s(&v.passfile),
+    ];
     args.extend(FAST_KDF.iter().map(|x| x.to_string()));
     let out = dekfs(&args);
     assert!(!out.ok(), "init on a non-empty dir succeeded: {out:?}");
     assert!(out.code.is_some());
     out.expect_one_line_error("init on a non-empty dir");
-    assert_eq!(dir_names(&v.cipher), vec!["precious.txt"], "init wrote into a non-empty dir");
-    assert_eq!(fs::read(v.cipher.join("precious.txt")).unwrap(), b"do not touch");
+    assert_eq!(
+        dir_names(&v.cipher),
+        vec!["precious.txt"],
+        "init wrote into a non-empty dir"
+    );
+    assert_eq!(
+        fs::read(v.cipher.join("precious.txt")).unwrap(),
+        b"do not touch"
+    );
 
     // init twice on the same dir
     let w = TestVolume::new("twice");
     let conf = fs::read(w.cipher.join(CONF)).unwrap();
-    let mut args = vec!["init".to_string(), s(&w.cipher), "--passfile".into(), s(&w.passfile)];
+    let mut args = vec![
+        "init".to_string(),
+        s(&w.cipher),
+        "--passfile".into(),
+        s(&w.passfile),
+    ];
     args.extend(FAST_KDF.iter().map(|x| x.to_string()));
     let out = dekfs(&args);
     assert!(!out.ok(), "second init succeeded: {out:?}");
-    assert_eq!(fs::read(w.cipher.join(CONF)).unwrap(), conf, "second init changed the config");
+    assert_eq!(
+        fs::read(w.cipher.join(CONF)).unwrap(),
+        conf,
+        "second init changed the config"
+    );
 }
 
 #[test]
@@ -204,12 +243,25 @@ fn init_layout() {
     let v = TestVolume::new("layout");
     let mut names = dir_names(&v.cipher);
     names.sort();
-    assert_eq!(names, vec![CONF.to_string(), DIR_META.to_string()], "fresh volume layout");
-    assert_eq!(fs::metadata(v.cipher.join(DIR_META)).unwrap().len(), DIR_META_LEN);
+    assert_eq!(
+        names,
+        vec![CONF.to_string(), DIR_META.to_string()],
+        "fresh volume layout"
+    );
+    assert_eq!(
+        fs::metadata(v.cipher.join(DIR_META)).unwrap().len(),
+        DIR_META_LEN
+    );
     let conf = fs::read(v.cipher.join(CONF)).unwrap();
-    assert!(conf.len() > 10 + 32, "config too short: {} bytes", conf.len());
     assert!(
-        !conf.windows(v.passphrase.len()).any(|w| w == v.passphrase.as_bytes()),
+        conf.len() > 10 + 32,
+        "config too short: {} bytes",
+        conf.len()
+    );
+    assert!(
+        !conf
+            .windows(v.passphrase.len())
+            .any(|w| w == v.passphrase.as_bytes()),
         "passphrase stored in the config"
     );
 }
@@ -219,19 +271,37 @@ fn mount_non_volume_exit_12() {
     require_fuse!();
     let v = TestVolume::uninitialised("notavolume");
     // empty dir
-    dekfs(["mount", &s(&v.cipher), &s(&v.mnt), "--passfile", &s(&v.passfile)])
-        .expect_code(exit::NOT_A_VOLUME, "mount of an empty dir")
-        .expect_one_line_error("mount of an empty dir");
+    dekfs([
+        "mount",
+        &s(&v.cipher),
+        &s(&v.mnt),
+        "--passfile",
+        &s(&v.passfile),
+    ])
+    .expect_code(exit::NOT_A_VOLUME, "mount of an empty dir")
+    .expect_one_line_error("mount of an empty dir");
     // dir with ordinary files
     fs::write(v.cipher.join("hello.txt"), b"hello").unwrap();
-    dekfs(["mount", &s(&v.cipher), &s(&v.mnt), "--passfile", &s(&v.passfile)])
-        .expect_code(exit::NOT_A_VOLUME, "mount of a plain dir");
+    dekfs([
+        "mount",
+        &s(&v.cipher),
+        &s(&v.mnt),
+        "--passfile",
+        &s(&v.passfile),
+    ])
+    .expect_code(exit::NOT_A_VOLUME, "mount of a plain dir");
     assert_not_mounted_and_no_daemon(&v);
     // status too
     dekfs(["status", &s(&v.cipher)]).expect_code(exit::NOT_A_VOLUME, "status of a plain dir");
     // a dekfs.conf that is not a dekfs config
     fs::write(v.cipher.join(CONF), b"[this is not a dekfs config]\n").unwrap();
-    let out = dekfs(["mount", &s(&v.cipher), &s(&v.mnt), "--passfile", &s(&v.passfile)]);
+    let out = dekfs([
+        "mount",
+        &s(&v.cipher),
+        &s(&v.mnt),
+        "--passfile",
+        &s(&v.passfile),
+    ]);
     assert!(
         out.code == Some(exit::NOT_A_VOLUME) || out.code == Some(exit::CORRUPT),
         "garbage dekfs.conf: expected 12 or 14, got {out:?}"
@@ -295,14 +365,26 @@ fn bad_mountpoint_exit_15() {
     require_fuse!();
     let v = TestVolume::new("mntpt");
     let missing = v.dir.path().join("does-not-exist");
-    dekfs(["mount", &s(&v.cipher), &s(&missing), "--passfile", &s(&v.passfile)])
-        .expect_code(exit::MOUNT_FAILED, "missing mountpoint")
-        .expect_one_line_error("missing mountpoint");
+    dekfs([
+        "mount",
+        &s(&v.cipher),
+        &s(&missing),
+        "--passfile",
+        &s(&v.passfile),
+    ])
+    .expect_code(exit::MOUNT_FAILED, "missing mountpoint")
+    .expect_one_line_error("missing mountpoint");
     assert!(!missing.exists(), "mount created the missing mountpoint");
     let file = v.dir.path().join("a-file");
     fs::write(&file, b"x").unwrap();
-    dekfs(["mount", &s(&v.cipher), &s(&file), "--passfile", &s(&v.passfile)])
-        .expect_code(exit::MOUNT_FAILED, "mountpoint is a file");
+    dekfs([
+        "mount",
+        &s(&v.cipher),
+        &s(&file),
+        "--passfile",
+        &s(&v.passfile),
+    ])
+    .expect_code(exit::MOUNT_FAILED, "mountpoint is a file");
     assert_not_mounted_and_no_daemon(&v);
 }
 
@@ -316,12 +398,22 @@ fn double_mount_refused() {
     out.expect_code(exit::MOUNT_FAILED, "second mount on the same mountpoint")
         .expect_one_line_error("double mount");
     assert_eq!(mount_count(&v.mnt), 1, "stacked mount");
-    assert_eq!(read_file(&v.p("f")).unwrap(), b"first", "first mount broken");
+    assert_eq!(
+        read_file(&v.p("f")).unwrap(),
+        b"first",
+        "first mount broken"
+    );
     // the same volume on a second mountpoint while mounted: refused or
     // allowed, but never corrupting; we require a clean answer (0 or 15)
     let mnt2 = v.dir.path().join("mnt2");
     fs::create_dir(&mnt2).unwrap();
-    let out2 = dekfs(["mount", &s(&v.cipher), &s(&mnt2), "--passfile", &s(&v.passfile)]);
+    let out2 = dekfs([
+        "mount",
+        &s(&v.cipher),
+        &s(&mnt2),
+        "--passfile",
+        &s(&v.passfile),
+    ]);
     if out2.ok() {
         let _ = dekfs(["umount", &s(&mnt2)]);
     } else {
@@ -345,8 +437,16 @@ fn status_shows_volume_id_and_protectors() {
     let st = dekfs(["status", &s(&v.cipher)]);
     st.expect_code(exit::OK, "status CIPHERDIR");
     let lower = st.stdout.to_lowercase();
-    assert!(lower.contains("passphrase"), "no passphrase protector in:\n{}", st.stdout);
-    assert!(lower.contains("recovery"), "no recovery protector in:\n{}", st.stdout);
+    assert!(
+        lower.contains("passphrase"),
+        "no passphrase protector in:\n{}",
+        st.stdout
+    );
+    assert!(
+        lower.contains("recovery"),
+        "no recovery protector in:\n{}",
+        st.stdout
+    );
     let id_line = st
         .stdout
         .lines()
@@ -367,7 +467,10 @@ fn status_shows_volume_id_and_protectors() {
     assert!(st2.stdout.contains(&id));
     let w = TestVolume::new("status2");
     let stw = dekfs(["status", &s(&w.cipher)]);
-    assert!(!stw.stdout.contains(&id), "two volumes with the same id {id}");
+    assert!(
+        !stw.stdout.contains(&id),
+        "two volumes with the same id {id}"
+    );
     // status does not print secrets
     if let Some(k) = &v.recovery_key {
         assert!(!st.stdout.contains(k.as_str()));
@@ -380,14 +483,24 @@ fn status_shows_volume_id_and_protectors() {
     let j: serde_json::Value = serde_json::from_str(&js.stdout)
         .unwrap_or_else(|e| panic!("status --json is not JSON ({e}):\n{}", js.stdout));
     let flat = j.to_string().to_lowercase();
-    assert!(flat.contains(&id.to_lowercase()), "json lacks the volume id {id}: {flat}");
-    assert!(flat.contains("passphrase") && flat.contains("recovery"), "json protectors: {flat}");
+    assert!(
+        flat.contains(&id.to_lowercase()),
+        "json lacks the volume id {id}: {flat}"
+    );
+    assert!(
+        flat.contains("passphrase") && flat.contains("recovery"),
+        "json protectors: {flat}"
+    );
 
     // status on the mountpoint while mounted
     v.mount();
     let sm = dekfs(["status", &s(&v.mnt)]);
     sm.expect_code(exit::OK, "status MOUNTPOINT");
-    assert!(sm.stdout.contains(&id), "status of the mountpoint shows another id:\n{}", sm.stdout);
+    assert!(
+        sm.stdout.contains(&id),
+        "status of the mountpoint shows another id:\n{}",
+        sm.stdout
+    );
     let smj = dekfs(["status", &s(&v.mnt), "--json"]);
     smj.expect_code(exit::OK, "status MOUNTPOINT --json");
     serde_json::from_str::<serde_json::Value>(&smj.stdout).expect("json");
@@ -405,7 +518,10 @@ fn usage_errors_exit_2() {
     let v = TestVolume::uninitialised("usage");
     let out = dekfs(["init", &s(&v.cipher), "--kdf-memory", "lots"]);
     out.expect_code(exit::USAGE, "non-numeric --kdf-memory");
-    assert!(dir_names(&v.cipher).is_empty(), "usage error wrote to the cipher dir");
+    assert!(
+        dir_names(&v.cipher).is_empty(),
+        "usage error wrote to the cipher dir"
+    );
     // --help is success
     dekfs(["--help"]).expect_code(exit::OK, "--help");
 }
@@ -417,7 +533,13 @@ fn mount_detaches_from_stdio_and_foreground_mode() {
     // with pipes for stdout/stderr, `dekfs mount` must return and close them
     // (a daemon keeping them open hangs `$(dekfs mount ...)` and systemd)
     let mut child = Command::new(DEKFS)
-        .args(["mount", &s(&v.cipher), &s(&v.mnt), "--passfile", &s(&v.passfile)])
+        .args([
+            "mount",
+            &s(&v.cipher),
+            &s(&v.mnt),
+            "--passfile",
+            &s(&v.passfile),
+        ])
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -462,12 +584,18 @@ fn mount_detaches_from_stdio_and_foreground_mode() {
         .unwrap();
     let t0 = Instant::now();
     while !is_mounted(&v.mnt) {
-        assert!(fg.try_wait().unwrap().is_none(), "dekfs mount -f exited before mounting");
+        assert!(
+            fg.try_wait().unwrap().is_none(),
+            "dekfs mount -f exited before mounting"
+        );
         assert!(t0.elapsed() < Duration::from_secs(30), "mount -f timed out");
         std::thread::sleep(Duration::from_millis(50));
     }
     fs::write(v.p("fg"), b"foreground").unwrap();
-    assert!(fg.try_wait().unwrap().is_none(), "mount -f returned while mounted");
+    assert!(
+        fg.try_wait().unwrap().is_none(),
+        "mount -f returned while mounted"
+    );
     dekfs(["umount", &s(&v.mnt)]).expect_code(exit::OK, "umount of a -f mount");
     let t0 = Instant::now();
     let st = loop {
@@ -498,10 +626,17 @@ fn read_only_mount() {
     assert_eq!(read_file(&v.p("f")).unwrap(), b"data");
     let e = fs::write(v.p("g"), b"x").unwrap_err();
     assert_eq!(errno(&e), libc::EROFS, "create on a ro mount: {e}");
-    let e = fs::OpenOptions::new().write(true).open(v.p("f")).unwrap_err();
+    let e = fs::OpenOptions::new()
+        .write(true)
+        .open(v.p("f"))
+        .unwrap_err();
     assert_eq!(errno(&e), libc::EROFS, "open for write on a ro mount: {e}");
     v.umount();
-    assert_eq!(v.cipher_listing(), listing, "a ro mount changed the cipher dir");
+    assert_eq!(
+        v.cipher_listing(),
+        listing,
+        "a ro mount changed the cipher dir"
+    );
 }
 
 #[test]

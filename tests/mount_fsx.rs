@@ -73,7 +73,7 @@ fn pick_offset(rng: &mut impl Rng, len: u64) -> u64 {
             let delta: i64 = rng.gen_range(-3..=3);
             (b as i64 * BLOCK as i64 + delta).clamp(0, limit as i64) as u64
         }
-        3 => len, // append
+        3 => len,                                                // append
         4 => (len + rng.gen_range(1..(4 * BLOCK))).min(MAX_LEN), // beyond EOF: a hole
         _ => rng.gen_range(0..=limit),
     }
@@ -97,7 +97,9 @@ fn do_read(p: &Pair, rng: &mut impl Rng, seed: u64, op: usize, what: &str) {
         rng.gen_range(0..len)
     };
     let want_len = rng.gen_range(1..=70_000usize);
-    let end = (off as usize + want_len).min(p.model.len()).max(off as usize);
+    let end = (off as usize + want_len)
+        .min(p.model.len())
+        .max(off as usize);
     let expect = if (off as usize) < p.model.len() {
         &p.model[off as usize..end]
     } else {
@@ -109,7 +111,9 @@ fn do_read(p: &Pair, rng: &mut impl Rng, seed: u64, op: usize, what: &str) {
         loop {
             let n = f
                 .read_at(&mut buf[got..], off + got as u64)
-                .unwrap_or_else(|e| panic!("seed {seed} op {op} {what}: {name} read at {off}: {e}"));
+                .unwrap_or_else(|e| {
+                    panic!("seed {seed} op {op} {what}: {name} read at {off}: {e}")
+                });
             if n == 0 {
                 break;
             }
@@ -150,9 +154,9 @@ fn run_seed(seed: u64, ops: usize, mnt_path: PathBuf, ref_path: PathBuf) -> Vec<
                 if rng.gen_bool(0.05) {
                     data.iter_mut().for_each(|b| *b = 0);
                 }
-                p.m()
-                    .write_all_at(&data, off)
-                    .unwrap_or_else(|e| panic!("seed {seed} op {op}: mount write {len}@{off}: {e}"));
+                p.m().write_all_at(&data, off).unwrap_or_else(|e| {
+                    panic!("seed {seed} op {op}: mount write {len}@{off}: {e}")
+                });
                 p.r().write_all_at(&data, off).unwrap();
                 let end = off as usize + len;
                 if p.model.len() < end {
@@ -170,9 +174,9 @@ fn run_seed(seed: u64, ops: usize, mnt_path: PathBuf, ref_path: PathBuf) -> Vec<
                     2 => (len + rng.gen_range(1..(5 * BLOCK))).min(MAX_LEN),
                     _ => rng.gen_range(0..=MAX_LEN / 4),
                 };
-                p.m()
-                    .set_len(new)
-                    .unwrap_or_else(|e| panic!("seed {seed} op {op}: mount truncate to {new}: {e}"));
+                p.m().set_len(new).unwrap_or_else(|e| {
+                    panic!("seed {seed} op {op}: mount truncate to {new}: {e}")
+                });
                 p.r().set_len(new).unwrap();
                 p.model.resize(new as usize, 0);
             }
@@ -204,9 +208,15 @@ fn run_seed(seed: u64, ops: usize, mnt_path: PathBuf, ref_path: PathBuf) -> Vec<
     p.m().sync_all().unwrap();
     let final_mnt = fs::read(&p.mnt_path).unwrap();
     let final_ref = fs::read(&p.ref_path).unwrap();
-    assert!(final_ref == p.model, "seed {seed}: plain reference file differs from the model");
+    assert!(
+        final_ref == p.model,
+        "seed {seed}: plain reference file differs from the model"
+    );
     assert_eq!(final_mnt.len(), p.model.len(), "seed {seed}: final length");
-    assert!(final_mnt == p.model, "seed {seed}: final content on the mount");
+    assert!(
+        final_mnt == p.model,
+        "seed {seed}: final content on the mount"
+    );
     p.model
 }
 
@@ -276,7 +286,11 @@ fn fsx_shared_file_two_handles() {
     let mut model = Vec::new();
     let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(77);
     for op in 0..500 {
-        let (w, r) = if rng.gen_bool(0.5) { (&a, &b) } else { (&b, &a) };
+        let (w, r) = if rng.gen_bool(0.5) {
+            (&a, &b)
+        } else {
+            (&b, &a)
+        };
         let off = pick_offset(&mut rng, model.len() as u64);
         let len = pick_len(&mut rng).min(20_000);
         let mut data = vec![0u8; len];
@@ -289,7 +303,10 @@ fn fsx_shared_file_two_handles() {
         let mut back = vec![0u8; len];
         r.read_exact_at(&mut back, off)
             .unwrap_or_else(|e| panic!("op {op}: read back {len}@{off}: {e}"));
-        assert!(back == data, "op {op}: other descriptor sees stale data at {off}");
+        assert!(
+            back == data,
+            "op {op}: other descriptor sees stale data at {off}"
+        );
         if op % 97 == 0 {
             let t = rng.gen_range(0..=model.len() as u64);
             r.set_len(t).unwrap();

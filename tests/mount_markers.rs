@@ -21,11 +21,17 @@ fn forms(marker: &str) -> Vec<(String, Vec<u8>)> {
         ("utf8-lower".to_string(), marker.to_lowercase().into_bytes()),
         (
             "utf16le".to_string(),
-            marker.encode_utf16().flat_map(|u| u.to_le_bytes()).collect(),
+            marker
+                .encode_utf16()
+                .flat_map(|u| u.to_le_bytes())
+                .collect(),
         ),
         (
             "utf16be".to_string(),
-            marker.encode_utf16().flat_map(|u| u.to_be_bytes()).collect(),
+            marker
+                .encode_utf16()
+                .flat_map(|u| u.to_be_bytes())
+                .collect(),
         ),
         ("hex".to_string(), hex::encode(m).into_bytes()),
     ];
@@ -33,7 +39,10 @@ fn forms(marker: &str) -> Vec<(String, Vec<u8>)> {
     // and keep the characters that depend only on the marker.
     let engines: [(&str, &base64::engine::GeneralPurpose); 2] = [
         ("base64", &base64::engine::general_purpose::STANDARD_NO_PAD),
-        ("base64url", &base64::engine::general_purpose::URL_SAFE_NO_PAD),
+        (
+            "base64url",
+            &base64::engine::general_purpose::URL_SAFE_NO_PAD,
+        ),
     ];
     for (ename, eng) in engines {
         for shift in 0..3usize {
@@ -41,7 +50,11 @@ fn forms(marker: &str) -> Vec<(String, Vec<u8>)> {
             buf.extend_from_slice(m);
             let enc = eng.encode(&buf);
             // chars fully determined by prefix-free marker bytes
-            let start = if shift == 0 { 0 } else { (shift * 8).div_ceil(6) };
+            let start = if shift == 0 {
+                0
+            } else {
+                (shift * 8).div_ceil(6)
+            };
             let usable = ((shift + m.len()) / 3) * 4; // whole groups only
             if usable > start + 8 {
                 out.push((
@@ -106,7 +119,12 @@ fn no_plaintext_markers_in_cipher_dir() {
     fs::write(v.p("utf16"), &u16c).unwrap();
     // xattrs
     set_xattr(&v.p("small"), "user.MRKxattrnameQZ7", b"MRKxattrvalueQZ7").unwrap();
-    set_xattr(&v.p(dir), "user.MRKxattrnameQZ7.d", b"MRKxattrvalueQZ7 on a dir").unwrap();
+    set_xattr(
+        &v.p(dir),
+        "user.MRKxattrnameQZ7.d",
+        b"MRKxattrvalueQZ7 on a dir",
+    )
+    .unwrap();
     // symlink targets (short and long)
     std::os::unix::fs::symlink("target-MRKsymlinkQZ7", v.p("link")).unwrap();
     std::os::unix::fs::symlink(
@@ -173,7 +191,11 @@ fn no_plaintext_markers_in_cipher_dir() {
             for h in find_all(&data, &needles) {
                 hits.push(format!("content of {}: {h}", rel.display()));
             }
-        } else if fs::symlink_metadata(&full).unwrap().file_type().is_symlink() {
+        } else if fs::symlink_metadata(&full)
+            .unwrap()
+            .file_type()
+            .is_symlink()
+        {
             let t = fs::read_link(&full).unwrap();
             for h in find_all(t.as_os_str().as_bytes(), &needles) {
                 hits.push(format!("symlink target of {}: {h}", rel.display()));
@@ -195,16 +217,27 @@ fn no_plaintext_markers_in_cipher_dir() {
     }
     assert!(nfiles >= 10, "scanned only {nfiles} files");
     assert!(nbytes > 40_000, "scanned only {nbytes} bytes");
-    assert!(hits.is_empty(), "plaintext leaked into the cipher dir:\n{}", hits.join("\n"));
+    assert!(
+        hits.is_empty(),
+        "plaintext leaked into the cipher dir:\n{}",
+        hits.join("\n")
+    );
 
     // the harness would catch the markers if they were there: self-check the
     // scanner on a plaintext copy
     let probe = forms("MRKcontentQZ7");
     let mut hay = b"xx".to_vec();
-    hay.extend(base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(b"aMRKcontentQZ7b").into_bytes());
+    hay.extend(
+        base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .encode(b"aMRKcontentQZ7b")
+            .into_bytes(),
+    );
     let needles2: Vec<(String, String, Vec<u8>)> = probe
         .into_iter()
         .map(|(f, b)| ("MRKcontentQZ7".to_string(), f, b))
         .collect();
-    assert!(!find_all(&hay, &needles2).is_empty(), "scanner self-check (base64)");
+    assert!(
+        !find_all(&hay, &needles2).is_empty(),
+        "scanner self-check (base64)"
+    );
 }

@@ -28,7 +28,11 @@ fn sizes_roundtrip_and_backing_layout() {
         let got = read_file(&v.p(&name)).unwrap();
         assert_eq!(got.len(), n, "{name}: length read back");
         assert_eq!(sha256(&got), sha256(&data), "{name}: content read back");
-        assert_eq!(fs::metadata(v.p(&name)).unwrap().len(), n as u64, "{name}: st_size");
+        assert_eq!(
+            fs::metadata(v.p(&name)).unwrap().len(),
+            n as u64,
+            "{name}: st_size"
+        );
         files.push((name, data, backing));
     }
     v.umount();
@@ -45,7 +49,11 @@ fn sizes_roundtrip_and_backing_layout() {
     }
     v.mount();
     for (name, data, _) in &files {
-        assert_eq!(sha256_file(&v.p(name)), sha256(data), "{name} after remount");
+        assert_eq!(
+            sha256_file(&v.p(name)),
+            sha256(data),
+            "{name} after remount"
+        );
         assert_eq!(fs::metadata(v.p(name)).unwrap().len(), data.len() as u64);
     }
     // a directory has its key metadata file of the documented size
@@ -89,7 +97,10 @@ fn sparse_file() {
         let got = read_file(&v.p("sparse")).unwrap();
         assert_eq!(got.len() as u64, off + data.len() as u64, "sparse length");
         assert_eq!(&got[..4], b"head");
-        assert!(got[4..off as usize].iter().all(|&b| b == 0), "hole reads as zeros");
+        assert!(
+            got[4..off as usize].iter().all(|&b| b == 0),
+            "hole reads as zeros"
+        );
         assert_eq!(&got[off as usize..], &data[..], "data after the hole");
         // a read in the middle of the hole
         let f = fs::File::open(v.p("sparse")).unwrap();
@@ -119,7 +130,11 @@ fn truncate_append_overwrite() {
     let mut model = random_bytes(11, 10000);
     let path = v.p("t.bin");
     fs::write(&path, &model).unwrap();
-    let f = fs::OpenOptions::new().read(true).write(true).open(&path).unwrap();
+    let f = fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(&path)
+        .unwrap();
     for (step, len) in [4096u64, 4095, 8193, 1, 0, 20000, 12288, 12289, 4097]
         .into_iter()
         .enumerate()
@@ -254,9 +269,16 @@ fn hardlink_symlink_fifo() {
 
     std::os::unix::fs::symlink("orig", v.p("dir/sym")).unwrap();
     std::os::unix::fs::symlink("/some/absolute/target/ünïcode", v.p("abs")).unwrap();
-    assert_eq!(fs::read_link(v.p("dir/sym")).unwrap(), PathBuf::from("orig"));
+    assert_eq!(
+        fs::read_link(v.p("dir/sym")).unwrap(),
+        PathBuf::from("orig")
+    );
     assert!(lstat(&v.p("dir/sym")).file_type().is_symlink());
-    assert_eq!(read_file(&v.p("dir/sym")).unwrap(), model, "read through symlink");
+    assert_eq!(
+        read_file(&v.p("dir/sym")).unwrap(),
+        model,
+        "read through symlink"
+    );
 
     mkfifo(&v.p("dir/fifo"), 0o640).unwrap();
     let ft = lstat(&v.p("dir/fifo")).file_type();
@@ -266,7 +288,10 @@ fn hardlink_symlink_fifo() {
         assert_eq!(read_file(&v.p("dir/orig")).unwrap(), model);
         assert_eq!(read_file(&v.p("dir/link")).unwrap(), model);
         assert_eq!(nlink(&v.p("dir/link")), 2);
-        assert_eq!(fs::read_link(v.p("dir/sym")).unwrap(), PathBuf::from("orig"));
+        assert_eq!(
+            fs::read_link(v.p("dir/sym")).unwrap(),
+            PathBuf::from("orig")
+        );
         assert_eq!(
             fs::read_link(v.p("abs")).unwrap(),
             PathBuf::from("/some/absolute/target/ünïcode")
@@ -293,13 +318,26 @@ fn chmod_utimens_xattr_statfs() {
     fs::create_dir(v.p("md")).unwrap();
     fs::set_permissions(v.p("m"), fs::Permissions::from_mode(0o640)).unwrap();
     fs::set_permissions(v.p("md"), fs::Permissions::from_mode(0o711)).unwrap();
-    set_times(&v.p("m"), (1_000_000_000, 123_456_789), (1_234_567_890, 987_654_321)).unwrap();
+    set_times(
+        &v.p("m"),
+        (1_000_000_000, 123_456_789),
+        (1_234_567_890, 987_654_321),
+    )
+    .unwrap();
     let check_meta = || {
         let m = lstat(&v.p("m"));
         assert_eq!(m.mode() & 0o7777, 0o640, "chmod file");
         assert_eq!(lstat(&v.p("md")).mode() & 0o7777, 0o711, "chmod dir");
-        assert_eq!((m.atime(), m.atime_nsec()), (1_000_000_000, 123_456_789), "atime");
-        assert_eq!((m.mtime(), m.mtime_nsec()), (1_234_567_890, 987_654_321), "mtime");
+        assert_eq!(
+            (m.atime(), m.atime_nsec()),
+            (1_000_000_000, 123_456_789),
+            "atime"
+        );
+        assert_eq!(
+            (m.mtime(), m.mtime_nsec()),
+            (1_234_567_890, 987_654_321),
+            "mtime"
+        );
     };
     check_meta();
 
@@ -319,7 +357,10 @@ fn chmod_utimens_xattr_statfs() {
             .filter(|n| n.starts_with("user."))
             .collect()
     };
-    assert_eq!(user_list(&v.p("m")), vec!["user.big", "user.empty", "user.small"]);
+    assert_eq!(
+        user_list(&v.p("m")),
+        vec!["user.big", "user.empty", "user.small"]
+    );
     // overwrite
     set_xattr(&v.p("m"), "user.small", b"value-2").unwrap();
     assert_eq!(get_xattr(&v.p("m"), "user.small").unwrap(), b"value-2");
@@ -328,7 +369,11 @@ fn chmod_utimens_xattr_statfs() {
     let e = get_xattr(&v.p("m"), "user.empty").unwrap_err();
     assert_eq!(errno(&e), libc::ENODATA, "getxattr of a removed name: {e}");
     let e = remove_xattr(&v.p("m"), "user.never").unwrap_err();
-    assert_eq!(errno(&e), libc::ENODATA, "removexattr of a missing name: {e}");
+    assert_eq!(
+        errno(&e),
+        libc::ENODATA,
+        "removexattr of a missing name: {e}"
+    );
 
     v.remount();
     check_meta();
@@ -407,7 +452,10 @@ fn long_names_at_depth_5() {
     v.remount();
     assert_eq!(dir_names(&v.p(&rel)), want2);
     assert_eq!(read_file(&v.p(&frel2)).unwrap(), data);
-    assert_eq!(read_file(&v.p(&format!("{rel}/{fname}"))).unwrap(), b"short");
+    assert_eq!(
+        read_file(&v.p(&format!("{rel}/{fname}"))).unwrap(),
+        b"short"
+    );
     // unlink: the long-name pair disappears from the cipher dir
     for n in [&fname, &fname2, &"s2".to_string()] {
         fs::remove_file(v.p(&format!("{rel}/{n}"))).unwrap();
@@ -428,14 +476,21 @@ fn long_names_at_depth_5() {
         .collect();
     // directories with long names keep their dekfs.ln.X.name companion; no
     // content file may be left
-    assert!(leftovers.is_empty(), "files left after unlink: {leftovers:?}");
+    assert!(
+        leftovers.is_empty(),
+        "files left after unlink: {leftovers:?}"
+    );
     let names: Vec<String> = v
         .cipher_listing()
         .keys()
         .filter(|p| p.to_string_lossy().ends_with(".name"))
         .map(|p| p.display().to_string())
         .collect();
-    assert_eq!(names.len(), 5, "only the 5 long directory names remain: {names:?}");
+    assert_eq!(
+        names.len(),
+        5,
+        "only the 5 long directory names remain: {names:?}"
+    );
 }
 
 #[test]
@@ -456,7 +511,7 @@ fn readdir_lists_exactly_what_was_created() {
         "semi;colon=eq%pct",
         "tab\there",
         "newline\nin",
-        "dekfs.dir",  // the reserved cipher names must be usable plaintext names
+        "dekfs.dir", // the reserved cipher names must be usable plaintext names
         "dekfs.conf",
         "dekfs.ln.something",
     ];
@@ -504,7 +559,11 @@ fn readdir_lists_exactly_what_was_created() {
         .iter()
         .filter(|n| *n != CONF && *n != DIR_META && !n.ends_with(".name"))
         .count();
-    assert_eq!(non_meta, want.len(), "one backing entry per plaintext entry");
+    assert_eq!(
+        non_meta,
+        want.len(),
+        "one backing entry per plaintext entry"
+    );
     for n in &backing {
         assert!(
             n == CONF || n == DIR_META || n.starts_with("dekfs.ln.") || !n.contains('.'),

@@ -59,12 +59,16 @@ fn setup(name: &str) -> Setup {
 
 fn check_others(s: &Setup) {
     for (rel, data) in &s.others {
-        let got = read_file(&s.v.p(rel)).unwrap_or_else(|e| panic!("{rel} must stay readable: {e}"));
+        let got =
+            read_file(&s.v.p(rel)).unwrap_or_else(|e| panic!("{rel} must stay readable: {e}"));
         assert!(got == *data, "{rel}: content changed");
     }
     // and the volume is still writable
     fs::write(s.v.p("/sub/after-tamper"), b"still works").unwrap();
-    assert_eq!(read_file(&s.v.p("/sub/after-tamper")).unwrap(), b"still works");
+    assert_eq!(
+        read_file(&s.v.p("/sub/after-tamper")).unwrap(),
+        b"still works"
+    );
 }
 
 /// No integrity line may name a file that was not tampered with.
@@ -124,8 +128,17 @@ fn flipped_bit_in_header_magic_and_last_byte() {
     s.v.mount();
     expect_eio_on_read(&s.v.p(s.victim));
     expect_eio_on_read(&s.v.p("/sub/victim2"));
-    assert!(!s.v.wait_log_lines(&["integrity", s.victim]).is_empty(), "log:\n{}", s.v.log());
-    assert!(!s.v.wait_log_lines(&["integrity", "/sub/victim2"]).is_empty(), "log:\n{}", s.v.log());
+    assert!(
+        !s.v.wait_log_lines(&["integrity", s.victim]).is_empty(),
+        "log:\n{}",
+        s.v.log()
+    );
+    assert!(
+        !s.v.wait_log_lines(&["integrity", "/sub/victim2"])
+            .is_empty(),
+        "log:\n{}",
+        s.v.log()
+    );
     check_others(&s);
 }
 
@@ -154,7 +167,12 @@ fn flipped_bit_in_content_block() {
     }
     expect_eio_on_read(&s.v.p(s.victim));
     let lines = s.v.wait_log_lines(&["integrity", s.victim]);
-    assert!(!lines.is_empty(), "no integrity log line for {}; log:\n{}", s.victim, s.v.log());
+    assert!(
+        !lines.is_empty(),
+        "no integrity log line for {}; log:\n{}",
+        s.victim,
+        s.v.log()
+    );
     check_others(&s);
     check_no_false_alarms(&s, s.victim);
 }
@@ -168,7 +186,11 @@ fn flipped_bit_in_last_partial_block_and_tag() {
     flip_bit(&s.victim_backing, len - 1, 0);
     s.v.mount();
     expect_eio_on_read(&s.v.p(s.victim));
-    assert!(!s.v.wait_log_lines(&["integrity", s.victim]).is_empty(), "log:\n{}", s.v.log());
+    assert!(
+        !s.v.wait_log_lines(&["integrity", s.victim]).is_empty(),
+        "log:\n{}",
+        s.v.log()
+    );
     check_others(&s);
 }
 
@@ -176,13 +198,24 @@ fn flipped_bit_in_last_partial_block_and_tag() {
 fn flipped_bit_in_encrypted_name() {
     require_fuse!();
     let s = setup("tamper-name");
-    let old_name = s.victim_backing.file_name().unwrap().to_string_lossy().into_owned();
-    assert!(!old_name.starts_with("dekfs."), "short name expected, got {old_name}");
+    let old_name = s
+        .victim_backing
+        .file_name()
+        .unwrap()
+        .to_string_lossy()
+        .into_owned();
+    assert!(
+        !old_name.starts_with("dekfs."),
+        "short name expected, got {old_name}"
+    );
     // change the first base64url character to its neighbour: flips the
     // lowest bit of the first 6-bit group = a bit of the first cipher byte
     const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
     let mut nb = old_name.clone().into_bytes();
-    let idx = ALPHABET.iter().position(|c| *c == nb[0]).expect("base64url name");
+    let idx = ALPHABET
+        .iter()
+        .position(|c| *c == nb[0])
+        .expect("base64url name");
     nb[0] = ALPHABET[idx ^ 1];
     let new_name = String::from_utf8(nb).unwrap();
     let new_backing = s.victim_backing.with_file_name(&new_name);
@@ -205,10 +238,16 @@ fn flipped_bit_in_encrypted_name() {
         hexpart.len() == 16 && hexpart.bytes().all(|b| b.is_ascii_hexdigit()),
         "recovery entry must be .dekfs-unreadable-<16 hex>: {u}"
     );
-    assert!(!names.contains(&"victim.bin".to_string()), "tampered name still decrypts: {names:?}");
+    assert!(
+        !names.contains(&"victim.bin".to_string()),
+        "tampered name still decrypts: {names:?}"
+    );
     // the rest of /sub is listed normally
     for want in ["deeper", "empty", "neighbour.bin"] {
-        assert!(names.contains(&want.to_string()), "{want} missing from {names:?}");
+        assert!(
+            names.contains(&want.to_string()),
+            "{want} missing from {names:?}"
+        );
     }
     assert_eq!(names.len(), 4, "{names:?}");
     expect_eio_on_read(&s.v.p(&format!("sub/{u}")));
@@ -249,6 +288,10 @@ fn swapped_blocks_and_header_swap_detected() {
     fs::write(&s.victim_backing, &swapped).unwrap();
     s.v.mount();
     expect_eio_on_read(&s.v.p(s.victim));
-    assert!(!s.v.wait_log_lines(&["integrity", s.victim]).is_empty(), "log:\n{}", s.v.log());
+    assert!(
+        !s.v.wait_log_lines(&["integrity", s.victim]).is_empty(),
+        "log:\n{}",
+        s.v.log()
+    );
     check_others(&s);
 }

@@ -25,7 +25,11 @@ pub struct CliError {
 
 impl CliError {
     pub fn new(code: i32, msg: impl Into<String>) -> Self {
-        CliError { code, msg: msg.into(), hint: None }
+        CliError {
+            code,
+            msg: msg.into(),
+            hint: None,
+        }
     }
 
     pub fn hint(mut self, h: impl Into<String>) -> Self {
@@ -48,8 +52,9 @@ impl From<VolumeError> for CliError {
             VolumeError::WrongKey => CliError::new(WRONG_KEY, msg)
                 .hint("check the passphrase, or unlock with --recovery-key-file"),
             VolumeError::NoSuchProtector(_) => CliError::new(WRONG_KEY, msg),
-            VolumeError::NotAVolume(_) => CliError::new(NOT_A_VOLUME, msg)
-                .hint("create one with `dekfs init CIPHERDIR`"),
+            VolumeError::NotAVolume(_) => {
+                CliError::new(NOT_A_VOLUME, msg).hint("create one with `dekfs init CIPHERDIR`")
+            }
             VolumeError::UnsupportedVersion(_) | VolumeError::UnsupportedFeature(_) => {
                 CliError::new(UNSUPPORTED, msg).hint("this volume needs a newer dekfs")
             }

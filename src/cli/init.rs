@@ -42,8 +42,19 @@ pub fn run(a: InitArgs) -> CliResult<()> {
         t_cost: a.kdf_time.unwrap_or(d.t_cost),
         p_lanes: a.kdf_lanes.unwrap_or(d.p_lanes),
     };
-    let out = volume::init(&a.cipherdir, InitOptions { passphrase, kdf, recovery_key: !a.no_recovery_key })?;
-    eprintln!("Created dekfs volume {} in {}", hex(&out.volume_id), a.cipherdir.display());
+    let out = volume::init(
+        &a.cipherdir,
+        InitOptions {
+            passphrase,
+            kdf,
+            recovery_key: !a.no_recovery_key,
+        },
+    )?;
+    eprintln!(
+        "Created dekfs volume {} in {}",
+        hex(&out.volume_id),
+        a.cipherdir.display()
+    );
     if let Some(rk) = out.recovery_key {
         println!("Recovery key: {}", rk.display());
         eprintln!("Store the recovery key offline now; it is shown only once and unlocks the volume without the passphrase.");

@@ -3,17 +3,22 @@
 
 mod exit;
 mod init;
+mod kmount;
 mod mount;
 mod secret_input;
 mod status;
 mod umount;
 
-pub use exit::{CliError, CliResult};
 use clap::{Args, Parser, Subcommand};
+pub use exit::{CliError, CliResult};
 use std::path::PathBuf;
 
 #[derive(Parser)]
-#[command(name = "dekfs", version, about = "Encrypting filesystem with per-file DEKs, directory keys and a rotatable KEK")]
+#[command(
+    name = "dekfs",
+    version,
+    about = "Encrypting filesystem with per-file DEKs, directory keys and a rotatable KEK"
+)]
 struct Cli {
     #[command(subcommand)]
     cmd: Cmd,
@@ -51,7 +56,11 @@ pub fn main() -> i32 {
         Ok(c) => c,
         Err(e) => {
             let _ = e.print();
-            return if e.use_stderr() { exit::USAGE } else { exit::OK };
+            return if e.use_stderr() {
+                exit::USAGE
+            } else {
+                exit::OK
+            };
         }
     };
     let r = match cli.cmd {

@@ -3,6 +3,7 @@
 //! -f). It must not put key material in argv, the environment or logs.
 
 use super::exit::{CliError, CliResult, CORRUPT, GENERIC, MOUNT_FAILED};
+use super::kmount::KernelOpts;
 use super::{secret_input, KeySource};
 use crate::fs::CoreFs;
 use crate::fuse_adapter::DekFuse;
@@ -34,14 +35,24 @@ pub struct MountArgs {
 }
 
 pub fn run(a: MountArgs) -> CliResult<()> {
-    let mnt = std::fs::canonicalize(&a.mountpoint)
-        .map_err(|e| CliError::new(MOUNT_FAILED, format!("mountpoint {}: {e}", a.mountpoint.display())))?;
+    let mnt = std::fs::canonicalize(&a.mountpoint).map_err(|e| {
+        CliError::new(
+            MOUNT_FAILED,
+            format!("mountpoint {}: {e}", a.mountpoint.display()),
+        )
+    })?;
     if !mnt.is_dir() {
-        return Err(CliError::new(MOUNT_FAILED, format!("mountpoint {} is not a directory", mnt.display())));
+        return Err(CliError::new(
+            MOUNT_FAILED,
+            format!("mountpoint {} is not a directory", mnt.display()),
+        ));
     }
     if is_mountpoint(&mnt) {
-        return Err(CliError::new(MOUNT_FAILED, format!("{} is already a mount point", mnt.display()))
-            .hint(format!("unmount it first: dekfs umount {}", mnt.display())));
+        return Err(CliError::new(
+            MOUNT_FAILED,
+            format!("{} is already a mount point", mnt.display()),
+        )
+        .hint(format!("unmount it first: dekfs umount {}", mnt.display())));
     }
     let cipherdir = std::fs::canonicalize(&a.cipherdir)
         .map_err(|_| CliError::from(volume::VolumeError::NotAVolume(a.cipherdir.clone())))?;
@@ -65,7 +76,13 @@ pub fn run(a: MountArgs) -> CliResult<()> {
                 Err(e) => {
                     if let Some(w) = ready.take() {
                         let mut f = std::fs::File::from(w);
-                        let _ = write!(f, "ERR {}\n{}\n{}", e.code, e.msg, e.hint.unwrap_or_default());
+                        let _ = write!(
+                            f,
+                            "ERR {}\n{}\n{}",
+                            e.code,
+                            e.msg,
+                            e.hint.unwrap_or_default()
+                        );
                     }
                     e.code
                 }
@@ -98,7 +115,10 @@ fn wait_ready(rd: OwnedFd) -> CliResult<()> {
         .and_then(|l| l.strip_prefix("ERR "))
         .and_then(|c| c.trim().parse().ok())
         .unwrap_or(GENERIC);
-    let msg = lines.next().unwrap_or("the mount daemon exited during startup").to_owned();
+    let msg = lines
+        .next()
+        .unwrap_or("the mount daemon exited during startup")
+        .to_owned();
     let mut e = CliError::new(code, msg);
     if let Some(h) = lines.next().filter(|h| !h.is_empty()) {
         e = e.hint(h.to_owned());
@@ -107,20 +127,33 @@ fn wait_ready(rd: OwnedFd) -> CliResult<()> {
 }
 
 struct Opts {
-    list: Vec<MountOption>,
+    /// For fuser's own (fusermount3) mount when not root.
+    fuser: Vec<MountOption>,
+    /// For our mount(2) as root.
+    kernel: KernelOpts,
     acl: SessionACL,
     read_only: bool,
+    suid: bool,
+    dev: bool,
 }
 
-fn mount_options(cipherdir: &Path, given: &[String]) -> Opts {
+fn mount_options(cipherdir: &Path, given: &[String]) -> CliResult<Opts> {
     let mut o = Opts {
-        list: vec![MountOption::FSName(cipherdir.display().to_string()), MountOption::Subtype("dekfs".into())],
+        fuser: vec![
+            MountOption::FSName(cipherdir.display().to_string()),
+            MountOption::Subtype("dekfs".into()),
+        ],
+        kernel: KernelOpts::default(),
         acl: SessionACL::Owner,
         read_only: false,
+        suid: false,
+        dev: false,
     };
     let mut default_perms = false;
     for opt in given.iter().map(|s| s.trim()).filter(|s| !s.is_empty()) {
         match opt {
+            // With other users in, the kernel must check permissions: the
+            // daemon itself runs as root and would otherwise allow anything.
             "allow_other" => {
                 o.acl = SessionACL::All;
                 default_perms = true;
@@ -129,46 +162,83 @@ fn mount_options(cipherdir: &Path, given: &[String]) -> Opts {
             "default_permissions" => default_perms = true,
             "ro" => {
                 o.read_only = true;
-                o.list.push(MountOption::RO);
+                o.fuser.push(MountOption::RO);
+                o.kernel.push(opt);
             }
-            "rw" => o.list.push(MountOption::RW),
-            "dev" => o.list.push(MountOption::Dev),
-            "nodev" => o.list.push(MountOption::NoDev),
-            "suid" => o.list.push(MountOption::Suid),
-            "nosuid" => o.list.push(MountOption::NoSuid),
-            "exec" => o.list.push(MountOption::Exec),
-            "noexec" => o.list.push(MountOption::NoExec),
-            "noatime" => o.list.push(MountOption::NoAtime),
-            "atime" => o.list.push(MountOption::Atime),
+            "suid" => o.suid = true,
+            "dev" => o.dev = true,
             // fstab/systemd bookkeeping, meaningless to the kernel.
             "defaults" | "auto" | "noauto" | "nofail" | "_netdev" | "user" | "users" => {}
-            s if s.starts_with("x-") => {}
-            s => o.list.push(MountOption::CUSTOM(s.to_owned())),
+            s if s.starts_with("x-") || s.starts_with("passfile=") => {}
+            s => {
+                if !o.kernel.push(s) {
+                    return Err(CliError::new(
+                        super::exit::USAGE,
+                        format!("unknown mount option `{s}`"),
+                    ));
+                }
+                o.fuser.push(MountOption::CUSTOM(s.to_owned()));
+            }
         }
     }
-    if default_perms {
-        o.list.push(MountOption::DefaultPermissions);
+    if o.acl != SessionACL::Owner {
+        o.kernel.push("allow_other");
     }
-    o
+    if default_perms {
+        o.fuser.push(MountOption::DefaultPermissions);
+        o.kernel.push("default_permissions");
+    }
+    if o.suid {
+        o.fuser.push(MountOption::Suid);
+    }
+    if o.dev {
+        o.fuser.push(MountOption::Dev);
+    }
+    Ok(o)
 }
 
-fn serve(a: &MountArgs, cipherdir: &Path, mnt: &Path, cred: Credential, ready: &mut Option<OwnedFd>) -> CliResult<()> {
+fn serve(
+    a: &MountArgs,
+    cipherdir: &Path,
+    mnt: &Path,
+    cred: Credential,
+    ready: &mut Option<OwnedFd>,
+) -> CliResult<()> {
     crate::secret::disable_core_dumps();
     crate::logger::init(a.log_file.as_deref(), a.foreground)?;
-    let unlocked = volume::unlock(cipherdir, &cred).inspect_err(|e| log::warn!("unlock of {} failed: {e}", cipherdir.display()))?;
+    let unlocked = volume::unlock(cipherdir, &cred)
+        .inspect_err(|e| log::warn!("unlock of {} failed: {e}", cipherdir.display()))?;
     drop(cred);
-    log::info!("unlocked volume {}", super::init::hex(&unlocked.info.volume_id));
-    let opts = mount_options(cipherdir, &a.options);
-    let core = CoreFs::new(cipherdir, unlocked.keys.clone(), opts.read_only).map_err(|m| CliError::new(CORRUPT, m))?;
+    log::info!(
+        "unlocked volume {}",
+        super::init::hex(&unlocked.info.volume_id)
+    );
+    let opts = mount_options(cipherdir, &a.options)?;
+    let core = CoreFs::new(cipherdir, unlocked.keys.clone(), opts.read_only)
+        .map_err(|m| CliError::new(CORRUPT, m))?;
     drop(unlocked);
     let mut config = fuser::Config::default();
-    config.mount_options = opts.list;
     config.acl = opts.acl;
-    let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2);
+    let cores = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(2);
     config.n_threads = Some(a.threads.unwrap_or((cores * 2).max(4)).clamp(1, 64));
     config.clone_fd = true;
-    let session = fuser::Session::new(DekFuse { core }, mnt, &config)
-        .map_err(|e| CliError::new(MOUNT_FAILED, format!("cannot mount at {}: {e}", mnt.display())))?;
+    let fs = DekFuse { core };
+    let mount_err = |e: std::io::Error| {
+        CliError::new(
+            MOUNT_FAILED,
+            format!("cannot mount at {}: {e}", mnt.display()),
+        )
+    };
+    let session = if rustix::process::geteuid().is_root() {
+        let fd = super::kmount::mount(cipherdir, mnt, &opts.kernel, opts.suid, opts.dev)
+            .map_err(mount_err)?;
+        fuser::Session::from_fd(fs, fd, opts.acl, config).map_err(mount_err)?
+    } else {
+        config.mount_options = opts.fuser;
+        fuser::Session::new(fs, mnt, &config).map_err(mount_err)?
+    };
     let pidfile = pidfile_path(mnt);
     if let Some(dir) = pidfile.parent() {
         let _ = std::fs::create_dir_all(dir);
@@ -187,7 +257,11 @@ fn serve(a: &MountArgs, cipherdir: &Path, mnt: &Path, cred: Credential, ready: &
 
 /// A daemon must not hold the caller's terminal or pipes open.
 fn detach_stdio() {
-    if let Ok(null) = std::fs::OpenOptions::new().read(true).write(true).open("/dev/null") {
+    if let Ok(null) = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open("/dev/null")
+    {
         let _ = rustix::stdio::dup2_stdin(&null);
         let _ = rustix::stdio::dup2_stdout(&null);
         let _ = rustix::stdio::dup2_stderr(&null);
@@ -225,7 +299,10 @@ fn unescape(s: &str) -> String {
     let mut out = Vec::with_capacity(b.len());
     let mut i = 0;
     while i < b.len() {
-        if b[i] == b'\\' && i + 3 < b.len() && b[i + 1..i + 4].iter().all(|c| (b'0'..=b'7').contains(c)) {
+        if b[i] == b'\\'
+            && i + 3 < b.len()
+            && b[i + 1..i + 4].iter().all(|c| (b'0'..=b'7').contains(c))
+        {
             out.push((b[i + 1] - b'0') * 64 + (b[i + 2] - b'0') * 8 + (b[i + 3] - b'0'));
             i += 4;
         } else {
@@ -235,4 +312,3 @@ fn unescape(s: &str) -> String {
     }
     String::from_utf8_lossy(&out).into_owned()
 }
-

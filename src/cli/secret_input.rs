@@ -33,7 +33,8 @@ fn first_line(mut r: impl Read) -> CliResult<SecretBytes> {
 }
 
 pub fn from_file(p: &Path) -> CliResult<SecretBytes> {
-    let f = std::fs::File::open(p).map_err(|e| CliError::new(USAGE, format!("cannot read {}: {e}", p.display())))?;
+    let f = std::fs::File::open(p)
+        .map_err(|e| CliError::new(USAGE, format!("cannot read {}: {e}", p.display())))?;
     first_line(f)
 }
 
@@ -49,9 +50,14 @@ pub fn from_fd(fd: i32) -> CliResult<SecretBytes> {
 }
 
 pub fn prompt(label: &str, confirm: bool) -> CliResult<SecretBytes> {
-    let tty = std::fs::OpenOptions::new().read(true).write(true).open("/dev/tty").map_err(|_| {
-        CliError::new(USAGE, "no terminal to ask for the passphrase").hint("use --passfile FILE or --passphrase-fd N")
-    })?;
+    let tty = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open("/dev/tty")
+        .map_err(|_| {
+            CliError::new(USAGE, "no terminal to ask for the passphrase")
+                .hint("use --passfile FILE or --passphrase-fd N")
+        })?;
     let first = read_hidden(&tty, label)?;
     if confirm {
         let again = read_hidden(&tty, "Repeat passphrase: ")?;
@@ -82,9 +88,10 @@ fn read_hidden(tty: &std::fs::File, label: &str) -> CliResult<SecretBytes> {
 
 pub fn recovery_from_file(p: &Path) -> CliResult<RecoveryKey> {
     let s = from_file(p)?;
-    let text = std::str::from_utf8(s.expose()).map_err(|_| CliError::new(USAGE, "recovery key file is not text"))?;
+    let text = std::str::from_utf8(s.expose())
+        .map_err(|_| CliError::new(USAGE, "recovery key file is not text"))?;
     RecoveryKey::parse(text).map_err(|_| {
-        CliError::new(USAGE, "malformed recovery key").hint("expected 64 hex digits, dashes and spaces allowed")
+        CliError::new(USAGE, "malformed recovery key")
+            .hint("expected 64 hex digits, dashes and spaces allowed")
     })
 }
-

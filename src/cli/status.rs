@@ -67,18 +67,30 @@ pub fn run(a: StatusArgs) -> CliResult<()> {
         return Ok(());
     }
     println!("cipherdir:      {}", cipherdir.display());
-    println!("mounted at:     {}", mounted_at.map_or("(not mounted)".into(), |m| m.display().to_string()));
+    println!(
+        "mounted at:     {}",
+        mounted_at.map_or("(not mounted)".into(), |m| m.display().to_string())
+    );
     println!("volume id:      {}", hex(&info.volume_id));
     println!("format version: {}", info.format_version);
     println!("created:        {} (unix time)", info.created);
     for (v, c, act) in &info.keks {
-        println!("KEK v{v}:         created {c}{}", if *act { ", active" } else { "" });
+        println!(
+            "KEK v{v}:         created {c}{}",
+            if *act { ", active" } else { "" }
+        );
     }
     for p in &info.protectors {
         let kdf = p.kdf.as_ref().map_or(String::new(), |k| {
-            format!(", argon2id m={} KiB t={} p={}", k.m_cost_kib, k.t_cost, k.p_lanes)
+            format!(
+                ", argon2id m={} KiB t={} p={}",
+                k.m_cost_kib, k.t_cost, k.p_lanes
+            )
         });
-        println!("protector:      {} {} (KEK v{}, created {}{kdf})", p.kind, p.id, p.kek_version, p.created);
+        println!(
+            "protector:      {} {} (KEK v{}, created {}{kdf})",
+            p.kind, p.id, p.kek_version, p.created
+        );
     }
     Ok(())
 }

@@ -19,11 +19,21 @@ pub fn run(a: UmountArgs) -> CliResult<()> {
     match mount_source(&mnt) {
         Some((fstype, _)) if fstype == "fuse.dekfs" => {}
         Some((fstype, _)) => {
-            return Err(CliError::new(USAGE, format!("{} is a {fstype} mount, not dekfs", mnt.display())))
+            return Err(CliError::new(
+                USAGE,
+                format!("{} is a {fstype} mount, not dekfs", mnt.display()),
+            ))
         }
-        None => return Err(CliError::new(USAGE, format!("{} is not mounted", mnt.display()))),
+        None => {
+            return Err(CliError::new(
+                USAGE,
+                format!("{} is not mounted", mnt.display()),
+            ))
+        }
     }
-    let pid: Option<i32> = std::fs::read_to_string(pidfile_path(&mnt)).ok().and_then(|s| s.trim().parse().ok());
+    let pid: Option<i32> = std::fs::read_to_string(pidfile_path(&mnt))
+        .ok()
+        .and_then(|s| s.trim().parse().ok());
     if rustix::process::geteuid().is_root() {
         rustix::mount::unmount(&mnt, rustix::mount::UnmountFlags::empty()).map_err(|e| {
             let err = CliError::new(MOUNT_FAILED, format!("cannot unmount {}: {e}", mnt.display()));
@@ -34,16 +44,25 @@ pub fn run(a: UmountArgs) -> CliResult<()> {
             }
         })?;
     } else {
-        let st = std::process::Command::new("fusermount3").arg("-u").arg(&mnt).status()?;
+        let st = std::process::Command::new("fusermount3")
+            .arg("-u")
+            .arg(&mnt)
+            .status()?;
         if !st.success() {
-            return Err(CliError::new(MOUNT_FAILED, format!("fusermount3 -u {} failed", mnt.display())));
+            return Err(CliError::new(
+                MOUNT_FAILED,
+                format!("fusermount3 -u {} failed", mnt.display()),
+            ));
         }
     }
     if let Some(pid) = pid {
         let deadline = Instant::now() + Duration::from_secs(20);
         while std::path::Path::new(&format!("/proc/{pid}")).exists() && is_dekfs(pid) {
             if Instant::now() > deadline {
-                return Err(CliError::new(GENERIC, format!("daemon {pid} did not exit after unmount")));
+                return Err(CliError::new(
+                    GENERIC,
+                    format!("daemon {pid} did not exit after unmount"),
+                ));
             }
             std::thread::sleep(Duration::from_millis(20));
         }
@@ -53,6 +72,10 @@ pub fn run(a: UmountArgs) -> CliResult<()> {
 
 /// Guards against a recycled PID: only wait for a process that is dekfs.
 fn is_dekfs(pid: i32) -> bool {
-    std::fs::read_to_string(format!("/proc/{pid}/comm")).map(|c| c.trim() == "dekfs").unwrap_or(false)
-        && !std::fs::read_to_string(format!("/proc/{pid}/stat")).map(|s| s.contains(") Z ")).unwrap_or(true)
+    std::fs::read_to_string(format!("/proc/{pid}/comm"))
+        .map(|c| c.trim() == "dekfs")
+        .unwrap_or(false)
+        && !std::fs::read_to_string(format!("/proc/{pid}/stat"))
+            .map(|s| s.contains(") Z "))
+            .unwrap_or(true)
 }

@@ -101,6 +101,8 @@ mod tests {
         let mut bad_tag = tag;
         bad_tag[0] ^= 1;
         let mut b2 = buf.clone();
-        assert!(aead.open_in_place(&nonce, b"aad", &mut b2, &bad_tag).is_err());
+        assert!(aead
+            .open_in_place(&nonce, b"aad", &mut b2, &bad_tag)
+            .is_err());
     }
 }

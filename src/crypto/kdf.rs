@@ -102,7 +102,11 @@ pub fn dir_mac_key(
     volume_id: &[u8; 16],
     dir_id: &[u8; 16],
 ) -> Result<Key32, CryptoError> {
-    key32(&[dir_key.expose()], Some(volume_id), &[INFO_DIR_MAC, dir_id])
+    key32(
+        &[dir_key.expose()],
+        Some(volume_id),
+        &[INFO_DIR_MAC, dir_id],
+    )
 }
 
 /// NameKey (64 bytes, AES-SIV-CMAC-256) = HKDF(DirKey, volume_id, "dekfs v1 names").
@@ -136,7 +140,11 @@ pub fn header_mac_key(
     volume_id: &[u8; 16],
     file_id: &[u8; 16],
 ) -> Result<Key32, CryptoError> {
-    key32(&[dek.expose()], Some(volume_id), &[INFO_HEADER_MAC, file_id])
+    key32(
+        &[dek.expose()],
+        Some(volume_id),
+        &[INFO_HEADER_MAC, file_id],
+    )
 }
 
 /// ContentKey (AES-256-GCM) = HKDF(DEK, volume_id, "dekfs v1 content" || file_id).
@@ -184,7 +192,9 @@ pub fn argon2id(
     p_lanes: u32,
 ) -> Result<Key32, CryptoError> {
     check_argon2_params(m_cost_kib, t_cost, p_lanes)?;
-    Key32::try_fill(|out| argon2id_raw(passphrase, salt, &[], &[], m_cost_kib, t_cost, p_lanes, out))
+    Key32::try_fill(|out| {
+        argon2id_raw(passphrase, salt, &[], &[], m_cost_kib, t_cost, p_lanes, out)
+    })
 }
 
 /// Unbounded Argon2id v0x13 with optional secret and associated data (RFC 9106 §3.1), for

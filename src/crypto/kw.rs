@@ -62,10 +62,12 @@ pub(crate) fn unwrap_bound(
     id: &[u8; 16],
     kek_version: u32,
 ) -> Result<Option<Key32>, CryptoError> {
-    Ok(match unwrap_bound_detailed(wrapping_key, wrapped, id, kek_version)? {
-        BoundUnwrap::Ok(k) => Some(k),
-        BoundUnwrap::IntegrityFailed | BoundUnwrap::Mismatch => None,
-    })
+    Ok(
+        match unwrap_bound_detailed(wrapping_key, wrapped, id, kek_version)? {
+            BoundUnwrap::Ok(k) => Some(k),
+            BoundUnwrap::IntegrityFailed | BoundUnwrap::Mismatch => None,
+        },
+    )
 }
 
 /// Like `unwrap_bound` but tells the caller whether the payload unwrapped yet named another

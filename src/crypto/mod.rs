@@ -94,6 +94,7 @@ pub fn fill_random(buf: &mut [u8]) -> Result<(), CryptoError> {
     getrandom::getrandom(buf).map_err(|_| CryptoError::Random)
 }
 
+/// Fresh random bytes (ids, salts).
 pub(crate) fn random_array<const N: usize>() -> Result<[u8; N], CryptoError> {
     let mut a = [0u8; N];
     fill_random(&mut a)?;

@@ -81,7 +81,9 @@ pub fn siv_seal(key: &SecretBytes, ad: &[&[u8]], plain: &[u8]) -> Result<Vec<u8>
 /// Raw SIV open; any modification or wrong key is `AuthFailed`.
 pub fn siv_open(key: &SecretBytes, ad: &[&[u8]], sealed: &[u8]) -> Result<Vec<u8>, CryptoError> {
     if sealed.len() < SIV_TAG {
-        return Err(CryptoError::InvalidLength("SIV ciphertext shorter than its tag"));
+        return Err(CryptoError::InvalidLength(
+            "SIV ciphertext shorter than its tag",
+        ));
     }
     siv(key)?
         .decrypt(ad, sealed)
@@ -115,7 +117,9 @@ pub fn decrypt_symlink(key: &SecretBytes, encoded: &[u8]) -> Result<Vec<u8>, Cry
 
 fn check_symlink(target: &[u8]) -> Result<(), CryptoError> {
     if target.is_empty() || target.len() > MAX_SYMLINK_LEN {
-        return Err(CryptoError::InvalidName("symlink target length must be 1..=4095"));
+        return Err(CryptoError::InvalidName(
+            "symlink target length must be 1..=4095",
+        ));
     }
     if target.contains(&0) {
         return Err(CryptoError::InvalidName("symlink target contains NUL"));

@@ -69,7 +69,10 @@ pub enum ProtectorBody {
     Recovery(RecoveryBody),
     /// A kind this version does not understand (non-critical): kept verbatim so rewriting the
     /// config preserves it.
-    Unknown { kind: u8, body: Vec<u8> },
+    Unknown {
+        kind: u8,
+        body: Vec<u8>,
+    },
 }
 
 impl ProtectorBody {
@@ -395,7 +398,10 @@ mod tests {
         let b = sample().to_bytes();
         let mut v = b.clone();
         v[8] = 2;
-        assert_eq!(VolumeConfig::parse(&v), Err(FormatError::UnsupportedVersion(2)));
+        assert_eq!(
+            VolumeConfig::parse(&v),
+            Err(FormatError::UnsupportedVersion(2))
+        );
         let mut v = b.clone();
         v[12] = 4;
         assert_eq!(
@@ -423,11 +429,17 @@ mod tests {
         let mut v = b.clone();
         v.push(0);
         assert!(VolumeConfig::parse(&v).is_err());
-        assert_eq!(VolumeConfig::parse(&b[..b.len() - 1]), Err(FormatError::Truncated));
+        assert_eq!(
+            VolumeConfig::parse(&b[..b.len() - 1]),
+            Err(FormatError::Truncated)
+        );
         assert_eq!(
             VolumeConfig::parse(&vec![0u8; CONFIG_MAX_LEN + 1]),
             Err(FormatError::TooLarge)
         );
-        assert_eq!(VolumeConfig::parse(b"NOTAVOLUME"), Err(FormatError::BadMagic));
+        assert_eq!(
+            VolumeConfig::parse(b"NOTAVOLUME"),
+            Err(FormatError::BadMagic)
+        );
     }
 }

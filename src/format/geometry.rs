@@ -79,7 +79,10 @@ mod tests {
         assert!(plain_size(216 + 1).is_err());
         assert_eq!(plain_size(216 + 29), Ok(1));
         assert!(plain_size(216 + 4124 + 28).is_err());
-        assert_eq!(plain_size(u64::MAX).map(|_| ()), plain_size(u64::MAX).map(|_| ()));
+        assert_eq!(
+            plain_size(u64::MAX).map(|_| ()),
+            plain_size(u64::MAX).map(|_| ())
+        );
         assert_eq!(block_offset(2), 216 + 2 * 4124);
         assert_eq!(block_count(4097), 2);
         assert_eq!(stored_block_len(10_000, 2), 1808 + 28);

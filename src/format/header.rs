@@ -120,7 +120,10 @@ mod tests {
         assert_eq!(FileHeader::parse(&long), Err(FormatError::TooLarge));
         let mut v = b;
         v[4] = 2;
-        assert_eq!(FileHeader::parse(&v), Err(FormatError::UnsupportedVersion(2)));
+        assert_eq!(
+            FileHeader::parse(&v),
+            Err(FormatError::UnsupportedVersion(2))
+        );
         let mut v = b;
         v[8] = 1;
         assert_eq!(

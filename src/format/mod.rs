@@ -72,8 +72,7 @@ pub fn is_reserved_name(backing: &str) -> bool {
 pub fn longname_hash(backing: &str) -> Option<&str> {
     let h = backing.strip_prefix(LONGNAME_PREFIX)?;
     let ok = h.len() == 43
-        && h
-            .bytes()
+        && h.bytes()
             .all(|c| c.is_ascii_alphanumeric() || c == b'-' || c == b'_');
     ok.then_some(h)
 }

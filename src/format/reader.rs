@@ -22,9 +22,7 @@ impl<'a> Reader<'a> {
     }
 
     pub(crate) fn array<const N: usize>(&mut self) -> Result<[u8; N], FormatError> {
-        self.take(N)?
-            .try_into()
-            .map_err(|_| FormatError::Truncated)
+        self.take(N)?.try_into().map_err(|_| FormatError::Truncated)
     }
 
     pub(crate) fn u8(&mut self) -> Result<u8, FormatError> {

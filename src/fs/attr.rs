@@ -57,16 +57,26 @@ fn systime(sec: i64, nsec: i64) -> SystemTime {
     if sec >= 0 {
         UNIX_EPOCH + Duration::new(sec as u64, nsec.clamp(0, 999_999_999) as u32)
     } else {
-        UNIX_EPOCH - Duration::from_secs(sec.unsigned_abs()) + Duration::from_nanos(nsec.clamp(0, 999_999_999) as u64)
+        UNIX_EPOCH - Duration::from_secs(sec.unsigned_abs())
+            + Duration::from_nanos(nsec.clamp(0, 999_999_999) as u64)
     }
 }
 
 fn timespec(t: Option<TimeSet>) -> Timespec {
     match t {
-        None => Timespec { tv_sec: 0, tv_nsec: libc::UTIME_OMIT as _ },
-        Some(TimeSet::Now) => Timespec { tv_sec: 0, tv_nsec: libc::UTIME_NOW as _ },
+        None => Timespec {
+            tv_sec: 0,
+            tv_nsec: libc::UTIME_OMIT as _,
+        },
+        Some(TimeSet::Now) => Timespec {
+            tv_sec: 0,
+            tv_nsec: libc::UTIME_NOW as _,
+        },
         Some(TimeSet::At(t)) => match t.duration_since(UNIX_EPOCH) {
-            Ok(d) => Timespec { tv_sec: d.as_secs() as i64, tv_nsec: d.subsec_nanos() as _ },
+            Ok(d) => Timespec {
+                tv_sec: d.as_secs() as i64,
+                tv_nsec: d.subsec_nanos() as _,
+            },
             Err(e) => {
                 let d = e.duration();
                 let (mut s, mut n) = (-(d.as_secs() as i64), -(d.subsec_nanos() as i64));
@@ -74,7 +84,10 @@ fn timespec(t: Option<TimeSet>) -> Timespec {
                     s -= 1;
                     n += 1_000_000_000;
                 }
-                Timespec { tv_sec: s, tv_nsec: n as _ }
+                Timespec {
+                    tv_sec: s,
+                    tv_nsec: n as _,
+                }
             }
         },
     }
@@ -127,19 +140,35 @@ impl CoreFs {
             if node.kind == Kind::Symlink {
                 return Err(Errno::EOPNOTSUPP);
             }
-            rustix::fs::chmod(self.proc_path(&node).as_str(), Mode::from_raw_mode(mode & 0o7777))?;
+            rustix::fs::chmod(
+                self.proc_path(&node).as_str(),
+                Mode::from_raw_mode(mode & 0o7777),
+            )?;
         }
         if let Some(size) = set.size {
             self.truncate(&node, set.fh, size)?;
         }
         if set.atime.is_some() || set.mtime.is_some() {
-            let ts = Timestamps { last_access: timespec(set.atime), last_modification: timespec(set.mtime) };
+            let ts = Timestamps {
+                last_access: timespec(set.atime),
+                last_modification: timespec(set.mtime),
+            };
             if node.kind == Kind::Symlink {
                 let loc = node.location();
                 let p = self.node(loc.parent)?;
-                rustix::fs::utimensat(&p.fd, loc.cipher_name.as_str(), &ts, AtFlags::SYMLINK_NOFOLLOW)?;
+                rustix::fs::utimensat(
+                    &p.fd,
+                    loc.cipher_name.as_str(),
+                    &ts,
+                    AtFlags::SYMLINK_NOFOLLOW,
+                )?;
             } else {
-                rustix::fs::utimensat(rustix::fs::CWD, self.proc_path(&node).as_str(), &ts, AtFlags::empty())?;
+                rustix::fs::utimensat(
+                    rustix::fs::CWD,
+                    self.proc_path(&node).as_str(),
+                    &ts,
+                    AtFlags::empty(),
+                )?;
             }
         }
         self.attr_of(&node)
@@ -162,9 +191,12 @@ impl CoreFs {
         let mut io = node.io.write().unwrap_or_else(|e| e.into_inner());
         let temp = !io.is_loaded();
         if temp {
-            io.load(&file, &self.keys, &dkey).map_err(|e| self.io_err(node.ino, e))?;
+            io.load(&file, &self.keys, &dkey)
+                .map_err(|e| self.io_err(node.ino, e))?;
         }
-        let r = io.truncate(&file, &self.keys, &dkey, size).map_err(|e| self.io_err(node.ino, e));
+        let r = io
+            .truncate(&file, &self.keys, &dkey, size)
+            .map_err(|e| self.io_err(node.ino, e));
         if temp && node.open_handles.load(std::sync::atomic::Ordering::Acquire) == 0 {
             io.unload();
         }
@@ -173,7 +205,12 @@ impl CoreFs {
 
     pub fn statfs(&self) -> FsResult<StatFs> {
         let root = self.node(super::ROOT_INO)?;
-        let fd = rustix::fs::openat(&root.fd, ".", OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC, Mode::empty())?;
+        let fd = rustix::fs::openat(
+            &root.fd,
+            ".",
+            OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
+            Mode::empty(),
+        )?;
         let s = rustix::fs::fstatvfs(&fd)?;
         Ok(StatFs {
             blocks: s.f_blocks,

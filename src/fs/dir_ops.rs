@@ -14,14 +14,34 @@ use std::sync::{Arc, MutexGuard};
 
 impl CoreFs {
     /// Builds (or finds) the node for backing entry `cipher` in `parent`.
-    fn attach(&self, parent: &Node, pkey: &DirKey, cipher: &str, plain: &[u8], unreadable: bool) -> FsResult<Arc<Node>> {
-        let fd = rustix::fs::openat(&parent.fd, cipher, OFlags::PATH | OFlags::NOFOLLOW | OFlags::CLOEXEC, Mode::empty())?;
+    fn attach(
+        &self,
+        parent: &Node,
+        pkey: &DirKey,
+        cipher: &str,
+        plain: &[u8],
+        unreadable: bool,
+    ) -> FsResult<Arc<Node>> {
+        let fd = rustix::fs::openat(
+            &parent.fd,
+            cipher,
+            OFlags::PATH | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+            Mode::empty(),
+        )?;
         let st = rustix::fs::fstat(&fd)?;
         let ino = self.fuse_ino(st.st_ino);
         let kind = Kind::from_mode(st.st_mode);
-        let loc = Location { parent: parent.ino, cipher_name: cipher.to_owned(), plain_name: plain.to_vec() };
+        let loc = Location {
+            parent: parent.ino,
+            cipher_name: cipher.to_owned(),
+            plain_name: plain.to_vec(),
+        };
         let node = self.nodes.lookup_or_insert(ino, || {
-            let dir_key = if kind == Kind::Dir && !unreadable { self.load_dir_key(&fd, pkey, ino, &loc) } else { None };
+            let dir_key = if kind == Kind::Dir && !unreadable {
+                self.load_dir_key(&fd, pkey, ino, &loc)
+            } else {
+                None
+            };
             Ok(Node::new(ino, kind, fd, loc.clone(), dir_key, unreadable))
         })?;
         if node.parent() == parent.ino {
@@ -30,7 +50,13 @@ impl CoreFs {
         Ok(node)
     }
 
-    fn load_dir_key(&self, fd: &impl AsFd, pkey: &DirKey, ino: u64, loc: &Location) -> Option<Arc<DirKey>> {
+    fn load_dir_key(
+        &self,
+        fd: &impl AsFd,
+        pkey: &DirKey,
+        ino: u64,
+        loc: &Location,
+    ) -> Option<Arc<DirKey>> {
         let what = match read_small(fd, DIR_META_NAME, DIR_META_LEN) {
             Ok(meta) => match self.keys.open_dir(pkey, &meta) {
                 Ok(k) => return Some(Arc::new(k)),
@@ -55,7 +81,13 @@ impl CoreFs {
     /// directory without a key; nothing depends on that key yet, so a fresh
     /// one is safe. A non-empty directory without metadata stays an error.
     fn rekey_empty_dir(&self, fd: &impl AsFd, pkey: &DirKey) -> Option<Arc<DirKey>> {
-        let dirfd = rustix::fs::openat(fd, ".", OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC, Mode::empty()).ok()?;
+        let dirfd = rustix::fs::openat(
+            fd,
+            ".",
+            OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
+            Mode::empty(),
+        )
+        .ok()?;
         let mut d = rustix::fs::Dir::read_from(&dirfd).ok()?;
         let mut count = 0;
         while let Some(Ok(e)) = d.next() {
@@ -69,7 +101,9 @@ impl CoreFs {
         }
         let (key, meta) = self.keys.create_dir(pkey).ok()?;
         write_small_atomic(fd, DIR_META_NAME, &meta).ok()?;
-        log::warn!("re-keyed an empty directory whose key metadata was missing (interrupted mkdir)");
+        log::warn!(
+            "re-keyed an empty directory whose key metadata was missing (interrupted mkdir)"
+        );
         Some(Arc::new(key))
     }
 
@@ -78,7 +112,10 @@ impl CoreFs {
         let (cipher, unreadable) = match BackingName::encode(&pkey, name) {
             Ok(bn) => match rustix::fs::statat(&pnode.fd, bn.name(), AtFlags::SYMLINK_NOFOLLOW) {
                 Ok(_) => (bn.name().to_owned(), false),
-                Err(e) if name.starts_with(names::RECOVERY_PREFIX.as_bytes()) && e == rustix::io::Errno::NOENT => {
+                Err(e)
+                    if name.starts_with(names::RECOVERY_PREFIX.as_bytes())
+                        && e == rustix::io::Errno::NOENT =>
+                {
                     (names::find_recovery(&pnode.fd, name)?, true)
                 }
                 Err(e) => return Err(e.into()),
@@ -90,18 +127,45 @@ impl CoreFs {
     }
 
     /// Gives a new entry to its creator, keeping a setgid parent's group.
-    fn own(&self, dirfd: &impl AsFd, name: &str, who: Caller, mode: u32, kind: Kind) -> FsResult<()> {
+    fn own(
+        &self,
+        dirfd: &impl AsFd,
+        name: &str,
+        who: Caller,
+        mode: u32,
+        kind: Kind,
+    ) -> FsResult<()> {
         let pst = rustix::fs::fstat(dirfd)?;
-        let gid = if pst.st_mode & libc::S_ISGID != 0 { None } else { Some(Gid::from_raw(who.gid)) };
-        rustix::fs::chownat(dirfd, name, Some(Uid::from_raw(who.uid)), gid, AtFlags::SYMLINK_NOFOLLOW)?;
+        let gid = if pst.st_mode & libc::S_ISGID != 0 {
+            None
+        } else {
+            Some(Gid::from_raw(who.gid))
+        };
+        rustix::fs::chownat(
+            dirfd,
+            name,
+            Some(Uid::from_raw(who.uid)),
+            gid,
+            AtFlags::SYMLINK_NOFOLLOW,
+        )?;
         // chown clears set-id bits; restore what the creator asked for.
         if mode & (libc::S_ISUID | libc::S_ISGID) != 0 && kind != Kind::Symlink {
-            rustix::fs::chmodat(dirfd, name, Mode::from_raw_mode(mode & 0o7777), AtFlags::empty())?;
+            rustix::fs::chmodat(
+                dirfd,
+                name,
+                Mode::from_raw_mode(mode & 0o7777),
+                AtFlags::empty(),
+            )?;
         }
         Ok(())
     }
 
-    fn begin_create<'a>(&self, pnode: &'a Node, pkey: &DirKey, name: &[u8]) -> FsResult<(BackingName, MutexGuard<'a, ()>)> {
+    fn begin_create<'a>(
+        &self,
+        pnode: &'a Node,
+        pkey: &DirKey,
+        name: &[u8],
+    ) -> FsResult<(BackingName, MutexGuard<'a, ()>)> {
         self.check_writable()?;
         let bn = BackingName::encode(pkey, name)?;
         let guard = lock(&pnode.entries_lock);
@@ -109,7 +173,14 @@ impl CoreFs {
         Ok((bn, guard))
     }
 
-    pub fn create(&self, parent: u64, name: &[u8], mode: u32, flags: i32, who: Caller) -> FsResult<(Attr, u64)> {
+    pub fn create(
+        &self,
+        parent: u64,
+        name: &[u8],
+        mode: u32,
+        flags: i32,
+        who: Caller,
+    ) -> FsResult<(Attr, u64)> {
         let (pnode, pkey) = self.dir_node(parent)?;
         let (bn, _g) = self.begin_create(&pnode, &pkey, name)?;
         let mode = mode & !who.umask & 0o7777;
@@ -134,14 +205,26 @@ impl CoreFs {
         Ok((self.attr_of(&node)?, fh))
     }
 
-    pub fn mknod(&self, parent: u64, name: &[u8], mode: u32, rdev: u64, who: Caller) -> FsResult<Attr> {
+    pub fn mknod(
+        &self,
+        parent: u64,
+        name: &[u8],
+        mode: u32,
+        rdev: u64,
+        who: Caller,
+    ) -> FsResult<Attr> {
         let (pnode, pkey) = self.dir_node(parent)?;
         let (bn, _g) = self.begin_create(&pnode, &pkey, name)?;
         let kind = Kind::from_mode(mode);
         let perm = mode & !who.umask & 0o7777;
         let ft = rustix::fs::FileType::from_raw_mode(mode);
         if kind == Kind::File {
-            let fd = rustix::fs::openat(&pnode.fd, bn.name(), OFlags::CREATE | OFlags::EXCL | OFlags::WRONLY | OFlags::CLOEXEC, Mode::from_raw_mode(perm))?;
+            let fd = rustix::fs::openat(
+                &pnode.fd,
+                bn.name(),
+                OFlags::CREATE | OFlags::EXCL | OFlags::WRONLY | OFlags::CLOEXEC,
+                Mode::from_raw_mode(perm),
+            )?;
             drop(fd);
         } else {
             rustix::fs::mknodat(&pnode.fd, bn.name(), ft, Mode::from_raw_mode(perm), rdev)?;
@@ -158,14 +241,29 @@ impl CoreFs {
         rustix::fs::mkdirat(&pnode.fd, bn.name(), Mode::from_raw_mode(perm))?;
         let made = (|| -> FsResult<()> {
             let (_key, meta) = self.keys.create_dir(&pkey).map_err(|_| Errno::EIO)?;
-            let dfd = rustix::fs::openat(&pnode.fd, bn.name(), OFlags::PATH | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC, Mode::empty())?;
+            let dfd = rustix::fs::openat(
+                &pnode.fd,
+                bn.name(),
+                OFlags::PATH | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+                Mode::empty(),
+            )?;
             // The key must be durable before any child depends on it.
             write_small_atomic(&dfd, DIR_META_NAME, &meta)?;
-            rustix::fs::chownat(&dfd, DIR_META_NAME, Some(Uid::ROOT), Some(Gid::ROOT), AtFlags::empty())?;
+            rustix::fs::chownat(
+                &dfd,
+                DIR_META_NAME,
+                Some(Uid::ROOT),
+                Some(Gid::ROOT),
+                AtFlags::empty(),
+            )?;
             self.own(&pnode.fd, bn.name(), who, perm | libc::S_IFDIR, Kind::Dir)
         })();
         if let Err(e) = made {
-            let _ = rustix::fs::unlinkat(&pnode.fd, format!("{}/{DIR_META_NAME}", bn.name()).as_str(), AtFlags::empty());
+            let _ = rustix::fs::unlinkat(
+                &pnode.fd,
+                format!("{}/{DIR_META_NAME}", bn.name()).as_str(),
+                AtFlags::empty(),
+            );
             let _ = rustix::fs::unlinkat(&pnode.fd, bn.name(), AtFlags::REMOVEDIR);
             return Err(e);
         }
@@ -238,7 +336,12 @@ impl CoreFs {
     /// Removes an empty directory: its metadata first, then the directory;
     /// the metadata is restored if the directory turns out not to be empty.
     fn remove_dir_entry(&self, pfd: &impl AsFd, bn: &BackingName) -> FsResult<()> {
-        let dfd = rustix::fs::openat(pfd, bn.name(), OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC, Mode::empty())?;
+        let dfd = rustix::fs::openat(
+            pfd,
+            bn.name(),
+            OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+            Mode::empty(),
+        )?;
         let mut d = rustix::fs::Dir::read_from(&dfd)?;
         while let Some(e) = d.next() {
             let e = e?;
@@ -275,7 +378,14 @@ impl CoreFs {
         self.attr_of(&n)
     }
 
-    pub fn rename(&self, parent: u64, name: &[u8], newparent: u64, newname: &[u8], flags: u32) -> FsResult<()> {
+    pub fn rename(
+        &self,
+        parent: u64,
+        name: &[u8],
+        newparent: u64,
+        newname: &[u8],
+        flags: u32,
+    ) -> FsResult<()> {
         self.check_writable()?;
         let (pnode, pkey) = self.dir_node(parent)?;
         let (npnode, npkey) = self.dir_node(newparent)?;
@@ -311,7 +421,17 @@ impl CoreFs {
         dst.write_record(&npnode.fd)?;
         let moved = self.nodes_for(&pnode, src.name(), st.st_ino);
         if parent != newparent {
-            self.move_across(&pnode, &pkey, &npnode, &npkey, &src, &dst, kind, &st, moved.as_deref())?;
+            self.move_across(
+                &pnode,
+                &pkey,
+                &npnode,
+                &npkey,
+                &src,
+                &dst,
+                kind,
+                &st,
+                moved.as_deref(),
+            )?;
         } else {
             rustix::fs::renameat_with(&pnode.fd, src.name(), &npnode.fd, dst.name(), rflags)?;
         }
@@ -319,7 +439,11 @@ impl CoreFs {
             src.remove_record(&pnode.fd);
         }
         if let Some(n) = moved {
-            n.set_location(Location { parent: newparent, cipher_name: dst.name().to_owned(), plain_name: newname.to_vec() });
+            n.set_location(Location {
+                parent: newparent,
+                cipher_name: dst.name().to_owned(),
+                plain_name: newname.to_vec(),
+            });
         }
         Ok(())
     }
@@ -347,7 +471,12 @@ impl CoreFs {
         match kind {
             Kind::File if st.st_nlink > 1 => Err(Errno::EXDEV),
             Kind::File => {
-                let fd = rustix::fs::openat(&pnode.fd, src.name(), OFlags::RDWR | OFlags::NOFOLLOW | OFlags::CLOEXEC, Mode::empty())?;
+                let fd = rustix::fs::openat(
+                    &pnode.fd,
+                    src.name(),
+                    OFlags::RDWR | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+                    Mode::empty(),
+                )?;
                 let f = std::fs::File::from(fd);
                 let mut io_guard = moved.map(|n| n.io.write().unwrap_or_else(|e| e.into_inner()));
                 if f.metadata()?.len() == 0 {
@@ -357,10 +486,16 @@ impl CoreFs {
                 let mut h = [0u8; crate::format::HEADER_LEN];
                 f.read_exact_at(&mut h, 0)?;
                 let fk = self.keys.open_file(pkey, &h).map_err(|e| {
-                    log::error!("integrity error: moving file {}: header: {e}", String::from_utf8_lossy(src.name().as_bytes()));
+                    log::error!(
+                        "integrity error: moving file {}: header: {e}",
+                        String::from_utf8_lossy(src.name().as_bytes())
+                    );
                     Errno::EIO
                 })?;
-                let (both, fin) = self.keys.rewrap_file_move(&fk, pkey, npkey, &h).map_err(|_| Errno::EIO)?;
+                let (both, fin) = self
+                    .keys
+                    .rewrap_file_move(&fk, pkey, npkey, &h)
+                    .map_err(|_| Errno::EIO)?;
                 f.write_all_at(&both, 0)?;
                 f.sync_data()?;
                 rustix::fs::renameat(&pnode.fd, src.name(), &npnode.fd, dst.name())?;
@@ -373,10 +508,18 @@ impl CoreFs {
                 Ok(())
             }
             Kind::Dir => {
-                let dfd = rustix::fs::openat(&pnode.fd, src.name(), OFlags::PATH | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC, Mode::empty())?;
+                let dfd = rustix::fs::openat(
+                    &pnode.fd,
+                    src.name(),
+                    OFlags::PATH | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+                    Mode::empty(),
+                )?;
                 let meta = read_small(&dfd, DIR_META_NAME, DIR_META_LEN)?;
                 let dkey = self.keys.open_dir(pkey, &meta).map_err(|_| Errno::EIO)?;
-                let (both, fin) = self.keys.rewrap_dir_move(&dkey, pkey, npkey, &meta).map_err(|_| Errno::EIO)?;
+                let (both, fin) = self
+                    .keys
+                    .rewrap_dir_move(&dkey, pkey, npkey, &meta)
+                    .map_err(|_| Errno::EIO)?;
                 write_small_atomic(&dfd, DIR_META_NAME, &both)?;
                 rustix::fs::renameat(&pnode.fd, src.name(), &npnode.fd, dst.name())?;
                 write_small_atomic(&dfd, DIR_META_NAME, &fin)?;
@@ -384,24 +527,40 @@ impl CoreFs {
             }
             Kind::Symlink => {
                 let raw = rustix::fs::readlinkat(&pnode.fd, src.name(), Vec::new())?;
-                let target = pkey.decrypt_symlink(raw.as_bytes()).map_err(|_| Errno::EIO)?;
+                let target = pkey
+                    .decrypt_symlink(raw.as_bytes())
+                    .map_err(|_| Errno::EIO)?;
                 let enc = npkey.encrypt_symlink(&target).map_err(|_| Errno::EIO)?;
                 let tmp = format!("dekfs.tmp.{}", std::process::id());
                 let _ = rustix::fs::unlinkat(&npnode.fd, tmp.as_str(), AtFlags::empty());
                 rustix::fs::symlinkat(enc.as_str(), &npnode.fd, tmp.as_str())?;
-                rustix::fs::chownat(&npnode.fd, tmp.as_str(), Some(Uid::from_raw(st.st_uid)), Some(Gid::from_raw(st.st_gid)), AtFlags::SYMLINK_NOFOLLOW)?;
+                rustix::fs::chownat(
+                    &npnode.fd,
+                    tmp.as_str(),
+                    Some(Uid::from_raw(st.st_uid)),
+                    Some(Gid::from_raw(st.st_gid)),
+                    AtFlags::SYMLINK_NOFOLLOW,
+                )?;
                 rustix::fs::renameat(&npnode.fd, tmp.as_str(), &npnode.fd, dst.name())?;
                 rustix::fs::unlinkat(&pnode.fd, src.name(), AtFlags::empty())?;
                 Ok(())
             }
-            _ => Ok(rustix::fs::renameat(&pnode.fd, src.name(), &npnode.fd, dst.name())?),
+            _ => Ok(rustix::fs::renameat(
+                &pnode.fd,
+                src.name(),
+                &npnode.fd,
+                dst.name(),
+            )?),
         }
     }
 
     pub fn opendir(&self, ino: u64) -> FsResult<u64> {
         let (node, key) = self.dir_node(ino)?;
         let entries = names::list(&key, &node.fd, |cipher| {
-            log::error!("integrity error: {}: entry name {cipher} failed authentication", self.plain_path(ino));
+            log::error!(
+                "integrity error: {}: entry name {cipher} failed authentication",
+                self.plain_path(ino)
+            );
         })?;
         let fh = self.new_fh();
         lock(&self.dirs).insert(fh, Arc::new(OpenDir { entries }));

@@ -4,7 +4,9 @@
 //! write for everything that changes bytes).
 
 use super::Errno;
-use crate::crypto::{fill_random, DirKey, FileKey, VolumeKeys, BLOCK_OVERHEAD, BLOCK_SIZE, CIPHER_BLOCK_SIZE};
+use crate::crypto::{
+    fill_random, DirKey, FileKey, VolumeKeys, BLOCK_OVERHEAD, BLOCK_SIZE, CIPHER_BLOCK_SIZE,
+};
 use crate::format::{plain_size, HEADER_LEN};
 use std::fs::File;
 use std::os::unix::fs::FileExt;
@@ -67,10 +69,13 @@ impl FileIo {
         self.budget = 0;
         self.step = 0;
         if csize > 0 {
-            plain_size(csize).map_err(|_| IoError::Integrity(format!("impossible ciphertext size {csize}")))?;
+            plain_size(csize)
+                .map_err(|_| IoError::Integrity(format!("impossible ciphertext size {csize}")))?;
             let mut h = [0u8; HEADER_LEN];
             f.read_exact_at(&mut h, 0)?;
-            let key = keys.open_file(dir, &h).map_err(|e| IoError::Integrity(format!("header: {e}")))?;
+            let key = keys
+                .open_file(dir, &h)
+                .map_err(|e| IoError::Integrity(format!("header: {e}")))?;
             self.reserved = key.nonce_reserved();
             self.key = Some(Arc::new(key));
             self.header = Some(h);
@@ -85,7 +90,8 @@ impl FileIo {
     }
 
     pub fn plain_len(&self) -> IoResult<u64> {
-        plain_size(self.csize).map_err(|_| IoError::Integrity(format!("impossible ciphertext size {}", self.csize)))
+        plain_size(self.csize)
+            .map_err(|_| IoError::Integrity(format!("impossible ciphertext size {}", self.csize)))
     }
 
     pub fn key(&self) -> Option<&Arc<FileKey>> {
@@ -102,11 +108,18 @@ impl FileIo {
     }
 
     /// Gives an empty file its header (and so its DEK) on first need.
-    pub fn ensure_header(&mut self, f: &File, keys: &VolumeKeys, dir: &DirKey) -> IoResult<Arc<FileKey>> {
+    pub fn ensure_header(
+        &mut self,
+        f: &File,
+        keys: &VolumeKeys,
+        dir: &DirKey,
+    ) -> IoResult<Arc<FileKey>> {
         if let Some(k) = &self.key {
             return Ok(k.clone());
         }
-        let (key, header) = keys.create_file(dir).map_err(|_| IoError::Sys(Errno::EIO))?;
+        let (key, header) = keys
+            .create_file(dir)
+            .map_err(|_| IoError::Sys(Errno::EIO))?;
         f.write_all_at(&header, 0)?;
         self.csize = self.csize.max(HL);
         self.reserved = key.nonce_reserved();
@@ -130,9 +143,13 @@ impl FileIo {
         self.step = (self.step * 2).clamp(1024, 1 << 20).max(n);
         let new_reserved = self.reserved.saturating_add(self.step);
         if new_reserved > NONCE_LIMIT {
-            return Err(IoError::Integrity("DEK usage limit reached: the file needs a data rekey".into()));
+            return Err(IoError::Integrity(
+                "DEK usage limit reached: the file needs a data rekey".into(),
+            ));
         }
-        let nh = key.header_with_reservation(h, new_reserved).map_err(|_| IoError::Sys(Errno::EIO))?;
+        let nh = key
+            .header_with_reservation(h, new_reserved)
+            .map_err(|_| IoError::Sys(Errno::EIO))?;
         // Only the fixed part and its MAC change; the key slots stay untouched.
         f.write_all_at(&nh[..72], 0)?;
         self.header = Some(nh);
@@ -194,7 +211,12 @@ impl FileIo {
         for (i, chunk) in plain.chunks(BLOCK_SIZE).enumerate() {
             let mut nonce = [0u8; 12];
             nonce.copy_from_slice(&nonces[i * 12..i * 12 + 12]);
-            key.seal_block(first + i as u64, &nonce, chunk, &mut out[o..o + chunk.len() + BLOCK_OVERHEAD]);
+            key.seal_block(
+                first + i as u64,
+                &nonce,
+                chunk,
+                &mut out[o..o + chunk.len() + BLOCK_OVERHEAD],
+            );
             o += chunk.len() + BLOCK_OVERHEAD;
         }
         let off = HL + first * CBS;
@@ -203,11 +225,20 @@ impl FileIo {
         Ok(())
     }
 
-    pub fn write(&mut self, f: &File, keys: &VolumeKeys, dir: &DirKey, off: u64, data: &[u8]) -> IoResult<usize> {
+    pub fn write(
+        &mut self,
+        f: &File,
+        keys: &VolumeKeys,
+        dir: &DirKey,
+        off: u64,
+        data: &[u8],
+    ) -> IoResult<usize> {
         if data.is_empty() {
             return Ok(0);
         }
-        let end = off.checked_add(data.len() as u64).ok_or(IoError::Sys(Errno::EFBIG))?;
+        let end = off
+            .checked_add(data.len() as u64)
+            .ok_or(IoError::Sys(Errno::EFBIG))?;
         let key = self.ensure_header(f, keys, dir)?;
         if off > self.plain_len()? {
             self.extend(f, &key, off)?;
@@ -262,7 +293,13 @@ impl FileIo {
         Ok(())
     }
 
-    pub fn truncate(&mut self, f: &File, keys: &VolumeKeys, dir: &DirKey, size: u64) -> IoResult<()> {
+    pub fn truncate(
+        &mut self,
+        f: &File,
+        keys: &VolumeKeys,
+        dir: &DirKey,
+        size: u64,
+    ) -> IoResult<()> {
         let cur = self.plain_len()?;
         if size == cur {
             return Ok(());

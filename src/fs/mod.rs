@@ -6,8 +6,8 @@ mod attr;
 mod dir_ops;
 pub mod file_io;
 mod names;
-mod open_ops;
 pub mod node;
+mod open_ops;
 mod xattr;
 
 pub use attr::{Attr, SetAttr, StatFs, TimeSet};
@@ -112,8 +112,19 @@ impl CoreFs {
         )
         .map_err(|e| format!("/proc/self/fd: {e}"))?;
         let nodes = NodeTable::default();
-        let loc = Location { parent: ROOT_INO, cipher_name: String::new(), plain_name: Vec::new() };
-        nodes.insert_root(Node::new(ROOT_INO, Kind::Dir, root_fd, loc, Some(Arc::new(root_key)), false));
+        let loc = Location {
+            parent: ROOT_INO,
+            cipher_name: String::new(),
+            plain_name: Vec::new(),
+        };
+        nodes.insert_root(Node::new(
+            ROOT_INO,
+            Kind::Dir,
+            root_fd,
+            loc,
+            Some(Arc::new(root_key)),
+            false,
+        ));
         Ok(CoreFs {
             keys,
             root_backing_ino: st.st_ino,
@@ -205,7 +216,12 @@ impl CoreFs {
     fn reopen(&self, node: &Node, flags: OFlags) -> FsResult<File> {
         use std::os::fd::AsRawFd;
         let name = node.fd.as_raw_fd().to_string();
-        let fd = rustix::fs::openat(&self.proc_fd, name.as_str(), flags | OFlags::CLOEXEC, Mode::empty())?;
+        let fd = rustix::fs::openat(
+            &self.proc_fd,
+            name.as_str(),
+            flags | OFlags::CLOEXEC,
+            Mode::empty(),
+        )?;
         Ok(File::from(fd))
     }
 
@@ -219,7 +235,11 @@ impl CoreFs {
     }
 
     fn stat_node(&self, node: &Node) -> FsResult<rustix::fs::Stat> {
-        Ok(rustix::fs::statat(&node.fd, "", AtFlags::EMPTY_PATH | AtFlags::SYMLINK_NOFOLLOW)?)
+        Ok(rustix::fs::statat(
+            &node.fd,
+            "",
+            AtFlags::EMPTY_PATH | AtFlags::SYMLINK_NOFOLLOW,
+        )?)
     }
 }
 
@@ -227,7 +247,12 @@ impl CoreFs {
 /// directory descriptor, refusing anything larger than `max`.
 fn read_small(dir: &impl AsFd, name: &str, max: usize) -> FsResult<Vec<u8>> {
     use std::io::Read;
-    let fd = rustix::fs::openat(dir, name, OFlags::RDONLY | OFlags::CLOEXEC | OFlags::NOFOLLOW, Mode::empty())?;
+    let fd = rustix::fs::openat(
+        dir,
+        name,
+        OFlags::RDONLY | OFlags::CLOEXEC | OFlags::NOFOLLOW,
+        Mode::empty(),
+    )?;
     let mut buf = Vec::with_capacity(max);
     File::from(fd).take(max as u64 + 1).read_to_end(&mut buf)?;
     if buf.len() > max {
@@ -253,3 +278,6 @@ fn write_small_atomic(dir: &impl AsFd, name: &str, data: &[u8]) -> FsResult<()> 
     rustix::fs::renameat(dir, tmp.as_str(), dir, name)?;
     Ok(())
 }
+
+#[cfg(test)]
+mod tests;

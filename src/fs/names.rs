@@ -19,7 +19,10 @@ pub const RECOVERY_PREFIX: &str = ".dekfs-unreadable-";
 pub enum BackingName {
     Short(String),
     /// `hashed` is the on-disk entry; `full` goes into the `.name` record.
-    Long { hashed: String, full: String },
+    Long {
+        hashed: String,
+        full: String,
+    },
 }
 
 impl BackingName {
@@ -32,14 +35,22 @@ impl BackingName {
 
     pub fn encode(dir: &DirKey, plain: &[u8]) -> FsResult<BackingName> {
         if plain.is_empty() || plain.len() > 255 || plain.contains(&b'/') || plain.contains(&0) {
-            return Err(if plain.len() > 255 { Errno::ENAMETOOLONG } else { Errno::EINVAL });
+            return Err(if plain.len() > 255 {
+                Errno::ENAMETOOLONG
+            } else {
+                Errno::EINVAL
+            });
         }
         let enc = dir.encrypt_name(plain).map_err(|_| Errno::EIO)?;
         if enc.len() <= MAX_BACKING_NAME {
             return Ok(BackingName::Short(enc));
         }
-        let hash = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(Sha256::digest(enc.as_bytes()));
-        Ok(BackingName::Long { hashed: format!("{LONGNAME_PREFIX}{hash}"), full: enc })
+        let hash =
+            base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(Sha256::digest(enc.as_bytes()));
+        Ok(BackingName::Long {
+            hashed: format!("{LONGNAME_PREFIX}{hash}"),
+            full: enc,
+        })
     }
 
     /// Long names need their record on disk before the entry itself, so a
@@ -54,7 +65,11 @@ impl BackingName {
     /// Removes the long-name record once its entry is gone.
     pub fn remove_record(&self, dir: &impl AsFd) {
         if let BackingName::Long { hashed, .. } = self {
-            let _ = rustix::fs::unlinkat(dir, format!("{hashed}{LONGNAME_SUFFIX}").as_str(), rustix::fs::AtFlags::empty());
+            let _ = rustix::fs::unlinkat(
+                dir,
+                format!("{hashed}{LONGNAME_SUFFIX}").as_str(),
+                rustix::fs::AtFlags::empty(),
+            );
         }
     }
 }
@@ -83,11 +98,18 @@ pub fn decode(dir: &DirKey, dirfd: &impl AsFd, cipher: &str) -> Decoded {
         if rest.contains('.') {
             return Decoded::Internal; // the `.name` record or a temp file
         }
-        let Ok(rec) = read_small(dirfd, &format!("{cipher}{LONGNAME_SUFFIX}"), MAX_LONGNAME_RECORD) else {
+        let Ok(rec) = read_small(
+            dirfd,
+            &format!("{cipher}{LONGNAME_SUFFIX}"),
+            MAX_LONGNAME_RECORD,
+        ) else {
             return Decoded::Unreadable;
         };
-        let Ok(full) = std::str::from_utf8(&rec) else { return Decoded::Unreadable };
-        let hash = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(Sha256::digest(full.as_bytes()));
+        let Ok(full) = std::str::from_utf8(&rec) else {
+            return Decoded::Unreadable;
+        };
+        let hash = base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .encode(Sha256::digest(full.as_bytes()));
         if hash != rest {
             return Decoded::Unreadable;
         }
@@ -116,8 +138,17 @@ fn hex8(b: &[u8]) -> String {
 
 /// Lists a backing directory, decoding every name. Unreadable names come back
 /// with `plain` set to their recovery name and are reported via `on_bad`.
-pub fn list(dir: &DirKey, dirfd: &impl AsFd, mut on_bad: impl FnMut(&str)) -> FsResult<Vec<DirEntry>> {
-    let fd = rustix::fs::openat(dirfd, ".", OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC, Mode::empty())?;
+pub fn list(
+    dir: &DirKey,
+    dirfd: &impl AsFd,
+    mut on_bad: impl FnMut(&str),
+) -> FsResult<Vec<DirEntry>> {
+    let fd = rustix::fs::openat(
+        dirfd,
+        ".",
+        OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
+        Mode::empty(),
+    )?;
     let mut out = Vec::new();
     let mut d = rustix::fs::Dir::read_from(&fd)?;
     while let Some(ent) = d.next() {
@@ -134,14 +165,24 @@ pub fn list(dir: &DirKey, dirfd: &impl AsFd, mut on_bad: impl FnMut(&str)) -> Fs
                 recovery_name(&cipher)
             }
         };
-        out.push(DirEntry { plain, cipher, backing_ino: ent.ino(), kind: ent.file_type() as u8 });
+        out.push(DirEntry {
+            plain,
+            cipher,
+            backing_ino: ent.ino(),
+            kind: ent.file_type() as u8,
+        });
     }
     Ok(out)
 }
 
 /// Finds the backing entry behind a recovery name (slow path, rare).
 pub fn find_recovery(dirfd: &impl AsFd, wanted: &[u8]) -> FsResult<String> {
-    let fd = rustix::fs::openat(dirfd, ".", OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC, Mode::empty())?;
+    let fd = rustix::fs::openat(
+        dirfd,
+        ".",
+        OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
+        Mode::empty(),
+    )?;
     let mut d = rustix::fs::Dir::read_from(&fd)?;
     while let Some(ent) = d.next() {
         let ent = ent?;

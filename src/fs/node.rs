@@ -162,7 +162,10 @@ impl NodeTable {
         }
         let mut map = self.nodes.write().unwrap_or_else(|e| e.into_inner());
         if let Some(node) = map.get(&ino) {
-            let prev = node.lookups.fetch_sub(n.min(node.lookups.load(Ordering::Relaxed)), Ordering::Relaxed);
+            let prev = node.lookups.fetch_sub(
+                n.min(node.lookups.load(Ordering::Relaxed)),
+                Ordering::Relaxed,
+            );
             if prev <= n {
                 map.remove(&ino);
             }

@@ -28,7 +28,8 @@ impl CoreFs {
         {
             let mut io = node.io.write().unwrap_or_else(|e| e.into_inner());
             if !io.is_loaded() {
-                io.load(&file, &self.keys, &dkey).map_err(|e| self.io_err(node.ino, e))?;
+                io.load(&file, &self.keys, &dkey)
+                    .map_err(|e| self.io_err(node.ino, e))?;
             }
             node.open_handles.fetch_add(1, Ordering::AcqRel);
         }
@@ -53,7 +54,11 @@ impl CoreFs {
         }
         // Read-modify-write of partial blocks needs read access even for
         // write-only opens; the kernel already checked the caller's rights.
-        let mode = if writing { OFlags::RDWR } else { OFlags::RDONLY };
+        let mode = if writing {
+            OFlags::RDWR
+        } else {
+            OFlags::RDONLY
+        };
         let file = self.reopen(&node, mode)?;
         self.install_handle(node, file)
     }
@@ -61,14 +66,17 @@ impl CoreFs {
     pub fn read(&self, fh: u64, off: u64, size: u32) -> FsResult<Vec<u8>> {
         let of = self.open_file(fh)?;
         let io = of.node.io.read().unwrap_or_else(|e| e.into_inner());
-        io.read(&of.file, off, size).map_err(|e| self.io_err(of.node.ino, e))
+        io.read(&of.file, off, size)
+            .map_err(|e| self.io_err(of.node.ino, e))
     }
 
     pub fn write(&self, fh: u64, off: u64, data: &[u8]) -> FsResult<u32> {
         let of = self.open_file(fh)?;
         let (_, dkey) = self.dir_node(of.node.parent())?;
         let mut io = of.node.io.write().unwrap_or_else(|e| e.into_inner());
-        let n = io.write(&of.file, &self.keys, &dkey, off, data).map_err(|e| self.io_err(of.node.ino, e))?;
+        let n = io
+            .write(&of.file, &self.keys, &dkey, off, data)
+            .map_err(|e| self.io_err(of.node.ino, e))?;
         Ok(n as u32)
     }
 
@@ -101,7 +109,8 @@ impl CoreFs {
         let mut io = of.node.io.write().unwrap_or_else(|e| e.into_inner());
         let cur = io.plain_len().map_err(|e| self.io_err(of.node.ino, e))?;
         if end > cur {
-            io.truncate(&of.file, &self.keys, &dkey, end).map_err(|e| self.io_err(of.node.ino, e))?;
+            io.truncate(&of.file, &self.keys, &dkey, end)
+                .map_err(|e| self.io_err(of.node.ino, e))?;
         }
         Ok(())
     }

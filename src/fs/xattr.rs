@@ -15,7 +15,12 @@ const MAX_VALUE: usize = 64 * 1024;
 impl CoreFs {
     /// Runs `f` with the node's xattr cipher. Regular files get a header
     /// (hence a DEK) on their first attribute.
-    fn with_xattr<T>(&self, node: &Arc<Node>, create: bool, f: impl FnOnce(&XattrCipher) -> FsResult<T>) -> FsResult<T> {
+    fn with_xattr<T>(
+        &self,
+        node: &Arc<Node>,
+        create: bool,
+        f: impl FnOnce(&XattrCipher) -> FsResult<T>,
+    ) -> FsResult<T> {
         if node.unreadable {
             return Err(self.integrity(node.ino, "entry name failed authentication"));
         }
@@ -27,11 +32,15 @@ impl CoreFs {
                 let mut io = node.io.write().unwrap_or_else(|e| e.into_inner());
                 let temp = !io.is_loaded();
                 if temp {
-                    io.load(&file, &self.keys, &dkey).map_err(|e| self.io_err(node.ino, e))?;
+                    io.load(&file, &self.keys, &dkey)
+                        .map_err(|e| self.io_err(node.ino, e))?;
                 }
                 let key = match (io.key().cloned(), create) {
                     (Some(k), _) => Some(k),
-                    (None, true) => Some(io.ensure_header(&file, &self.keys, &dkey).map_err(|e| self.io_err(node.ino, e))?),
+                    (None, true) => Some(
+                        io.ensure_header(&file, &self.keys, &dkey)
+                            .map_err(|e| self.io_err(node.ino, e))?,
+                    ),
                     (None, false) => None,
                 };
                 if temp && node.open_handles.load(std::sync::atomic::Ordering::Acquire) == 0 {
@@ -61,7 +70,12 @@ impl CoreFs {
             let bname = x.encrypt_name(name).map_err(|_| Errno::EIO)?;
             let sealed = x.seal_value(&bname, value).map_err(|_| Errno::EIO)?;
             let fl = XattrFlags::from_bits_truncate(flags as u32);
-            Ok(rustix::fs::setxattr(path.as_str(), bname.as_str(), &sealed, fl)?)
+            Ok(rustix::fs::setxattr(
+                path.as_str(),
+                bname.as_str(),
+                &sealed,
+                fl,
+            )?)
         })
     }
 
@@ -88,25 +102,39 @@ impl CoreFs {
         let path = self.proc_path(&node);
         let mut buf = vec![0u8; 64 * 1024];
         let n = rustix::fs::listxattr(path.as_str(), &mut buf[..])?;
-        let names: Vec<&[u8]> = buf[..n].split(|b| *b == 0).filter(|s| s.starts_with(USER)).collect();
+        let names: Vec<&[u8]> = buf[..n]
+            .split(|b| *b == 0)
+            .filter(|s| s.starts_with(USER))
+            .collect();
         if names.is_empty() {
             return Ok(Vec::new());
         }
         self.with_xattr(&node, false, |x| {
             let mut out = Vec::new();
             for bn in names {
-                let Ok(s) = std::str::from_utf8(bn) else { continue };
+                let Ok(s) = std::str::from_utf8(bn) else {
+                    continue;
+                };
                 match x.decrypt_name(s) {
                     Ok(p) => {
                         out.extend_from_slice(&p);
                         out.push(0);
                     }
-                    Err(_) => log::error!("integrity error: {}: extended attribute name failed authentication", self.plain_path(ino)),
+                    Err(_) => log::error!(
+                        "integrity error: {}: extended attribute name failed authentication",
+                        self.plain_path(ino)
+                    ),
                 }
             }
             Ok(out)
         })
-        .or_else(|e| if e == Errno::ENODATA { Ok(Vec::new()) } else { Err(e) })
+        .or_else(|e| {
+            if e == Errno::ENODATA {
+                Ok(Vec::new())
+            } else {
+                Err(e)
+            }
+        })
     }
 
     pub fn removexattr(&self, ino: u64, name: &[u8]) -> FsResult<()> {

@@ -1,77 +1,177 @@
-//! Volume stub.
-#![allow(unused)]
+//! Volume layer: config file I/O, protectors, init, unlock and status info; the only module of
+//! this layer that touches the disk. Must NOT handle file contents or names (the filesystem core
+//! does) or hold raw key bytes itself (they stay in `crate::secret` types).
+
+mod config_io;
+mod info;
+mod init;
+mod protector;
+#[cfg(test)]
+mod tests;
+mod unlock;
+
+pub use config_io::{read_config_bytes, write_config_atomic};
+pub use info::read_info;
+pub use init::init;
+pub use unlock::unlock;
+
 use crate::crypto::{CryptoError, VolumeKeys};
+use crate::format::FormatError;
 use crate::secret::{RecoveryKey, SecretBytes};
 use std::path::{Path, PathBuf};
 
+/// What the user presents to unlock a volume.
+#[derive(Debug)]
 pub enum Credential {
     Passphrase(SecretBytes),
     RecoveryKey(RecoveryKey),
 }
+
+impl Credential {
+    pub(crate) fn kind_name(&self) -> &'static str {
+        match self {
+            Credential::Passphrase(_) => "passphrase",
+            Credential::RecoveryKey(_) => "recovery key",
+        }
+    }
+}
+
+/// Argon2id cost. Default is RFC 9106's second recommended option (64 MiB, t=3, p=4).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct KdfParams {
     pub m_cost_kib: u32,
     pub t_cost: u32,
     pub p_lanes: u32,
 }
+
 impl Default for KdfParams {
     fn default() -> Self {
-        KdfParams { m_cost_kib: 65536, t_cost: 3, p_lanes: 4 }
+        KdfParams {
+            m_cost_kib: 65536,
+            t_cost: 3,
+            p_lanes: 4,
+        }
     }
 }
+
+#[derive(Debug)]
 pub struct InitOptions {
     pub passphrase: SecretBytes,
     pub kdf: KdfParams,
+    /// Also create a recovery-key protector (the CLI defaults to true).
     pub recovery_key: bool,
 }
+
+#[derive(Debug)]
 pub struct InitOutcome {
     pub volume_id: [u8; 16],
+    /// Shown to the user exactly once; never stored unwrapped.
     pub recovery_key: Option<RecoveryKey>,
 }
-pub fn init(cipherdir: &Path, opts: InitOptions) -> Result<InitOutcome, VolumeError> {
-    todo!()
-}
-pub fn unlock(cipherdir: &Path, cred: &Credential) -> Result<UnlockedVolume, VolumeError> {
-    todo!()
-}
+
 pub struct UnlockedVolume {
     pub keys: std::sync::Arc<VolumeKeys>,
     pub info: VolumeInfo,
 }
-#[derive(Debug, Clone)]
+
+/// Non-secret description of a volume (from the config; unauthenticated when produced by
+/// `read_info`, MAC-verified when produced by `unlock`).
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct VolumeInfo {
     pub volume_id: [u8; 16],
     pub format_version: u16,
     pub created: u64,
+    /// (version, created unix seconds, is the active KEK)
     pub keks: Vec<(u32, u64, bool)>,
     pub protectors: Vec<ProtectorInfo>,
 }
-#[derive(Debug, Clone)]
+
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ProtectorInfo {
+    /// "passphrase", "recovery-key", "tpm2" or "unknown".
     pub kind: &'static str,
+    /// protector_id as 32 lowercase hex digits.
     pub id: String,
     pub kek_version: u32,
     pub created: u64,
     pub kdf: Option<KdfParams>,
 }
-pub fn read_info(cipherdir: &Path) -> Result<VolumeInfo, VolumeError> {
-    todo!()
-}
+
 #[derive(Debug)]
 pub enum VolumeError {
+    /// No dekfs.conf, or it is not a dekfs config (bad magic).
     NotAVolume(PathBuf),
     UnsupportedVersion(u16),
     UnsupportedFeature(u32),
+    /// No protector of the credential's kind opened: wrong passphrase / recovery key.
     WrongKey,
+    /// The volume has no protector of the credential's kind.
     NoSuchProtector(&'static str),
+    /// MAC failure, malformed record, parameters out of bounds (the text says which).
     Corrupt(String),
     NotEmpty(PathBuf),
     Io(std::io::Error),
     Crypto(CryptoError),
 }
+
 impl std::fmt::Display for VolumeError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{self:?}")
+        match self {
+            VolumeError::NotAVolume(p) => {
+                write!(f, "{}: not a dekfs volume (no valid dekfs.conf)", p.display())
+            }
+            VolumeError::UnsupportedVersion(v) => write!(
+                f,
+                "volume format version {v} is not supported by this dekfs (it reads version 1)"
+            ),
+            VolumeError::UnsupportedFeature(bits) => write!(
+                f,
+                "volume uses an unsupported feature (required feature bits {bits:#x}); upgrade dekfs"
+            ),
+            VolumeError::WrongKey => f.write_str("wrong passphrase or recovery key"),
+            VolumeError::NoSuchProtector(kind) => write!(f, "this volume has no {kind} protector"),
+            VolumeError::Corrupt(what) => {
+                write!(f, "volume is corrupt or has been tampered with: {what}")
+            }
+            VolumeError::NotEmpty(p) => write!(
+                f,
+                "{}: directory is not empty (init needs an empty directory)",
+                p.display()
+            ),
+            VolumeError::Io(e) => write!(f, "I/O error: {e}"),
+            VolumeError::Crypto(e) => write!(f, "{e}"),
+        }
     }
 }
-impl std::error::Error for VolumeError {}
+
+impl std::error::Error for VolumeError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            VolumeError::Io(e) => Some(e),
+            VolumeError::Crypto(e) => Some(e),
+            _ => None,
+        }
+    }
+}
+
+impl From<std::io::Error> for VolumeError {
+    fn from(e: std::io::Error) -> Self {
+        VolumeError::Io(e)
+    }
+}
+
+impl From<CryptoError> for VolumeError {
+    fn from(e: CryptoError) -> Self {
+        VolumeError::Crypto(e)
+    }
+}
+
+/// Maps a config parse failure to the user-facing error.
+pub(crate) fn config_format_error(cipherdir: &Path, e: FormatError) -> VolumeError {
+    match e {
+        FormatError::BadMagic => VolumeError::NotAVolume(cipherdir.to_path_buf()),
+        FormatError::UnsupportedVersion(v) => VolumeError::UnsupportedVersion(v),
+        FormatError::UnknownRequiredFeature(b) => VolumeError::UnsupportedFeature(b),
+        other => VolumeError::Corrupt(format!("dekfs.conf: {other}")),
+    }
+}

@@ -187,7 +187,7 @@ where
         std::thread::sleep(Duration::from_millis(20));
     };
     use std::io::Seek;
-    let mut read_all = |f: &mut fs::File| {
+    let read_all = |f: &mut fs::File| {
         let mut s = Vec::new();
         f.seek(std::io::SeekFrom::Start(0)).unwrap();
         f.read_to_end(&mut s).unwrap();
@@ -225,13 +225,17 @@ fn unescape_mountinfo(s: &str) -> String {
     let mut out = Vec::with_capacity(b.len());
     let mut i = 0;
     while i < b.len() {
-        if b[i] == b'\\' && i + 4 <= b.len() {
-            if let Ok(v) = u8::from_str_radix(std::str::from_utf8(&b[i + 1..i + 4]).unwrap_or("x"), 8)
-            {
-                out.push(v);
-                i += 4;
-                continue;
-            }
+        let octal = if b[i] == b'\\' && i + 4 <= b.len() {
+            std::str::from_utf8(&b[i + 1..i + 4])
+                .ok()
+                .and_then(|d| u8::from_str_radix(d, 8).ok())
+        } else {
+            None
+        };
+        if let Some(v) = octal {
+            out.push(v);
+            i += 4;
+            continue;
         }
         out.push(b[i]);
         i += 1;
@@ -256,7 +260,7 @@ pub fn mount_fstype(path: &Path) -> Option<String> {
     let mut found = None;
     for l in info.lines() {
         let f: Vec<&str> = l.split(' ').collect();
-        if f.len() > 4 && PathBuf::from(unescape_mountinfo(f[4])) == path {
+        if f.len() > 4 && Path::new(&unescape_mountinfo(f[4])) == path {
             let sep = f.iter().position(|x| *x == "-")?;
             found = f.get(sep + 1).map(|s| s.to_string());
         }
@@ -600,7 +604,9 @@ pub fn sha256_file(path: &Path) -> String {
     let mut h = Sha256::new();
     let mut buf = vec![0u8; 1 << 16];
     loop {
-        let n = f.read(&mut buf).unwrap_or_else(|e| panic!("read {}: {e}", path.display()));
+        let n = f
+            .read(&mut buf)
+            .unwrap_or_else(|e| panic!("read {}: {e}", path.display()));
         if n == 0 {
             break;
         }
@@ -710,14 +716,7 @@ pub fn get_xattr(path: &Path, name: &str) -> std::io::Result<Vec<u8>> {
     let n = CString::new(name).unwrap();
     let mut buf = vec![0u8; 65536];
     // SAFETY: valid strings; buf has buf.len() bytes.
-    let r = unsafe {
-        libc::getxattr(
-            p.as_ptr(),
-            n.as_ptr(),
-            buf.as_mut_ptr().cast(),
-            buf.len(),
-        )
-    };
+    let r = unsafe { libc::getxattr(p.as_ptr(), n.as_ptr(), buf.as_mut_ptr().cast(), buf.len()) };
     if r < 0 {
         return Err(std::io::Error::last_os_error());
     }

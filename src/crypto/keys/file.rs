@@ -3,7 +3,9 @@
 
 use super::super::aead::{BlockAead, RingAead};
 use super::super::mac::{hmac_sha256, verify_hmac_sha256};
-use super::super::{kdf, CryptoError, BLOCK_AAD_LEN, BLOCK_OVERHEAD, BLOCK_SIZE, NONCE_LEN, TAG_LEN};
+use super::super::{
+    kdf, CryptoError, BLOCK_AAD_LEN, BLOCK_OVERHEAD, BLOCK_SIZE, NONCE_LEN, TAG_LEN,
+};
 use super::xattr::XattrCipher;
 use crate::format::{FileHeader, HEADER_LEN};
 use crate::secret::Key32;

@@ -47,7 +47,9 @@ impl VolumeKeys {
     ) -> Result<VolumeKeys, CryptoError> {
         keks.sort_by_key(|(v, _)| *v);
         if keks.windows(2).any(|w| w[0].0 == w[1].0) || keks.iter().any(|(v, _)| *v == 0) {
-            return Err(CryptoError::InvalidLength("KEK versions must be unique and non-zero"));
+            return Err(CryptoError::InvalidLength(
+                "KEK versions must be unique and non-zero",
+            ));
         }
         if !keks.iter().any(|(v, _)| *v == active) {
             return Err(CryptoError::MissingKek(active));
@@ -73,6 +75,11 @@ impl VolumeKeys {
             .ok()
             .and_then(|i| self.keks.get(i))
             .map(|(_, k)| k)
+    }
+
+    /// KEK of `version` for the volume layer (protector wrapping, config MAC); never public.
+    pub(crate) fn kek_for(&self, version: u32) -> Result<&Key32, CryptoError> {
+        self.kek(version).ok_or(CryptoError::MissingKek(version))
     }
 
     fn active_kek(&self) -> Result<&Key32, CryptoError> {

@@ -39,7 +39,9 @@ impl XattrCipher {
             b64_encode(&siv_seal(&self.name_key, &[], name)?)
         );
         if backing.len() > XATTR_NAME_MAX {
-            return Err(CryptoError::InvalidName("xattr name too long once encrypted"));
+            return Err(CryptoError::InvalidName(
+                "xattr name too long once encrypted",
+            ));
         }
         Ok(backing)
     }

@@ -1,0 +1,48 @@
+//! `read_info`: describe a volume from its config without any key (for `dekfs status`). Must NOT
+//! present anything as authenticated: without the KEK the config MAC cannot be checked.
+
+use super::config_io::read_config_bytes;
+use super::protector::params_of;
+use super::{config_format_error, ProtectorInfo, VolumeError, VolumeInfo};
+use crate::format::{ProtectorBody, VolumeConfig, FORMAT_VERSION, PROTECTOR_KIND_TPM2};
+use std::path::Path;
+
+pub(crate) fn info_from_config(c: &VolumeConfig) -> VolumeInfo {
+    let active = c.active_kek_version();
+    VolumeInfo {
+        volume_id: c.volume_id,
+        format_version: FORMAT_VERSION,
+        created: c.created,
+        keks: c
+            .keks
+            .iter()
+            .map(|k| (k.version, k.created, Some(k.version) == active))
+            .collect(),
+        protectors: c
+            .protectors
+            .iter()
+            .map(|p| ProtectorInfo {
+                kind: match &p.body {
+                    ProtectorBody::Passphrase(_) => "passphrase",
+                    ProtectorBody::Recovery(_) => "recovery-key",
+                    ProtectorBody::Unknown { kind, .. } if *kind == PROTECTOR_KIND_TPM2 => "tpm2",
+                    ProtectorBody::Unknown { .. } => "unknown",
+                },
+                id: p.protector_id.iter().map(|b| format!("{b:02x}")).collect(),
+                kek_version: p.kek_version,
+                created: p.created,
+                kdf: match &p.body {
+                    ProtectorBody::Passphrase(b) => Some(params_of(b)),
+                    _ => None,
+                },
+            })
+            .collect(),
+    }
+}
+
+/// Parses dekfs.conf (unauthenticated: no key needed).
+pub fn read_info(cipherdir: &Path) -> Result<VolumeInfo, VolumeError> {
+    let raw = read_config_bytes(cipherdir)?;
+    let config = VolumeConfig::parse(&raw).map_err(|e| config_format_error(cipherdir, e))?;
+    Ok(info_from_config(&config))
+}

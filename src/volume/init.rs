@@ -1,0 +1,119 @@
+//! `init`: create a new volume (KEK v1, root directory, passphrase + optional recovery-key
+//! protectors) in an empty directory. Must NOT overwrite anything: a non-empty target is refused.
+
+use super::config_io::{write_config_atomic, write_root_dir_meta};
+use super::protector::{check_kdf_bounds, passphrase_key, recovery_key, wrap_kek};
+use super::{InitOptions, InitOutcome, VolumeError};
+use crate::crypto::mac::hmac_sha256;
+use crate::crypto::{kdf, random_array, CryptoError, VolumeKeys};
+use crate::format::{
+    KekRecord, KekState, PassphraseBody, ProtectorBody, ProtectorRecord, RecoveryBody,
+    VolumeConfig, KDF_ARGON2ID_V13,
+};
+use crate::secret::{Key32, RecoveryKey};
+use std::fs;
+use std::io::ErrorKind;
+use std::path::Path;
+
+pub(crate) fn now_unix() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
+
+fn ensure_empty_dir(cipherdir: &Path) -> Result<(), VolumeError> {
+    match fs::read_dir(cipherdir) {
+        Ok(mut entries) => {
+            if entries.next().is_some() {
+                return Err(VolumeError::NotEmpty(cipherdir.to_path_buf()));
+            }
+            Ok(())
+        }
+        Err(e) if e.kind() == ErrorKind::NotFound => Ok(fs::create_dir(cipherdir)?),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// Creates a volume in `cipherdir` (created if missing; must be empty). Writes the root
+/// dekfs.dir first and dekfs.conf last, so a crash never leaves a config without its root.
+pub fn init(cipherdir: &Path, opts: InitOptions) -> Result<InitOutcome, VolumeError> {
+    if opts.passphrase.is_empty() {
+        return Err(VolumeError::Crypto(CryptoError::Kdf("empty passphrase")));
+    }
+    // Refuse bad parameters before touching the directory.
+    check_kdf_bounds(&opts.kdf).map_err(|_| {
+        VolumeError::Crypto(CryptoError::Kdf(
+            "KDF parameters outside the allowed bounds",
+        ))
+    })?;
+    ensure_empty_dir(cipherdir)?;
+
+    let now = now_unix();
+    let volume_id: [u8; 16] = random_array()?;
+    let kek_version = 1u32;
+    let keys = VolumeKeys::from_parts(volume_id, vec![(kek_version, Key32::random()?)], 1)?;
+    let kek = keys.kek_for(kek_version)?;
+
+    let mut protectors = Vec::with_capacity(2);
+    let salt: [u8; 32] = random_array()?;
+    let pk = passphrase_key(opts.passphrase.expose(), &salt, &opts.kdf)?;
+    protectors.push(ProtectorRecord {
+        flags: 0,
+        kek_version,
+        created: now,
+        protector_id: random_array()?,
+        body: ProtectorBody::Passphrase(PassphraseBody {
+            kdf_alg: KDF_ARGON2ID_V13,
+            m_cost_kib: opts.kdf.m_cost_kib,
+            t_cost: opts.kdf.t_cost,
+            p_lanes: opts.kdf.p_lanes,
+            salt,
+            wrapped_kek: wrap_kek(&pk, kek, &volume_id, kek_version)?,
+        }),
+    });
+    drop(pk);
+
+    let recovery = if opts.recovery_key {
+        let rk = RecoveryKey::generate()?;
+        let salt: [u8; 32] = random_array()?;
+        let pk = recovery_key(&rk, &salt)?;
+        protectors.push(ProtectorRecord {
+            flags: 0,
+            kek_version,
+            created: now,
+            protector_id: random_array()?,
+            body: ProtectorBody::Recovery(RecoveryBody {
+                salt,
+                wrapped_kek: wrap_kek(&pk, kek, &volume_id, kek_version)?,
+            }),
+        });
+        Some(rk)
+    } else {
+        None
+    };
+
+    let mut config = VolumeConfig {
+        required_features: 0,
+        optional_features: 0,
+        volume_id,
+        created: now,
+        keks: vec![KekRecord {
+            version: kek_version,
+            state: KekState::Active,
+            created: now,
+        }],
+        protectors,
+        mac: [0; 32],
+    };
+    let mac_key = kdf::config_mac_key(kek, &volume_id)?;
+    config.mac = hmac_sha256(&mac_key, &config.mac_input())?;
+
+    let (_, root_meta) = keys.create_root_dir()?;
+    write_root_dir_meta(cipherdir, &root_meta)?;
+    write_config_atomic(cipherdir, &config.to_bytes())?;
+    Ok(InitOutcome {
+        volume_id,
+        recovery_key: recovery,
+    })
+}

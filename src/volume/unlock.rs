@@ -1,0 +1,140 @@
+//! `unlock`: turn a credential into an unlocked volume. Order matters: protector unwrap (with
+//! KDF bounds checked first), inner volume_id/version binding, config MAC, then the root
+//! directory. Must NOT write anything to disk.
+
+use super::config_io::{read_config_bytes, read_root_dir_meta};
+use super::info::info_from_config;
+use super::protector::{params_of, passphrase_key, recovery_key, unwrap_kek, KekUnwrap};
+use super::{config_format_error, Credential, UnlockedVolume, VolumeError};
+use crate::crypto::mac::verify_hmac_sha256;
+use crate::crypto::{kdf, VolumeKeys};
+use crate::format::{ProtectorBody, ProtectorRecord, VolumeConfig, CONFIG_MAC_LEN};
+use crate::secret::Key32;
+use std::path::Path;
+use std::sync::Arc;
+
+fn matches_kind(cred: &Credential, rec: &ProtectorRecord) -> bool {
+    matches!(
+        (cred, &rec.body),
+        (Credential::Passphrase(_), ProtectorBody::Passphrase(_))
+            | (Credential::RecoveryKey(_), ProtectorBody::Recovery(_))
+    )
+}
+
+fn protector_key(cred: &Credential, rec: &ProtectorRecord) -> Result<Key32, VolumeError> {
+    match (cred, &rec.body) {
+        (Credential::Passphrase(p), ProtectorBody::Passphrase(b)) => {
+            passphrase_key(p.expose(), &b.salt, &params_of(b))
+        }
+        (Credential::RecoveryKey(rk), ProtectorBody::Recovery(b)) => recovery_key(rk, &b.salt),
+        _ => Err(VolumeError::Corrupt("protector kind mismatch".into())),
+    }
+}
+
+fn wrapped_of(rec: &ProtectorRecord) -> Option<&[u8; 64]> {
+    match &rec.body {
+        ProtectorBody::Passphrase(b) => Some(&b.wrapped_kek),
+        ProtectorBody::Recovery(b) => Some(&b.wrapped_kek),
+        ProtectorBody::Unknown { .. } => None,
+    }
+}
+
+fn try_record(
+    cred: &Credential,
+    rec: &ProtectorRecord,
+    volume_id: &[u8; 16],
+) -> Result<Option<Key32>, VolumeError> {
+    let Some(wrapped) = wrapped_of(rec) else {
+        return Ok(None);
+    };
+    let pk = protector_key(cred, rec)?;
+    match unwrap_kek(&pk, wrapped, volume_id, rec.kek_version)? {
+        KekUnwrap::Kek(k) => Ok(Some(k)),
+        KekUnwrap::WrongKey => Ok(None),
+    }
+}
+
+/// Unlocks the volume at `cipherdir`. Argon2 working memory is wiped and freed before this
+/// returns; only the KEKs (inside `VolumeKeys`) survive.
+pub fn unlock(cipherdir: &Path, cred: &Credential) -> Result<UnlockedVolume, VolumeError> {
+    let raw = read_config_bytes(cipherdir)?;
+    let config = VolumeConfig::parse(&raw).map_err(|e| config_format_error(cipherdir, e))?;
+    let active = config
+        .active_kek_version()
+        .ok_or_else(|| VolumeError::Corrupt("no active KEK".into()))?;
+    let vid = config.volume_id;
+
+    let of_kind: Vec<&ProtectorRecord> = config
+        .protectors
+        .iter()
+        .filter(|r| matches_kind(cred, r))
+        .collect();
+    if of_kind.is_empty() {
+        return Err(VolumeError::NoSuchProtector(cred.kind_name()));
+    }
+    let candidates: Vec<&ProtectorRecord> = of_kind
+        .iter()
+        .copied()
+        .filter(|r| r.kek_version == active)
+        .collect();
+    if candidates.is_empty() {
+        return Err(VolumeError::NoSuchProtector(cred.kind_name()));
+    }
+    // All bounds first: a lowered cost anywhere is a downgrade attempt and is refused outright.
+    for rec in &candidates {
+        if let ProtectorBody::Passphrase(b) = &rec.body {
+            super::protector::check_kdf_bounds(&params_of(b))?;
+        }
+    }
+
+    let mut opened: Option<(Key32, [u8; 16])> = None;
+    for rec in &candidates {
+        if let Some(kek) = try_record(cred, rec, &vid)? {
+            opened = Some((kek, rec.protector_id));
+            break;
+        }
+    }
+    let Some((active_kek, protector_id)) = opened else {
+        return Err(VolumeError::WrongKey);
+    };
+
+    // Older (retiring) KEKs are reachable through records of the same protector.
+    let mut keks = vec![(active, active_kek)];
+    for k in config.keks.iter().filter(|k| k.version != active) {
+        let rec = of_kind
+            .iter()
+            .find(|r| r.protector_id == protector_id && r.kek_version == k.version);
+        if let Some(rec) = rec {
+            let kek = try_record(cred, rec, &vid)?.ok_or_else(|| {
+                VolumeError::Corrupt(format!(
+                    "protector record for KEK version {} does not open",
+                    k.version
+                ))
+            })?;
+            keks.push((k.version, kek));
+        }
+    }
+    let keys = VolumeKeys::from_parts(vid, keks, active)?;
+
+    let mac_key = kdf::config_mac_key(keys.kek_for(active)?, &vid)?;
+    let split = raw.len().saturating_sub(CONFIG_MAC_LEN);
+    let (Some(body), Some(mac)) = (raw.get(..split), raw.get(split..)) else {
+        return Err(VolumeError::Corrupt("dekfs.conf truncated".into()));
+    };
+    let mac: [u8; 32] = mac
+        .try_into()
+        .map_err(|_| VolumeError::Corrupt("dekfs.conf truncated".into()))?;
+    verify_hmac_sha256(&mac_key, body, &mac).map_err(|_| {
+        VolumeError::Corrupt("config MAC mismatch: tampered or from another volume".into())
+    })?;
+
+    let root_meta = read_root_dir_meta(cipherdir)?;
+    keys.open_root_dir(&root_meta).map_err(|_| {
+        VolumeError::Corrupt("root dekfs.dir does not belong to this volume or was modified".into())
+    })?;
+
+    Ok(UnlockedVolume {
+        keys: Arc::new(keys),
+        info: info_from_config(&config),
+    })
+}
