@@ -205,6 +205,9 @@ fn serve(
     ready: &mut Option<OwnedFd>,
 ) -> CliResult<()> {
     crate::secret::disable_core_dumps();
+    // Callers' umasks are applied per request; the daemon's own must not
+    // mask the modes it creates on their behalf.
+    rustix::process::umask(rustix::fs::Mode::empty());
     crate::logger::init(a.log_file.as_deref(), a.foreground)?;
     let unlocked = volume::unlock(cipherdir, &cred)
         .inspect_err(|e| log::warn!("unlock of {} failed: {e}", cipherdir.display()))?;
