@@ -339,6 +339,21 @@ mod tests {
     }
 
     #[test]
+    fn core_dumps_disabled() {
+        disable_core_dumps();
+        // SAFETY: PR_GET_DUMPABLE takes no pointer arguments and only returns a flag.
+        let dumpable = unsafe { libc::prctl(libc::PR_GET_DUMPABLE, 0, 0, 0, 0) };
+        assert_eq!(dumpable, 0);
+        let mut lim = libc::rlimit {
+            rlim_cur: 1,
+            rlim_max: 1,
+        };
+        // SAFETY: `lim` is a valid, writable rlimit that outlives the call.
+        let rc = unsafe { libc::getrlimit(libc::RLIMIT_CORE, &mut lim) };
+        assert_eq!((rc, lim.rlim_cur, lim.rlim_max), (0, 0, 0));
+    }
+
+    #[test]
     fn secret_bytes_basics() {
         let s = SecretBytes::new(Vec::with_capacity(100));
         assert!(s.is_empty());

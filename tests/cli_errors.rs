@@ -14,6 +14,15 @@ fn s(p: &std::path::Path) -> String {
     p.display().to_string()
 }
 
+/// Lines of `status` output that describe a protector (lowercased).
+fn protector_lines(stdout: &str) -> Vec<String> {
+    stdout
+        .lines()
+        .map(str::to_lowercase)
+        .filter(|l| l.trim_start().starts_with("protector"))
+        .collect()
+}
+
 #[track_caller]
 fn assert_not_mounted_and_no_daemon(v: &TestVolume) {
     assert!(
@@ -179,17 +188,14 @@ fn no_recovery_key_option() {
     );
     let st = dekfs(["status", &s(&v.cipher)]);
     st.expect_code(exit::OK, "status");
-    let lower = st.stdout.to_lowercase();
-    assert!(
-        lower.contains("passphrase"),
-        "status lists the passphrase protector:\n{}",
+    let prot = protector_lines(&st.stdout);
+    assert_eq!(
+        prot.len(),
+        1,
+        "exactly one protector expected:\n{}",
         st.stdout
     );
-    assert!(
-        !lower.contains("recovery"),
-        "status lists a recovery protector that does not exist:\n{}",
-        st.stdout
-    );
+    assert!(prot[0].contains("passphrase"), "{}", st.stdout);
     v.mount();
     v.umount();
 }
@@ -436,7 +442,9 @@ fn status_shows_volume_id_and_protectors() {
     let v = TestVolume::new("status");
     let st = dekfs(["status", &s(&v.cipher)]);
     st.expect_code(exit::OK, "status CIPHERDIR");
-    let lower = st.stdout.to_lowercase();
+    let prot = protector_lines(&st.stdout);
+    assert_eq!(prot.len(), 2, "two protectors expected:\n{}", st.stdout);
+    let lower = prot.join("\n");
     assert!(
         lower.contains("passphrase"),
         "no passphrase protector in:\n{}",
@@ -483,6 +491,11 @@ fn status_shows_volume_id_and_protectors() {
     let j: serde_json::Value = serde_json::from_str(&js.stdout)
         .unwrap_or_else(|e| panic!("status --json is not JSON ({e}):\n{}", js.stdout));
     let flat = j.to_string().to_lowercase();
+    let prots = j
+        .get("protectors")
+        .and_then(|p| p.as_array())
+        .unwrap_or_else(|| panic!("status --json has no \"protectors\" array: {flat}"));
+    assert_eq!(prots.len(), 2, "json protectors: {flat}");
     assert!(
         flat.contains(&id.to_lowercase()),
         "json lacks the volume id {id}: {flat}"

@@ -23,7 +23,8 @@ fn copy_tree(from: &Path, to: &Path) {
         if ft.is_dir() {
             copy_tree(&src, &dst);
         } else if ft.is_symlink() {
-            std::os::unix::fs::symlink(std::fs::read_link(&src).expect("readlink"), &dst).expect("symlink");
+            std::os::unix::fs::symlink(std::fs::read_link(&src).expect("readlink"), &dst)
+                .expect("symlink");
         } else {
             std::fs::copy(&src, &dst).expect("copy");
         }
@@ -32,12 +33,22 @@ fn copy_tree(from: &Path, to: &Path) {
 
 fn walk(core: &CoreFs, ino: u64, prefix: &str, out: &mut Vec<String>) {
     let fh = core.opendir(ino).expect("opendir");
-    let mut names: Vec<Vec<u8>> = core.readdir_entries(fh).expect("entries").entries.iter().map(|e| e.plain.clone()).collect();
+    let mut names: Vec<Vec<u8>> = core
+        .readdir_entries(fh)
+        .expect("entries")
+        .entries
+        .iter()
+        .map(|e| e.plain.clone())
+        .collect();
     core.releasedir(fh);
     names.sort();
     for n in names {
         let name = String::from_utf8(n.clone()).expect("utf8 name");
-        let rel = if prefix.is_empty() { name } else { format!("{prefix}/{name}") };
+        let rel = if prefix.is_empty() {
+            name
+        } else {
+            format!("{prefix}/{name}")
+        };
         let a = core.lookup(ino, &n).expect("lookup");
         match a.kind {
             Kind::Dir => {
@@ -46,7 +57,10 @@ fn walk(core: &CoreFs, ino: u64, prefix: &str, out: &mut Vec<String>) {
             }
             Kind::Symlink => {
                 let t = core.readlink(a.ino).expect("readlink");
-                out.push(format!("symlink\t{rel}\t{}", String::from_utf8(t).expect("utf8 target")));
+                out.push(format!(
+                    "symlink\t{rel}\t{}",
+                    String::from_utf8(t).expect("utf8 target")
+                ));
             }
             Kind::File => {
                 let fh = core.open(a.ino, libc::O_RDONLY).expect("open");
@@ -60,7 +74,11 @@ fn walk(core: &CoreFs, ino: u64, prefix: &str, out: &mut Vec<String>) {
                 }
                 core.release(fh);
                 assert_eq!(a.size, data.len() as u64, "{rel}: stat size vs content");
-                out.push(format!("file\t{rel}\t{}\t{}", data.len(), hex::encode(Sha256::digest(&data))));
+                out.push(format!(
+                    "file\t{rel}\t{}\t{}",
+                    data.len(),
+                    hex::encode(Sha256::digest(&data))
+                ));
             }
             other => panic!("{rel}: unexpected kind {other:?}"),
         }
@@ -89,13 +107,18 @@ fn manifest() -> Vec<String> {
 #[test]
 fn frozen_fs_volume_v1_reads_with_passphrase() {
     let pw = std::fs::read_to_string(Path::new(FIXTURE).join("passphrase")).expect("passphrase");
-    let got = read_volume(Credential::Passphrase(SecretBytes::new(pw.trim_end().as_bytes().to_vec())));
+    let got = read_volume(Credential::Passphrase(SecretBytes::new(
+        pw.trim_end().as_bytes().to_vec(),
+    )));
     assert_eq!(got, manifest());
 }
 
 #[test]
 fn frozen_fs_volume_v1_reads_with_recovery_key() {
-    let rk = std::fs::read_to_string(Path::new(FIXTURE).join("recovery-key")).expect("recovery key");
-    let got = read_volume(Credential::RecoveryKey(RecoveryKey::parse(rk.trim()).expect("parse")));
+    let rk =
+        std::fs::read_to_string(Path::new(FIXTURE).join("recovery-key")).expect("recovery key");
+    let got = read_volume(Credential::RecoveryKey(
+        RecoveryKey::parse(rk.trim()).expect("parse"),
+    ));
     assert_eq!(got, manifest());
 }

@@ -310,7 +310,7 @@ fn hardlink_symlink_fifo() {
 }
 
 #[test]
-fn chmod_utimens_xattr_statfs() {
+fn chmod_and_utimens_persist() {
     require_fuse!();
     let v = TestVolume::new("meta");
     v.mount();
@@ -324,24 +324,60 @@ fn chmod_utimens_xattr_statfs() {
         (1_234_567_890, 987_654_321),
     )
     .unwrap();
-    let check_meta = || {
+    set_times(&v.p("md"), (1_100_000_000, 5), (1_200_000_000, 6)).unwrap();
+    let check_meta = |when: &str| {
         let m = lstat(&v.p("m"));
-        assert_eq!(m.mode() & 0o7777, 0o640, "chmod file");
-        assert_eq!(lstat(&v.p("md")).mode() & 0o7777, 0o711, "chmod dir");
+        assert_eq!(m.mode() & 0o7777, 0o640, "chmod file ({when})");
+        assert_eq!(
+            lstat(&v.p("md")).mode() & 0o7777,
+            0o711,
+            "chmod dir ({when})"
+        );
         assert_eq!(
             (m.atime(), m.atime_nsec()),
             (1_000_000_000, 123_456_789),
-            "atime"
+            "atime ({when})"
         );
         assert_eq!(
             (m.mtime(), m.mtime_nsec()),
             (1_234_567_890, 987_654_321),
-            "mtime"
+            "mtime ({when})"
+        );
+        let d = lstat(&v.p("md"));
+        assert_eq!(
+            (d.atime(), d.atime_nsec()),
+            (1_100_000_000, 5),
+            "dir atime ({when})"
+        );
+        assert_eq!(
+            (d.mtime(), d.mtime_nsec()),
+            (1_200_000_000, 6),
+            "dir mtime ({when})"
         );
     };
-    check_meta();
+    check_meta("mounted");
+    v.remount();
+    check_meta("after remount");
+    // a write updates mtime
+    fs::OpenOptions::new()
+        .write(true)
+        .open(v.p("m"))
+        .unwrap()
+        .write_all_at(b"X", 0)
+        .unwrap();
+    assert!(
+        lstat(&v.p("m")).mtime() > 1_234_567_890,
+        "write must update mtime"
+    );
+}
 
-    // xattrs in the user. namespace
+#[test]
+fn xattrs() {
+    require_fuse!();
+    let v = TestVolume::new("xattr");
+    v.mount();
+    fs::write(v.p("m"), b"meta").unwrap();
+    fs::create_dir(v.p("md")).unwrap();
     let big = random_bytes(41, 3000);
     set_xattr(&v.p("m"), "user.small", b"value-1").unwrap();
     set_xattr(&v.p("m"), "user.big", &big).unwrap();
@@ -374,20 +410,65 @@ fn chmod_utimens_xattr_statfs() {
         libc::ENODATA,
         "removexattr of a missing name: {e}"
     );
-
     v.remount();
-    check_meta();
     assert_eq!(get_xattr(&v.p("m"), "user.small").unwrap(), b"value-2");
     assert_eq!(get_xattr(&v.p("m"), "user.big").unwrap(), big);
     assert_eq!(get_xattr(&v.p("md"), "user.ondir").unwrap(), b"dir-value");
     assert_eq!(user_list(&v.p("m")), vec!["user.big", "user.small"]);
+    assert_eq!(get_xattr(&v.p("m"), "user.big").unwrap(), big);
+    // xattrs survive a rename across directories
+    fs::rename(v.p("m"), v.p("md/m-moved")).unwrap();
+    v.remount();
+    assert_eq!(
+        get_xattr(&v.p("md/m-moved"), "user.small").unwrap(),
+        b"value-2"
+    );
+}
 
-    // statfs
+#[test]
+fn xattr_changes_do_not_touch_atime_mtime() {
+    require_fuse!();
+    let v = TestVolume::new("xattr-times");
+    v.mount();
+    fs::write(v.p("f"), b"data").unwrap();
+    let times = ((1_000_000_000, 1), (1_234_567_890, 2));
+    set_times(&v.p("f"), times.0, times.1).unwrap();
+    let t = |p: &std::path::Path| {
+        let m = lstat(p);
+        ((m.atime(), m.atime_nsec()), (m.mtime(), m.mtime_nsec()))
+    };
+    set_xattr(&v.p("f"), "user.a", b"v").unwrap();
+    assert_eq!(t(&v.p("f")), times, "setxattr changed atime/mtime");
+    let _ = get_xattr(&v.p("f"), "user.a").unwrap();
+    let _ = list_xattr(&v.p("f")).unwrap();
+    assert_eq!(
+        t(&v.p("f")),
+        times,
+        "getxattr/listxattr changed atime/mtime"
+    );
+    remove_xattr(&v.p("f"), "user.a").unwrap();
+    assert_eq!(t(&v.p("f")), times, "removexattr changed atime/mtime");
+}
+
+#[test]
+fn statfs() {
+    require_fuse!();
+    let v = TestVolume::new("statfs");
+    v.mount();
     let st = statvfs(&v.mnt).unwrap();
     assert!(st.f_bsize > 0, "f_bsize");
     assert!(st.f_blocks > 0, "f_blocks");
     assert!(st.f_bfree <= st.f_blocks && st.f_bavail <= st.f_blocks);
     assert!(st.f_namemax >= 255, "f_namemax {} < 255", st.f_namemax);
+    // free space shrinks when a large file is written (same backing fs)
+    let back = statvfs(&v.cipher).unwrap();
+    let free_mnt = st.f_bavail as u128 * st.f_frsize as u128;
+    let free_back = back.f_bavail as u128 * back.f_frsize as u128;
+    let diff = free_mnt.abs_diff(free_back);
+    assert!(
+        diff < 64 << 20,
+        "statfs of the mount ({free_mnt} B free) should match the backing fs ({free_back} B)"
+    );
 }
 
 fn long_name(tag: char, len: usize) -> String {

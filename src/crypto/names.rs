@@ -157,6 +157,9 @@ mod tests {
         assert!(backing_name(&max).starts_with("dekfs.ln."));
         assert_eq!(backing_name(&max).len(), 9 + 43);
         assert_eq!(backing_name("abc"), "abc");
+        // Documented boundary (docs/FORMAT.md): <= 175 bytes short form, 176.. long form.
+        assert_eq!(encrypt_name(&k, &[b'x'; 175]).unwrap().len(), 255);
+        assert_eq!(encrypt_name(&k, &[b'x'; 176]).unwrap().len(), 256);
     }
 
     #[test]

@@ -188,7 +188,12 @@ impl CoreFs {
         let fd = rustix::fs::openat(
             &pnode.fd,
             bn.name(),
-            OFlags::CREATE | OFlags::EXCL | OFlags::RDWR | OFlags::CLOEXEC | OFlags::NOFOLLOW,
+            OFlags::CREATE
+                | OFlags::EXCL
+                | OFlags::RDWR
+                | OFlags::CLOEXEC
+                | OFlags::NOFOLLOW
+                | OFlags::NOATIME,
             Mode::from_raw_mode(mode),
         );
         let fd = match fd {
@@ -474,7 +479,7 @@ impl CoreFs {
                 let fd = rustix::fs::openat(
                     &pnode.fd,
                     src.name(),
-                    OFlags::RDWR | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+                    OFlags::RDWR | OFlags::NOFOLLOW | OFlags::CLOEXEC | OFlags::NOATIME,
                     Mode::empty(),
                 )?;
                 let f = std::fs::File::from(fd);

@@ -216,12 +216,21 @@ impl CoreFs {
     fn reopen(&self, node: &Node, flags: OFlags) -> FsResult<File> {
         use std::os::fd::AsRawFd;
         let name = node.fd.as_raw_fd().to_string();
-        let fd = rustix::fs::openat(
-            &self.proc_fd,
-            name.as_str(),
-            flags | OFlags::CLOEXEC,
-            Mode::empty(),
-        )?;
+        // Header loads and read-modify-write are our reads, not the user's:
+        // they must not move atime (dekfs therefore behaves as `noatime`).
+        // O_NOATIME needs ownership or CAP_FOWNER; without them, fall back.
+        let open = |f: OFlags| {
+            rustix::fs::openat(
+                &self.proc_fd,
+                name.as_str(),
+                f | OFlags::CLOEXEC,
+                Mode::empty(),
+            )
+        };
+        let fd = match open(flags | OFlags::NOATIME) {
+            Err(rustix::io::Errno::PERM) => open(flags)?,
+            r => r?,
+        };
         Ok(File::from(fd))
     }
 

@@ -254,9 +254,8 @@ fn retiring_kek_reachable_through_same_protector() {
     let t = tempfile::tempdir().unwrap();
     let dir = t.path();
     new_volume(dir, "pw", false);
-    let v1 = unlock(dir, &Credential::Passphrase(pass("pw"))).unwrap();
+    unlock(dir, &Credential::Passphrase(pass("pw"))).unwrap();
     let mut c = read_conf(dir);
-    let kek1 = v1.keys.kek_for(1).unwrap();
     let kek2 = crate::secret::Key32::random().unwrap();
     let ProtectorBody::Passphrase(b) = c.protectors[0].body.clone() else {
         panic!()

@@ -252,6 +252,9 @@ fn xattr_names_and_values() {
         assert!(x.decrypt_name("trusted.abc").is_err());
         assert!(x.decrypt_name("user.!!").is_err());
         assert!(x.encrypt_name(&[b'a'; 200]).is_err());
+        // Documented limit: 171-byte plaintext names fit in 255 backing bytes, 172 do not.
+        assert_eq!(x.encrypt_name(&[b'a'; 171]).unwrap().len(), 255);
+        assert!(x.encrypt_name(&[b'a'; 172]).is_err());
         assert!(x.seal_value(&n, &vec![0; MAX_XATTR_VALUE + 1]).is_err());
         assert_eq!(
             x.open_value(&n, &x.seal_value(&n, b"").unwrap()).unwrap(),
