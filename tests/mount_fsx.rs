@@ -1,7 +1,8 @@
 //! fsx-style randomized workload: the same random operations (writes at
 //! random offsets and lengths, across block boundaries and beyond EOF,
 //! truncates up and down, reads, fsync, close/reopen) applied to a file on the
-//! mount, a file in a plain directory and an in-memory model. Every read is
+//! mount, a file in a plain directory and an in-memory model (plus mmap reads
+//! and writes of the mounted file). Every read is
 //! compared byte for byte, the final contents too, and again after remount.
 //!
 //! Env: FSX_OPS (ops per seed, default 2000), FSX_SEEDS (default 3).
@@ -138,6 +139,65 @@ fn do_read(p: &Pair, rng: &mut impl Rng, seed: u64, op: usize, what: &str) {
     }
 }
 
+/// mmap (MAP_SHARED) a page-aligned window inside the file on the mount:
+/// compare it with the model, or write random bytes into it + msync.
+fn do_mmap(p: &mut Pair, rng: &mut impl Rng, seed: u64, op: usize) {
+    use std::os::fd::AsRawFd;
+    let len = p.model.len();
+    let page = 4096usize;
+    let start = rng.gen_range(0..=(len - 1) / page) * page;
+    let maplen = rng.gen_range(1..=(len - start).min(256 * 1024));
+    let write = rng.gen_bool(0.5);
+    // SAFETY: a fresh shared mapping of an open fd, inside the file's size;
+    // unmapped before returning.
+    let addr = unsafe {
+        libc::mmap(
+            std::ptr::null_mut(),
+            maplen,
+            libc::PROT_READ | if write { libc::PROT_WRITE } else { 0 },
+            libc::MAP_SHARED,
+            p.m().as_raw_fd(),
+            start as libc::off_t,
+        )
+    };
+    assert!(
+        addr != libc::MAP_FAILED,
+        "seed {seed} op {op}: mmap {maplen}@{start}: {}",
+        std::io::Error::last_os_error()
+    );
+    // SAFETY: the mapping is maplen bytes long and stays mapped below.
+    let view = unsafe { std::slice::from_raw_parts_mut(addr.cast::<u8>(), maplen) };
+    if write {
+        let off = rng.gen_range(0..maplen);
+        let n = rng.gen_range(1..=(maplen - off).min(10_000));
+        let mut data = vec![0u8; n];
+        rng.fill(&mut data[..]);
+        view[off..off + n].copy_from_slice(&data);
+        // SAFETY: addr/maplen describe the mapping made above.
+        let r = unsafe { libc::msync(addr, maplen, libc::MS_SYNC) };
+        assert_eq!(
+            r,
+            0,
+            "seed {seed} op {op}: msync: {}",
+            std::io::Error::last_os_error()
+        );
+        p.r().write_all_at(&data, (start + off) as u64).unwrap();
+        p.model[start + off..start + off + n].copy_from_slice(&data);
+    } else if view[..] != p.model[start..start + maplen] {
+        let first = view
+            .iter()
+            .zip(&p.model[start..])
+            .position(|(a, b)| a != b)
+            .unwrap_or(0);
+        panic!(
+            "seed {seed} op {op}: mmap view {maplen}@{start} differs at file offset {}",
+            start + first
+        );
+    }
+    // SAFETY: unmapping exactly the mapping made above.
+    unsafe { libc::munmap(addr, maplen) };
+}
+
 fn run_seed(seed: u64, ops: usize, mnt_path: PathBuf, ref_path: PathBuf) -> Vec<u8> {
     let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
     let mut p = Pair::new(mnt_path, ref_path);
@@ -193,6 +253,7 @@ fn run_seed(seed: u64, ops: usize, mnt_path: PathBuf, ref_path: PathBuf) -> Vec<
                 p.mnt = Some(open_rw(&p.mnt_path, false));
                 p.reff = Some(open_rw(&p.ref_path, false));
             }
+            95..=97 if !p.model.is_empty() => do_mmap(&mut p, &mut rng, seed, op),
             _ => {
                 // stat size
                 let ms = p.m().metadata().unwrap().len();

@@ -295,3 +295,29 @@ fn swapped_blocks_and_header_swap_detected() {
     );
     check_others(&s);
 }
+
+/// "the daemon logs ONE line": a single read(2) loop over a tampered file
+/// (which the kernel may split into readahead + retried page reads) must
+/// produce exactly one integrity line for it, not one per FUSE request.
+#[test]
+fn integrity_error_logged_once_per_file() {
+    require_fuse!();
+    let s = setup("tamper-once");
+    flip_bit(&s.victim_backing, HEADER_LEN + BLOCK_CIPHER + 12 + 5, 1);
+    s.v.mount();
+    expect_eio_on_read(&s.v.p(s.victim));
+    assert!(!s.v.wait_log_lines(&["integrity", s.victim]).is_empty());
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    let n =
+        s.v.log()
+            .lines()
+            .filter(|l| l.contains("integrity") && l.contains(s.victim))
+            .count();
+    assert_eq!(
+        n,
+        1,
+        "one failed read of {} logged {n} integrity lines:\n{}",
+        s.victim,
+        s.v.log()
+    );
+}

@@ -52,6 +52,8 @@ enum Cmd {
 
 /// Runs the CLI and returns the process exit code.
 pub fn main() -> i32 {
+    // Before any credential is read: no core dump may ever hold one.
+    crate::secret::disable_core_dumps();
     let cli = match Cli::try_parse() {
         Ok(c) => c,
         Err(e) => {

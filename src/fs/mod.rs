@@ -88,7 +88,10 @@ pub struct CoreFs {
     next_fh: AtomicU64,
     proc_fd: OwnedFd,
     read_only: bool,
+    reported: Mutex<HashMap<u64, std::time::Instant>>,
 }
+
+const REPORT_WINDOW: std::time::Duration = std::time::Duration::from_secs(60);
 
 impl CoreFs {
     /// Opens the cipher directory root with an already unlocked volume.
@@ -134,6 +137,7 @@ impl CoreFs {
             next_fh: AtomicU64::new(1),
             proc_fd,
             read_only,
+            reported: Mutex::new(HashMap::new()),
         })
     }
 
@@ -206,8 +210,26 @@ impl CoreFs {
 
     /// One log line per integrity failure, naming the file; the only place
     /// the core reports tampering.
+    /// The kernel retries a failed read page by page, so the same failure
+    /// is reported at most once per minute per file.
     fn integrity(&self, ino: u64, what: &str) -> Errno {
-        log::error!("integrity error: {}: {what}", self.plain_path(ino));
+        let now = std::time::Instant::now();
+        let fresh = {
+            let mut seen = node::lock(&self.reported);
+            if seen.len() > 4096 {
+                seen.clear();
+            }
+            match seen.get(&ino) {
+                Some(t) if now.duration_since(*t) < REPORT_WINDOW => false,
+                _ => {
+                    seen.insert(ino, now);
+                    true
+                }
+            }
+        };
+        if fresh {
+            log::error!("integrity error: {}: {what}", self.plain_path(ino));
+        }
         Errno::EIO
     }
 

@@ -67,7 +67,8 @@ impl CoreFs {
         let node = self.node(ino)?;
         let path = self.proc_path(&node);
         self.with_xattr(&node, true, |x| {
-            let bname = x.encrypt_name(name).map_err(|_| Errno::EIO)?;
+            // The only way encrypting a name fails is its length.
+            let bname = x.encrypt_name(name).map_err(|_| Errno::ERANGE)?;
             let sealed = x.seal_value(&bname, value).map_err(|_| Errno::EIO)?;
             let fl = XattrFlags::from_bits_truncate(flags as u32);
             Ok(rustix::fs::setxattr(

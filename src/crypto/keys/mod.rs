@@ -6,6 +6,8 @@ mod dir;
 mod file;
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod vectors;
 mod xattr;
 
 pub use dir::DirKey;
