@@ -178,13 +178,12 @@ impl CoreFs {
         parent: u64,
         name: &[u8],
         mode: u32,
-        flags: i32,
+        _flags: i32,
         who: Caller,
     ) -> FsResult<(Attr, u64)> {
         let (pnode, pkey) = self.dir_node(parent)?;
         let (bn, _g) = self.begin_create(&pnode, &pkey, name)?;
         let mode = mode & !who.umask & 0o7777;
-        let acc = flags & libc::O_ACCMODE;
         let fd = rustix::fs::openat(
             &pnode.fd,
             bn.name(),
@@ -195,12 +194,7 @@ impl CoreFs {
                 | OFlags::NOFOLLOW
                 | OFlags::NOATIME,
             Mode::from_raw_mode(mode),
-        );
-        let fd = match fd {
-            Ok(fd) => fd,
-            Err(e) => return Err(e.into()),
-        };
-        let _ = acc;
+        )?;
         if let Err(e) = self.own(&pnode.fd, bn.name(), who, mode, Kind::File) {
             let _ = rustix::fs::unlinkat(&pnode.fd, bn.name(), AtFlags::empty());
             return Err(e);
@@ -347,8 +341,8 @@ impl CoreFs {
             OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
             Mode::empty(),
         )?;
-        let mut d = rustix::fs::Dir::read_from(&dfd)?;
-        while let Some(e) = d.next() {
+        let d = rustix::fs::Dir::read_from(&dfd)?;
+        for e in d {
             let e = e?;
             let n = e.file_name().to_bytes();
             if n != b"." && n != b".." && n != DIR_META_NAME.as_bytes() {

@@ -150,8 +150,8 @@ pub fn list(
         Mode::empty(),
     )?;
     let mut out = Vec::new();
-    let mut d = rustix::fs::Dir::read_from(&fd)?;
-    while let Some(ent) = d.next() {
+    let d = rustix::fs::Dir::read_from(&fd)?;
+    for ent in d {
         let ent = ent?;
         let Ok(cipher) = ent.file_name().to_str() else {
             continue;
@@ -183,8 +183,8 @@ pub fn find_recovery(dirfd: &impl AsFd, wanted: &[u8]) -> FsResult<String> {
         OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
         Mode::empty(),
     )?;
-    let mut d = rustix::fs::Dir::read_from(&fd)?;
-    while let Some(ent) = d.next() {
+    let d = rustix::fs::Dir::read_from(&fd)?;
+    for ent in d {
         let ent = ent?;
         if let Ok(c) = ent.file_name().to_str() {
             if recovery_name(c) == wanted {
