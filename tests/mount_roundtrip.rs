@@ -677,3 +677,77 @@ fn open_unlinked_file_and_read_during_write() {
     drop(f);
     assert!(dir_names(&v.mnt).is_empty());
 }
+
+/// readdir's d_type (what `find -type`, `rm -rf`, `tar` rely on) matches
+/// the entry type, fresh and after remount.
+#[test]
+fn readdir_reports_entry_types() {
+    require_fuse!();
+    let v = TestVolume::new("dtype");
+    v.mount();
+    fs::create_dir(v.p("dir")).unwrap();
+    fs::write(v.p("file"), b"f").unwrap();
+    std::os::unix::fs::symlink("file", v.p("symlink")).unwrap();
+    mkfifo(&v.p("fifo"), 0o644).unwrap();
+    let check = |when: &str| {
+        let mut got: Vec<(String, &'static str)> = fs::read_dir(&v.mnt)
+            .unwrap()
+            .map(|e| {
+                let e = e.unwrap();
+                let t = e.file_type().unwrap(); // d_type, lstat only if DT_UNKNOWN
+                let kind = if t.is_dir() {
+                    "dir"
+                } else if t.is_symlink() {
+                    "symlink"
+                } else if t.is_fifo() {
+                    "fifo"
+                } else if t.is_file() {
+                    "file"
+                } else {
+                    "other"
+                };
+                (e.file_name().to_string_lossy().into_owned(), kind)
+            })
+            .collect();
+        got.sort();
+        assert_eq!(
+            got,
+            vec![
+                ("dir".to_string(), "dir"),
+                ("fifo".to_string(), "fifo"),
+                ("file".to_string(), "file"),
+                ("symlink".to_string(), "symlink"),
+            ],
+            "readdir entry types ({when})"
+        );
+    };
+    check("fresh");
+    v.remount();
+    check("after remount");
+}
+
+/// A tree removed with remove_dir_all (which trusts d_type like `rm -rf`)
+/// is really gone.
+#[test]
+fn remove_tree() {
+    require_fuse!();
+    let v = TestVolume::new("rmtree");
+    v.mount();
+    for d in 0..4 {
+        fs::create_dir_all(v.p(&format!("t/d{d}/sub"))).unwrap();
+        for f in 0..10 {
+            fs::write(v.p(&format!("t/d{d}/f{f}")), b"x").unwrap();
+        }
+        std::os::unix::fs::symlink("../f0", v.p(&format!("t/d{d}/sub/l"))).unwrap();
+    }
+    v.remount();
+    fs::remove_dir_all(v.p("t")).unwrap_or_else(|e| panic!("remove_dir_all: {e}"));
+    assert!(!v.p("t").exists());
+    assert!(dir_names(&v.mnt).is_empty());
+    v.umount();
+    assert_eq!(
+        dir_names(&v.cipher),
+        vec![CONF.to_string(), DIR_META.to_string()],
+        "backing files left after removing the tree"
+    );
+}
