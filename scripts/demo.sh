@@ -13,7 +13,8 @@ DEMO=${DEMO_DIR:-/var/tmp/dekfs-demo}
 export PATH="${HOME:-/root}/.cargo/bin:$PATH"
 [ "$(id -u)" = 0 ] || { echo "demo.sh: run as root (sudo scripts/demo.sh)" >&2; exit 1; }
 
-say() { printf '\n\033[1m$ %s\033[0m\n' "$*"; }
+if [ -t 1 ]; then B=$'\033[1m' N=$'\033[0m'; else B="" N=""; fi
+say() { printf '\n%s$ %s%s\n' "$B" "$*" "$N"; }
 
 "$REPO/scripts/deps.sh"
 (cd "$REPO" && cargo build --release)

@@ -6,8 +6,8 @@ use crate::fs::{Attr, Caller, CoreFs, Errno as CoreErrno, Kind, SetAttr, TimeSet
 use fuser::{
     Errno, FileAttr, FileHandle, FileType, Filesystem, FopenFlags, Generation, INodeNo,
     KernelConfig, LockOwner, OpenFlags, RenameFlags, ReplyAttr, ReplyCreate, ReplyData,
-    ReplyDirectory, ReplyEmpty, ReplyEntry, ReplyOpen, ReplyStatfs, ReplyWrite, ReplyXattr,
-    Request, TimeOrNow, WriteFlags,
+    ReplyDirectory, ReplyDirectoryPlus, ReplyEmpty, ReplyEntry, ReplyOpen, ReplyStatfs, ReplyWrite,
+    ReplyXattr, Request, TimeOrNow, WriteFlags,
 };
 use std::ffi::OsStr;
 use std::os::unix::ffi::OsStrExt;
@@ -102,7 +102,13 @@ impl Filesystem for DekFuse {
     fn init(&mut self, _req: &Request, config: &mut KernelConfig) -> std::io::Result<()> {
         let _ = config.set_max_write(MAX_WRITE);
         let _ = config.set_max_readahead(MAX_WRITE);
-        let _ = config.add_capabilities(fuser::InitFlags::FUSE_PARALLEL_DIROPS);
+        // Readdirplus answers `ls -l`/`find | stat` without a lookup per
+        // entry; AUTO lets the kernel use it only when it pays off.
+        let _ = config.add_capabilities(
+            fuser::InitFlags::FUSE_PARALLEL_DIROPS
+                | fuser::InitFlags::FUSE_DO_READDIRPLUS
+                | fuser::InitFlags::FUSE_READDIRPLUS_AUTO,
+        );
         Ok(())
     }
 
@@ -374,17 +380,60 @@ impl Filesystem for DekFuse {
             off = 2;
         }
         for (i, e) in dir.entries.iter().enumerate().skip((off - 2) as usize) {
-            let ft = match e.kind {
-                4 => FileType::Directory,
-                10 => FileType::Symlink,
-                1 => FileType::NamedPipe,
-                12 => FileType::Socket,
-                2 => FileType::CharDevice,
-                6 => FileType::BlockDevice,
-                _ => FileType::RegularFile,
-            };
+            let ft = kind(e.kind);
             let ino = self.core.fuse_ino_pub(e.backing_ino);
             if reply.add(INodeNo(ino), i as u64 + 3, ft, OsStr::from_bytes(&e.plain)) {
+                break;
+            }
+        }
+        reply.ok();
+    }
+
+    fn readdirplus(
+        &self,
+        _req: &Request,
+        ino: INodeNo,
+        fh: FileHandle,
+        offset: u64,
+        mut reply: ReplyDirectoryPlus,
+    ) {
+        let dir = match self.core.readdir_entries(fh.0) {
+            Ok(d) => d,
+            Err(e) => return reply.error(err(e)),
+        };
+        let mut off = offset;
+        if off < 2 {
+            match self.core.getattr(ino.0) {
+                Ok(a) => {
+                    let a = attr(&a);
+                    if off == 0 && reply.add(ino, 1, ".", &TTL, &a, Generation(0)) {
+                        return reply.ok();
+                    }
+                    // ".." is not looked up by the kernel; its attributes are
+                    // only a placeholder, as in readdir.
+                    if reply.add(a.ino, 2, "..", &TTL, &a, Generation(0)) {
+                        return reply.ok();
+                    }
+                }
+                Err(e) => return reply.error(err(e)),
+            }
+            off = 2;
+        }
+        for (i, e) in dir.entries.iter().enumerate().skip((off - 2) as usize) {
+            // Each entry sent counts as a lookup; one that no longer exists
+            // is skipped, one that does not fit is forgotten again.
+            let Ok(a) = self.core.lookup_entry(ino.0, e) else {
+                continue;
+            };
+            if reply.add(
+                INodeNo(a.ino),
+                i as u64 + 3,
+                OsStr::from_bytes(&e.plain),
+                &TTL,
+                &attr(&a),
+                Generation(0),
+            ) {
+                self.core.forget(a.ino, 1);
                 break;
             }
         }

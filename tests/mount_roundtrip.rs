@@ -751,3 +751,42 @@ fn remove_tree() {
         "backing files left after removing the tree"
     );
 }
+
+/// Holes read as zeros but are stored as ciphertext, never as holes: an
+/// all-zero block on disk must fail authentication (zeroing a block is an
+/// attack, see THREAT-MODEL.md), so a gap is written as encrypted zeros.
+/// The backing size follows FORMAT.md's size rule exactly.
+#[test]
+fn holes_are_stored_as_authenticated_ciphertext() {
+    require_fuse!();
+    let v = TestVolume::new("sparse-alloc");
+    v.mount();
+    let gap: u64 = 16 << 20;
+    for (name, truncate) in [("hole-write", false), ("hole-truncate", true)] {
+        let before = v.cipher_listing();
+        let f = fs::File::create(v.p(name)).unwrap();
+        if truncate {
+            f.write_all_at(b"head", 0).unwrap();
+            f.set_len(gap + 4).unwrap();
+        } else {
+            f.write_all_at(b"tail", gap).unwrap();
+        }
+        f.sync_all().unwrap();
+        drop(f);
+        let backing = v.new_backing_file(&before, &v.cipher_listing(), name);
+        let raw = fs::read(&backing).unwrap();
+        let plain = gap + 4;
+        let full = plain / 4096;
+        let rem = plain % 4096;
+        let expect = 216 + full * 4124 + if rem > 0 { rem + 28 } else { 0 };
+        assert_eq!(raw.len() as u64, expect, "{name}: backing size");
+        assert!(
+            !raw[216..].chunks(4124).any(|c| c.iter().all(|&b| b == 0)),
+            "{name}: an all-zero block on disk"
+        );
+        let f = fs::File::open(v.p(name)).unwrap();
+        let mut buf = vec![0xffu8; 8192];
+        f.read_exact_at(&mut buf, gap / 2).unwrap();
+        assert!(buf.iter().all(|&b| b == 0), "{name}: hole reads as zeros");
+    }
+}

@@ -321,3 +321,51 @@ fn integrity_error_logged_once_per_file() {
         s.v.log()
     );
 }
+
+/// A flipped bit in a directory's key metadata (dekfs.dir): the directory
+/// and everything in it give EIO, the log names the directory, files
+/// elsewhere still read correctly.
+#[test]
+fn flipped_bit_in_directory_key_metadata() {
+    require_fuse!();
+    let s = setup("tamper-dirmeta");
+    let meta = s.victim_backing.parent().unwrap().join(DIR_META);
+    flip_bit(&meta, DIR_META_LEN / 2, 4);
+    s.v.mount();
+    let e = fs::read_dir(s.v.p("sub"))
+        .and_then(|rd| rd.collect::<Result<Vec<_>, _>>())
+        .expect_err("listing a directory with tampered key metadata must fail");
+    assert_eq!(errno(&e), libc::EIO, "readdir of /sub: {e}");
+    expect_eio_on_read(&s.v.p(s.victim));
+    assert!(
+        !s.v.wait_log_lines(&["integrity", "/sub"]).is_empty(),
+        "no integrity line naming /sub; log:\n{}",
+        s.v.log()
+    );
+    for (rel, data) in s.others.iter().filter(|(r, _)| !r.starts_with("/sub/")) {
+        assert!(read_file(&s.v.p(rel)).unwrap() == *data, "{rel}");
+    }
+}
+
+/// A whole backing file copied into another directory (under another
+/// file's cipher name there) does not decrypt: file keys are bound to the
+/// parent directory's key.
+#[test]
+fn whole_file_moved_to_other_directory_detected() {
+    require_fuse!();
+    let s = setup("tamper-move");
+    s.v.mount();
+    let target = s.v.create_file("/elsewhere/target", b"target content");
+    s.v.umount();
+    fs::copy(&s.victim_backing, &target).unwrap();
+    s.v.mount();
+    expect_eio_on_read(&s.v.p("/elsewhere/target"));
+    assert!(
+        !s.v.wait_log_lines(&["integrity", "/elsewhere/target"])
+            .is_empty(),
+        "log:\n{}",
+        s.v.log()
+    );
+    assert!(read_file(&s.v.p(s.victim)).unwrap() == s.victim_data);
+    check_others(&s);
+}

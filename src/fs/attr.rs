@@ -96,6 +96,10 @@ fn timespec(t: Option<TimeSet>) -> Timespec {
 impl CoreFs {
     pub(super) fn attr_of(&self, node: &Node) -> FsResult<Attr> {
         let st = self.stat_node(node)?;
+        self.attr_from(node, &st)
+    }
+
+    pub(super) fn attr_from(&self, node: &Node, st: &rustix::fs::Stat) -> FsResult<Attr> {
         let kind = Kind::from_mode(st.st_mode);
         let size = match kind {
             Kind::File => plain_size(st.st_size as u64).unwrap_or(0),

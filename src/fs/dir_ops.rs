@@ -21,7 +21,7 @@ impl CoreFs {
         cipher: &str,
         plain: &[u8],
         unreadable: bool,
-    ) -> FsResult<Arc<Node>> {
+    ) -> FsResult<(Arc<Node>, rustix::fs::Stat)> {
         let fd = rustix::fs::openat(
             &parent.fd,
             cipher,
@@ -47,7 +47,7 @@ impl CoreFs {
         if node.parent() == parent.ino {
             node.set_location(loc);
         }
-        Ok(node)
+        Ok((node, st))
     }
 
     fn load_dir_key(
@@ -109,21 +109,22 @@ impl CoreFs {
 
     pub fn lookup(&self, parent: u64, name: &[u8]) -> FsResult<Attr> {
         let (pnode, pkey) = self.dir_node(parent)?;
-        let (cipher, unreadable) = match BackingName::encode(&pkey, name) {
-            Ok(bn) => match rustix::fs::statat(&pnode.fd, bn.name(), AtFlags::SYMLINK_NOFOLLOW) {
-                Ok(_) => (bn.name().to_owned(), false),
-                Err(e)
-                    if name.starts_with(names::RECOVERY_PREFIX.as_bytes())
-                        && e == rustix::io::Errno::NOENT =>
-                {
-                    (names::find_recovery(&pnode.fd, name)?, true)
-                }
-                Err(e) => return Err(e.into()),
-            },
-            Err(e) => return Err(e),
+        let bn = BackingName::encode(&pkey, name)?;
+        let (node, st) = match self.attach(&pnode, &pkey, bn.name(), name, false) {
+            Err(Errno::ENOENT) if name.starts_with(names::RECOVERY_PREFIX.as_bytes()) => {
+                let cipher = names::find_recovery(&pnode.fd, name)?;
+                self.attach(&pnode, &pkey, &cipher, name, true)?
+            }
+            r => r?,
         };
-        let node = self.attach(&pnode, &pkey, &cipher, name, unreadable)?;
-        self.attr_of(&node)
+        self.attr_from(&node, &st)
+    }
+
+    /// Attributes for a readdirplus entry; counts as a lookup of it.
+    pub fn lookup_entry(&self, parent: u64, e: &names::DirEntry) -> FsResult<Attr> {
+        let (pnode, pkey) = self.dir_node(parent)?;
+        let (node, st) = self.attach(&pnode, &pkey, &e.cipher, &e.plain, e.unreadable)?;
+        self.attr_from(&node, &st)
     }
 
     /// Gives a new entry to its creator, keeping a setgid parent's group.
@@ -135,6 +136,13 @@ impl CoreFs {
         mode: u32,
         kind: Kind,
     ) -> FsResult<()> {
+        // Created by the daemon's own identity already: the backing
+        // filesystem applied the same owner, group and set-gid rules.
+        if who.uid == rustix::process::geteuid().as_raw()
+            && who.gid == rustix::process::getegid().as_raw()
+        {
+            return Ok(());
+        }
         let pst = rustix::fs::fstat(dirfd)?;
         let gid = if pst.st_mode & libc::S_ISGID != 0 {
             None
@@ -199,7 +207,7 @@ impl CoreFs {
             let _ = rustix::fs::unlinkat(&pnode.fd, bn.name(), AtFlags::empty());
             return Err(e);
         }
-        let node = self.attach(&pnode, &pkey, bn.name(), name, false)?;
+        let (node, _) = self.attach(&pnode, &pkey, bn.name(), name, false)?;
         let fh = self.install_handle(node.clone(), std::fs::File::from(fd))?;
         Ok((self.attr_of(&node)?, fh))
     }
@@ -229,7 +237,7 @@ impl CoreFs {
             rustix::fs::mknodat(&pnode.fd, bn.name(), ft, Mode::from_raw_mode(perm), rdev)?;
         }
         self.own(&pnode.fd, bn.name(), who, perm, kind)?;
-        let node = self.attach(&pnode, &pkey, bn.name(), name, false)?;
+        let (node, _) = self.attach(&pnode, &pkey, bn.name(), name, false)?;
         self.attr_of(&node)
     }
 
@@ -266,7 +274,7 @@ impl CoreFs {
             let _ = rustix::fs::unlinkat(&pnode.fd, bn.name(), AtFlags::REMOVEDIR);
             return Err(e);
         }
-        let node = self.attach(&pnode, &pkey, bn.name(), name, false)?;
+        let (node, _) = self.attach(&pnode, &pkey, bn.name(), name, false)?;
         self.attr_of(&node)
     }
 
@@ -279,7 +287,7 @@ impl CoreFs {
         let (bn, _g) = self.begin_create(&pnode, &pkey, name)?;
         rustix::fs::symlinkat(enc.as_str(), &pnode.fd, bn.name())?;
         self.own(&pnode.fd, bn.name(), who, 0o777, Kind::Symlink)?;
-        let node = self.attach(&pnode, &pkey, bn.name(), name, false)?;
+        let (node, _) = self.attach(&pnode, &pkey, bn.name(), name, false)?;
         self.attr_of(&node)
     }
 
@@ -373,7 +381,7 @@ impl CoreFs {
         let (pnode, pkey) = self.dir_node(newparent)?;
         let (bn, _g) = self.begin_create(&pnode, &pkey, newname)?;
         rustix::fs::linkat(&node.fd, "", &pnode.fd, bn.name(), AtFlags::EMPTY_PATH)?;
-        let n = self.attach(&pnode, &pkey, bn.name(), newname, false)?;
+        let (n, _) = self.attach(&pnode, &pkey, bn.name(), newname, false)?;
         self.attr_of(&n)
     }
 

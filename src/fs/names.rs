@@ -1,6 +1,7 @@
 //! Plaintext name <-> backing name mapping, long-name records and directory
 //! listing. It must not write file contents or hold keys beyond a borrow.
 
+use super::node::Kind;
 use super::{read_small, Errno, FsResult};
 use crate::crypto::DirKey;
 use crate::format::{CONFIG_NAME, DIR_META_NAME, LONGNAME_PREFIX, LONGNAME_SUFFIX};
@@ -78,7 +79,9 @@ pub struct DirEntry {
     pub plain: Vec<u8>,
     pub cipher: String,
     pub backing_ino: u64,
-    pub kind: u8,
+    pub kind: Kind,
+    /// The name failed to authenticate; `plain` is its recovery name.
+    pub unreadable: bool,
 }
 
 pub enum Decoded {
@@ -127,6 +130,19 @@ pub fn decode(dir: &DirKey, dirfd: &impl AsFd, cipher: &str) -> Decoded {
     }
 }
 
+fn kind_of(t: rustix::fs::FileType) -> Kind {
+    use rustix::fs::FileType as T;
+    match t {
+        T::Directory => Kind::Dir,
+        T::Symlink => Kind::Symlink,
+        T::Fifo => Kind::Fifo,
+        T::Socket => Kind::Socket,
+        T::CharacterDevice => Kind::CharDev,
+        T::BlockDevice => Kind::BlockDev,
+        _ => Kind::File,
+    }
+}
+
 pub fn recovery_name(cipher: &str) -> Vec<u8> {
     let h = Sha256::digest(cipher.as_bytes());
     format!("{RECOVERY_PREFIX}{}", hex8(&h[..8])).into_bytes()
@@ -157,19 +173,20 @@ pub fn list(
             continue;
         };
         let cipher = cipher.to_owned();
-        let plain = match decode(dir, &fd, &cipher) {
+        let (plain, unreadable) = match decode(dir, &fd, &cipher) {
             Decoded::Internal => continue,
-            Decoded::Name(p) => p,
+            Decoded::Name(p) => (p, false),
             Decoded::Unreadable => {
                 on_bad(&cipher);
-                recovery_name(&cipher)
+                (recovery_name(&cipher), true)
             }
         };
         out.push(DirEntry {
             plain,
             cipher,
             backing_ino: ent.ino(),
-            kind: ent.file_type() as u8,
+            kind: kind_of(ent.file_type()),
+            unreadable,
         });
     }
     Ok(out)

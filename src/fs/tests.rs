@@ -194,3 +194,37 @@ fn tampered_block_is_eio_and_others_still_read() {
 }
 
 use std::os::unix::fs::MetadataExt;
+
+/// Regression: readdir once reported rustix's enum discriminant as d_type,
+/// so `rm -rf` unlinked directories as files and failed with EISDIR.
+#[test]
+fn readdir_reports_entry_kinds() {
+    let (_d, core) = volume();
+    core.mkdir(ROOT_INO, b"dir", 0o755, ME).expect("mkdir");
+    let (_, fh) = core
+        .create(ROOT_INO, b"file", 0o644, libc::O_RDWR, ME)
+        .expect("create");
+    core.release(fh);
+    core.symlink(ROOT_INO, b"sym", b"file", ME)
+        .expect("symlink");
+    core.mknod(ROOT_INO, b"fifo", libc::S_IFIFO | 0o644, 0, ME)
+        .expect("mkfifo");
+    let dfh = core.opendir(ROOT_INO).expect("opendir");
+    let mut got: Vec<(Vec<u8>, Kind)> = core
+        .readdir_entries(dfh)
+        .expect("entries")
+        .entries
+        .iter()
+        .map(|e| (e.plain.clone(), e.kind))
+        .collect();
+    got.sort_by(|a, b| a.0.cmp(&b.0));
+    assert_eq!(
+        got,
+        vec![
+            (b"dir".to_vec(), Kind::Dir),
+            (b"fifo".to_vec(), Kind::Fifo),
+            (b"file".to_vec(), Kind::File),
+            (b"sym".to_vec(), Kind::Symlink),
+        ]
+    );
+}
