@@ -102,10 +102,13 @@ impl Filesystem for DekFuse {
     fn init(&mut self, _req: &Request, config: &mut KernelConfig) -> std::io::Result<()> {
         let _ = config.set_max_write(MAX_WRITE);
         let _ = config.set_max_readahead(MAX_WRITE);
-        // Readdirplus answers `ls -l`/`find | stat` without a lookup per
+        // Writeback cache: every change to a file passes through this
+        // daemon, so the kernel may own size and mtime while pages are
+        // dirty and send large, batched writes. Readdirplus answers `ls -l`/`find | stat` without a lookup per
         // entry; AUTO lets the kernel use it only when it pays off.
         let _ = config.add_capabilities(
             fuser::InitFlags::FUSE_PARALLEL_DIROPS
+                | fuser::InitFlags::FUSE_WRITEBACK_CACHE
                 | fuser::InitFlags::FUSE_DO_READDIRPLUS
                 | fuser::InitFlags::FUSE_READDIRPLUS_AUTO,
         );
@@ -270,7 +273,7 @@ impl Filesystem for DekFuse {
 
     fn open(&self, _req: &Request, ino: INodeNo, flags: OpenFlags, reply: ReplyOpen) {
         match self.core.open(ino.0, flags.0) {
-            Ok(fh) => reply.opened(FileHandle(fh), FopenFlags::empty()),
+            Ok(fh) => reply.opened(FileHandle(fh), FopenFlags::FOPEN_KEEP_CACHE),
             Err(e) => reply.error(err(e)),
         }
     }
@@ -525,7 +528,7 @@ impl Filesystem for DekFuse {
                 &attr(&a),
                 Generation(0),
                 FileHandle(fh),
-                FopenFlags::empty(),
+                FopenFlags::FOPEN_KEEP_CACHE,
             ),
             Err(e) => reply.error(err(e)),
         }

@@ -790,3 +790,34 @@ fn holes_are_stored_as_authenticated_ciphertext() {
         assert!(buf.iter().all(|&b| b == 0), "{name}: hole reads as zeros");
     }
 }
+
+/// Values and targets too large for the backing store fail with the
+/// backing filesystem's kind of error (ENOSPC/E2BIG, ENAMETOOLONG), never
+/// EIO (which means "integrity failure" on dekfs); moderate sizes work.
+#[test]
+fn size_limits_give_clean_errors() {
+    require_fuse!();
+    let v = TestVolume::new("limits");
+    v.mount();
+    fs::write(v.p("f"), b"x").unwrap();
+    set_xattr(&v.p("f"), "user.mid", &[7u8; 1500]).unwrap();
+    assert_eq!(get_xattr(&v.p("f"), "user.mid").unwrap(), vec![7u8; 1500]);
+    for n in [8192usize, 65536] {
+        let e = set_xattr(&v.p("f"), "user.huge", &vec![1u8; n])
+            .expect_err("a huge xattr value cannot fit the backing xattr");
+        let en = errno(&e);
+        assert!(
+            en == libc::ENOSPC || en == libc::E2BIG || en == libc::ERANGE,
+            "setxattr of {n} bytes: want ENOSPC/E2BIG/ERANGE, got {e}"
+        );
+    }
+    let target = "t/".repeat(1000); // 2000 bytes
+    std::os::unix::fs::symlink(&target, v.p("s2000")).unwrap();
+    assert_eq!(fs::read_link(v.p("s2000")).unwrap(), PathBuf::from(&target));
+    let e = std::os::unix::fs::symlink("t/".repeat(2040), v.p("s4080")).err();
+    if let Some(e) = e {
+        assert_eq!(errno(&e), libc::ENAMETOOLONG, "long symlink target: {e}");
+    }
+    let e = fs::write(v.p(&"n".repeat(256)), b"x").unwrap_err();
+    assert_eq!(errno(&e), libc::ENAMETOOLONG, "256-byte name: {e}");
+}

@@ -272,6 +272,16 @@ fn flipped_bit_in_encrypted_name() {
         }
     }
     check_others(&s);
+    // the recovery entry can be deleted, which removes the backing file
+    fs::remove_file(s.v.p(&format!("sub/{u}"))).unwrap();
+    assert!(!dir_names(&s.v.p("sub"))
+        .iter()
+        .any(|n| n.starts_with(".dekfs-")));
+    s.v.umount();
+    assert!(
+        !new_backing.exists(),
+        "backing file of the deleted recovery entry remains"
+    );
 }
 
 #[test]

@@ -10,7 +10,8 @@ use rustix::fs::{OFlags, XattrFlags};
 use std::sync::Arc;
 
 const USER: &[u8] = b"user.";
-const MAX_VALUE: usize = 64 * 1024;
+/// Backing xattrs hold at most 64 KiB; the sealed value adds 28 bytes.
+const MAX_VALUE: usize = 64 * 1024 - 28;
 
 impl CoreFs {
     /// Runs `f` with the node's xattr cipher. Regular files get a header
@@ -69,7 +70,9 @@ impl CoreFs {
         self.with_xattr(&node, true, |x| {
             // The only way encrypting a name fails is its length.
             let bname = x.encrypt_name(name).map_err(|_| Errno::ERANGE)?;
-            let sealed = x.seal_value(&bname, value).map_err(|_| Errno::EIO)?;
+            let sealed = x
+                .seal_value(&bname, value)
+                .map_err(|_| Errno(libc::E2BIG))?;
             let fl = XattrFlags::from_bits_truncate(flags as u32);
             Ok(rustix::fs::setxattr(
                 path.as_str(),
