@@ -187,10 +187,14 @@ UNDO=()
 CUR_PID=""      # PID of the FUSE daemon of the current target ("" if none)
 MNT=""          # directory the workloads run in
 
+# is_mnt PATH: listed in /proc/mounts (unlike `mountpoint -q`, this never
+# touches the filesystem, so it works on a dead or hung FUSE mount too)
+is_mnt() { awk -v m="$1" '$2 == m { f = 1 } END { exit !f }' /proc/mounts; }
+
 unmount_entry() {
     local kind path pid i
     IFS='|' read -r kind path pid <<<"$1"
-    if mountpoint -q "$path" 2>/dev/null; then
+    if is_mnt "$path"; then
         if [ "$kind" = tmpfs ]; then
             umount "$path" || umount -l "$path"
         else
@@ -198,7 +202,7 @@ unmount_entry() {
                 fusermount3 -u "$path" 2>>"$LOG" && break
                 sleep 1
             done
-            mountpoint -q "$path" 2>/dev/null && { log "lazy unmount $path"; fusermount3 -uz "$path" 2>>"$LOG" || umount -l "$path"; }
+            is_mnt "$path" && { log "lazy unmount $path"; fusermount3 -uz "$path" 2>>"$LOG" || umount -l "$path"; }
         fi
     fi
     if [ -n "$pid" ]; then
@@ -242,7 +246,7 @@ start_daemon() {
     CUR_PID=$!
     UNDO+=("fuse|$mnt|$CUR_PID")
     local t0=$SECONDS
-    until mountpoint -q "$mnt"; do
+    until is_mnt "$mnt"; do
         if ! kill -0 "$CUR_PID" 2>/dev/null; then
             log "$T: daemon exited before mounting"; return 1
         fi
@@ -251,6 +255,8 @@ start_daemon() {
         fi
         sleep 0.2
     done
+    # mounted; does it answer? (a daemon that never serves would hang us)
+    timeout 30 stat "$mnt" >/dev/null || { log "$T: mount does not answer (stat timed out)"; return 1; }
     log "$T: mounted in $((SECONDS - t0)) s (pid $CUR_PID)"
 }
 

@@ -63,16 +63,19 @@ entries = [
 ]
 TOML
 
+# is_mnt PATH: listed in /proc/mounts (works on dead/hung FUSE mounts too)
+is_mnt() { awk -v m="$1" '$2 == m { f = 1 } END { exit !f }' /proc/mounts; }
+
 UNDO=()   # "kind|mountpoint|pid"
 undo() {
     local i kind path pid n
     for ((i = ${#UNDO[@]} - 1; i >= 0; i--)); do
         IFS='|' read -r kind path pid <<<"${UNDO[i]}"
-        if mountpoint -q "$path"; then
+        if is_mnt "$path"; then
             case $kind in
-            dekfs) "$DEKFS" umount "$path" || fusermount3 -uz "$path" || umount -l "$path" ;;
+            dekfs) timeout 60 "$DEKFS" umount "$path" || fusermount3 -uz "$path" || umount -l "$path" ;;
             *) for n in 1 2 3 4 5; do fusermount3 -u "$path" && break; sleep 1; done
-               mountpoint -q "$path" && fusermount3 -uz "$path" ;;
+               is_mnt "$path" && fusermount3 -uz "$path" ;;
             esac
         fi
         if [ -n "$pid" ]; then
@@ -91,7 +94,7 @@ start() { # MNT CMD... ; daemon must stay in the foreground
     "$@" </dev/null >>"$OUT/daemon-$T.log" 2>&1 &
     local pid=$!
     UNDO+=("fuse|$mnt|$pid")
-    until mountpoint -q "$mnt"; do
+    until is_mnt "$mnt"; do
         kill -0 "$pid" 2>/dev/null || { echo "$T: daemon died" >&2; return 1; }
         ((SECONDS - t0 > 180)) && { echo "$T: mount timeout" >&2; return 1; }
         sleep 0.2
@@ -110,8 +113,9 @@ for T in $TARGETS; do
     dekfs)
         "$DEKFS" init "$D/back" --passfile "$D/pw" --no-recovery-key \
             --kdf-memory 8192 --kdf-time 1 --kdf-lanes 1 >>"$OUT/daemon-$T.log" 2>&1 &&
-            "$DEKFS" mount "$D/back" "$M" --passfile "$D/pw" -o allow_other,default_permissions \
-                --log-file "$OUT/daemon-$T.log" && UNDO+=("dekfs|$M|") && mountpoint -q "$M" ;;
+            { UNDO+=("dekfs|$M|"); timeout 120 "$DEKFS" mount "$D/back" "$M" --passfile "$D/pw" \
+                -o allow_other,default_permissions --log-file "$OUT/daemon-$T.log"; } &&
+            is_mnt "$M" && timeout 30 stat "$M" >/dev/null ;;
     gocryptfs) # -allow_other makes gocryptfs add default_permissions itself
         gocryptfs -init -q -passfile "$D/pw" "$D/back" &&
             start "$M" gocryptfs -fg -q -allow_other -passfile "$D/pw" "$D/back" "$M" ;;

@@ -411,7 +411,7 @@ fn double_mount_refused() {
     );
     // the same volume on a second mountpoint while mounted: refused or
     // allowed, but never corrupting; we require a clean answer (0 or 15)
-    let mnt2 = v.dir.path().join("mnt2");
+    let mnt2 = v.mnt.with_file_name("mnt2");
     fs::create_dir(&mnt2).unwrap();
     let out2 = dekfs([
         "mount",

@@ -242,6 +242,7 @@ fn serve(
         config.mount_options = opts.fuser;
         fuser::Session::new(fs, mnt, &config).map_err(mount_err)?
     };
+    raise_readahead(mnt);
     let pidfile = pidfile_path(mnt);
     if let Some(dir) = pidfile.parent() {
         let _ = std::fs::create_dir_all(dir);
@@ -256,6 +257,22 @@ fn serve(
     let _ = std::fs::remove_file(&pidfile);
     log::info!("unmounted {}", mnt.display());
     r.map_err(|e| CliError::new(GENERIC, format!("FUSE session ended with an error: {e}")))
+}
+
+/// The kernel caps a FUSE mount's readahead at the bdi default (128 KiB)
+/// whatever max_readahead we negotiate; sequential reads then arrive as
+/// 128 KiB requests. Raise it to the 1 MiB we accept (root only, best effort).
+/// The device comes from mountinfo: stat() of the mount point would wait for
+/// this very daemon, which is not serving requests yet.
+fn raise_readahead(mnt: &Path) {
+    let Some(dev) = mount_field(mnt, 2) else {
+        return;
+    };
+    let kb = crate::fuse_adapter::MAX_WRITE / 1024;
+    let path = format!("/sys/class/bdi/{dev}/read_ahead_kb");
+    if let Err(e) = std::fs::write(&path, format!("{kb}\n")) {
+        log::info!("readahead left at the kernel default ({path}: {e})");
+    }
 }
 
 /// A daemon must not hold the caller's terminal or pipes open.
@@ -282,18 +299,29 @@ pub fn is_mountpoint(p: &Path) -> bool {
     mount_source(p).is_some()
 }
 
-/// The source (for dekfs: the cipher directory) of the mount at `p`.
+/// The fstype and source (for dekfs: the cipher directory) of the mount at `p`.
 pub fn mount_source(p: &Path) -> Option<(String, String)> {
+    mountinfo_line(p, |f| {
+        let sep = f.iter().position(|x| *x == "-")?;
+        Some((f.get(sep + 1)?.to_string(), unescape(f.get(sep + 2)?)))
+    })
+}
+
+/// Field `i` of the mountinfo line of the mount at `p` (2 = major:minor).
+fn mount_field(p: &Path, i: usize) -> Option<String> {
+    mountinfo_line(p, |f| f.get(i).map(|s| s.to_string()))
+}
+
+/// Applies `pick` to the split fields of the last mountinfo line for `p`.
+fn mountinfo_line<T>(p: &Path, pick: impl Fn(&[&str]) -> Option<T>) -> Option<T> {
     let info = std::fs::read_to_string("/proc/self/mountinfo").ok()?;
     let want = p.to_string_lossy();
     info.lines().rev().find_map(|l| {
         let f: Vec<&str> = l.split(' ').collect();
-        let mp = unescape(f.get(4)?);
-        if mp != want {
+        if unescape(f.get(4)?) != want {
             return None;
         }
-        let sep = f.iter().position(|x| *x == "-")?;
-        Some((f.get(sep + 1)?.to_string(), unescape(f.get(sep + 2)?)))
+        pick(&f)
     })
 }
 

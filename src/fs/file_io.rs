@@ -220,7 +220,15 @@ impl FileIo {
             o += chunk.len() + BLOCK_OVERHEAD;
         }
         let off = HL + first * CBS;
-        f.write_all_at(&out, off)?;
+        if let Err(e) = f.write_all_at(&out, off) {
+            // A short write (ENOSPC, EDQUOT) may leave a torn block past the
+            // old end, which would fail authentication and take the whole
+            // file down with it; cut back to the last consistent size.
+            if off + out.len() as u64 > self.csize {
+                let _ = f.set_len(self.csize);
+            }
+            return Err(e.into());
+        }
         self.csize = self.csize.max(off + out.len() as u64);
         Ok(())
     }

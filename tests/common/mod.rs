@@ -38,7 +38,7 @@ pub const FAST_KDF: [&str; 6] = [
 ];
 
 /// Time limit for one CLI command (init, mount, umount, status...).
-pub const CMD_TIMEOUT: Duration = Duration::from_secs(90);
+pub const CMD_TIMEOUT: Duration = Duration::from_secs(45);
 
 /// On-disk format constants (docs/FORMAT.md).
 pub const HEADER_LEN: u64 = 216;
@@ -244,8 +244,8 @@ fn unescape_mountinfo(s: &str) -> String {
 }
 
 /// How many times `path` is a mount point (stacked mounts count twice).
+/// `path` must be absolute and canonical (no stat of a possibly hung mount).
 pub fn mount_count(path: &Path) -> usize {
-    let path = path.canonicalize().unwrap_or_else(|_| path.to_owned());
     mount_points().iter().filter(|p| **p == path).count()
 }
 
@@ -255,7 +255,6 @@ pub fn is_mounted(path: &Path) -> bool {
 
 /// The fstype of the topmost mount at `path` ("fuse.dekfs", "fuse", ...).
 pub fn mount_fstype(path: &Path) -> Option<String> {
-    let path = path.canonicalize().unwrap_or_else(|_| path.to_owned());
     let info = fs::read_to_string("/proc/self/mountinfo").ok()?;
     let mut found = None;
     for l in info.lines() {
@@ -524,8 +523,20 @@ impl TestVolume {
     }
 }
 
+/// The FUSE connection id (minor device number) of the mount at `path`.
+pub fn fuse_connection(path: &Path) -> Option<u32> {
+    let info = fs::read_to_string("/proc/self/mountinfo").ok()?;
+    info.lines().rev().find_map(|l| {
+        let f: Vec<&str> = l.split(' ').collect();
+        (f.len() > 4 && Path::new(&unescape_mountinfo(f[4])) == path)
+            .then(|| f[2].split(':').nth(1)?.parse().ok())
+            .flatten()
+    })
+}
+
 impl Drop for TestVolume {
     fn drop(&mut self) {
+        let conn = fuse_connection(&self.mnt);
         if is_mounted(&self.mnt) {
             let out = dekfs([OsStr::new("umount"), self.mnt.as_os_str()]);
             if !out.ok() || is_mounted(&self.mnt) {
@@ -551,9 +562,24 @@ impl Drop for TestVolume {
         }
         // A daemon left behind after a forced unmount gets ENODEV and exits;
         // wait a little so the temp dir can be removed.
-        wait_until(Duration::from_secs(5), || {
+        let gone = wait_until(Duration::from_secs(5), || {
             pids_mentioning(&self.cipher).is_empty()
         });
+        if !gone {
+            // a hung daemon: abort its FUSE connection, then end it (only
+            // the processes of this volume, by pid)
+            if let Some(c) = conn {
+                let _ = fs::write(format!("/sys/fs/fuse/connections/{c}/abort"), "1");
+            }
+            for pid in pids_mentioning(&self.cipher) {
+                eprintln!(
+                    "harness: daemon {pid} of {} still running; killing it",
+                    self.cipher.display()
+                );
+                // SAFETY: kill(2) of a process started for this volume.
+                unsafe { libc::kill(pid as libc::pid_t, libc::SIGKILL) };
+            }
+        }
     }
 }
 
