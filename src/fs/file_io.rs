@@ -120,7 +120,11 @@ impl FileIo {
         let (key, header) = keys
             .create_file(dir)
             .map_err(|_| IoError::Sys(Errno::EIO))?;
-        f.write_all_at(&header, 0)?;
+        if let Err(e) = f.write_all_at(&header, 0) {
+            // A torn header would make the empty file unreadable.
+            let _ = f.set_len(0);
+            return Err(e.into());
+        }
         self.csize = self.csize.max(HL);
         self.reserved = key.nonce_reserved();
         self.budget = self.reserved;
