@@ -12,7 +12,7 @@
 # cargo-fuzz, or with FUZZ_STABLE=1, it runs the same target bodies through
 # the stable harness (fuzz/tests/stable_harness.rs, random mutations, no
 # coverage guidance). A crash leaves its input in fuzz/artifacts/<target>/:
-# copy it to fuzz/regressions/<target>/ so the harness replays it forever.
+# copy it to fuzz/regressions/<target>/: every run (both modes) replays it.
 # Last line: "fuzz: N targets, N execs, N crashes". Exit non-zero on a crash.
 set -uo pipefail
 REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -24,6 +24,10 @@ JOBS=${FUZZ_JOBS:-2}
 TARGETS=${FUZZ_TARGETS:-"config protector dirmeta header names geometry unlock"}
 WORK=$(mktemp -d /tmp/dekfs-fuzz.XXXXXX)
 
+if ! command -v cargo-fuzz >/dev/null && [ "${FUZZ_STABLE:-0}" != 1 ]; then
+    echo "fuzz: installing cargo-fuzz from crates.io"
+    cargo install cargo-fuzz --locked >"$WORK/install.log" 2>&1 || tail -5 "$WORK/install.log"
+fi
 if [ "${FUZZ_STABLE:-0}" = 1 ] || ! command -v cargo-fuzz >/dev/null; then
     echo "fuzz: cargo-fuzz unavailable or FUZZ_STABLE=1: stable harness, $SECS s per target"
     DEKFS_FUZZ_STABLE_SECS=$SECS cargo test --release -- --nocapture 2>&1 | tee "$WORK/stable.log"
@@ -42,6 +46,8 @@ run_one() {
     local t=$1
     mkdir -p "$WORK/corpus/$t" "$REPO/fuzz/artifacts/$t"
     cp "$REPO/fuzz/corpus/$t/"* "$WORK/corpus/$t/" 2>/dev/null
+    # saved crashes are replayed first (libFuzzer runs its corpus before fuzzing)
+    cp "$REPO/fuzz/regressions/$t/"* "$WORK/corpus/$t/" 2>/dev/null
     local max_len=4096
     case $t in config|unlock|protector) max_len=70000 ;; esac
     cargo fuzz run -O --features libfuzzer "$t" "$WORK/corpus/$t" -- \

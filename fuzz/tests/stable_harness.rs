@@ -10,7 +10,12 @@ use std::time::{Duration, Instant};
 
 fn files(dir: &Path) -> Vec<Vec<u8>> {
     let mut v: Vec<Vec<u8>> = std::fs::read_dir(dir)
-        .map(|rd| rd.flatten().filter(|e| e.path().is_file()).filter_map(|e| std::fs::read(e.path()).ok()).collect())
+        .map(|rd| {
+            rd.flatten()
+                .filter(|e| e.path().is_file())
+                .filter_map(|e| std::fs::read(e.path()).ok())
+                .collect()
+        })
         .unwrap_or_default();
     v.sort();
     v
@@ -43,7 +48,10 @@ fn mutate(rng: &mut rand_chacha::ChaCha8Rng, seed: &[u8]) -> Vec<u8> {
 #[test]
 fn every_target_survives_seeds_regressions_and_mutations() {
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
-    let secs: u64 = std::env::var("DEKFS_FUZZ_STABLE_SECS").ok().and_then(|s| s.parse().ok()).unwrap_or(2);
+    let secs: u64 = std::env::var("DEKFS_FUZZ_STABLE_SECS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(2);
     for (name, target) in dekfs_fuzz::TARGETS {
         let mut seeds = files(&root.join("corpus").join(name));
         assert!(!seeds.is_empty(), "no seed corpus for {name}");
@@ -59,6 +67,9 @@ fn every_target_survives_seeds_regressions_and_mutations() {
             target(&mutate(&mut rng, s));
             n += 1;
         }
-        eprintln!("stable harness: {name}: {} seeds, {n} mutations", seeds.len());
+        eprintln!(
+            "stable harness: {name}: {} seeds, {n} mutations",
+            seeds.len()
+        );
     }
 }
