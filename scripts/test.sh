@@ -10,6 +10,8 @@
 #                                          mount_* / cli_* integration tests)
 #   5. scripts/pjdfstest.sh               (skip: SKIP_PJD=1; thresholds
 #                                          PJD_MIN_PASS / PJD_MAX_FAIL)
+#   6. scripts/fuzz.sh                    (skip: SKIP_FUZZ=1; FUZZ_SECS per
+#                                          target, default 60, 2 in parallel)
 #
 # Every step runs even if an earlier one failed, so one run shows everything.
 # The last line is "N passed, N failed" summing all of it (fmt and clippy
@@ -81,6 +83,15 @@ if [ "${SKIP_PJD:-0}" != 1 ]; then
     if [ "$rc" != 0 ]; then
         ((pf > 0)) || FAILED=$((FAILED + 1))   # threshold missed or setup failed
         FAILED_STEPS+=("pjdfstest (exit $rc: $pp passed, $pf failed)")
+    fi
+fi
+
+if [ "${SKIP_FUZZ:-0}" != 1 ]; then
+    step "fuzz (${FUZZ_SECS:-60} s per target)"
+    if scripts/fuzz.sh 2>&1 | tee "$LOGS/fuzz.log"; [ "${PIPESTATUS[0]}" = 0 ]; then
+        check_ok fuzz
+    else
+        check_fail "fuzz ($(tail -1 "$LOGS/fuzz.log"))"
     fi
 fi
 

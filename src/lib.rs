@@ -10,6 +10,7 @@ pub mod volume;
 
 pub mod cli;
 pub mod fs;
+pub mod fsck;
 pub mod fuse_adapter;
 pub mod logger;
 pub mod sys;

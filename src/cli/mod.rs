@@ -2,6 +2,7 @@
 //! It must not implement filesystem or key logic itself.
 
 mod exit;
+mod fsck;
 mod init;
 mod kmount;
 mod mount;
@@ -48,6 +49,8 @@ enum Cmd {
     Umount(umount::UmountArgs),
     /// Show a volume's identity, KEKs and protectors
     Status(status::StatusArgs),
+    /// Verify every config record, directory key, name, header and block of a volume
+    Fsck(fsck::FsckArgs),
 }
 
 /// Runs the CLI and returns the process exit code.
@@ -70,6 +73,7 @@ pub fn main() -> i32 {
         Cmd::Mount(a) => mount::run(a),
         Cmd::Umount(a) => umount::run(a),
         Cmd::Status(a) => status::run(a),
+        Cmd::Fsck(a) => fsck::run(a),
     };
     match r {
         Ok(()) => exit::OK,

@@ -1,0 +1,170 @@
+//! Full disk: the cipher directory lives on a 24 MiB tmpfs; writers fill it
+//! to 100% while fsynced files exist. Writers must get ENOSPC (never EIO),
+//! and after space is freed every fsynced file is intact, new writes work
+//! and `dekfs fsck` is clean. Needs root. Must not touch other mounts.
+
+mod common;
+
+use common::*;
+use std::fs;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+/// A tmpfs mounted at a path for the life of the value.
+struct Tmpfs(PathBuf);
+
+impl Tmpfs {
+    fn mount(at: &Path, size: &str) -> Tmpfs {
+        let ok = Command::new("mount")
+            .args([
+                "-t",
+                "tmpfs",
+                "-o",
+                &format!("size={size},mode=0700"),
+                "tmpfs",
+            ])
+            .arg(at)
+            .status()
+            .unwrap()
+            .success();
+        assert!(ok, "mount tmpfs at {}", at.display());
+        Tmpfs(at.to_owned())
+    }
+}
+
+impl Drop for Tmpfs {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg("-l").arg(&self.0).status();
+    }
+}
+
+/// Writes `chunk`-sized pieces to `path` until an error; returns its errno.
+fn fill(path: &Path, chunk: usize, seed: u64) -> i32 {
+    let mut f = match fs::File::create(path) {
+        Ok(f) => f,
+        Err(e) => return errno(&e),
+    };
+    let data = random_bytes(seed, chunk);
+    loop {
+        if let Err(e) = f.write_all(&data) {
+            return errno(&e);
+        }
+    }
+}
+
+#[test]
+fn fulldisk_writers_get_enospc_and_fsynced_files_survive() {
+    require_fuse!();
+    let v = TestVolume::uninitialised("fulldisk");
+    let _tmpfs = Tmpfs::mount(&v.cipher, "24m");
+    let (c, pf) = (
+        v.cipher.display().to_string(),
+        v.passfile.display().to_string(),
+    );
+    let mut args = vec!["init", &c, "--passfile", &pf];
+    args.extend(FAST_KDF);
+    dekfs(&args).expect_code(exit::OK, "init on tmpfs");
+    v.mount();
+    fs::create_dir(v.p("keep")).unwrap();
+    let kept: Vec<(String, Vec<u8>)> = (0..4)
+        .map(|i| {
+            (
+                format!("/keep/k{i}"),
+                random_bytes(i, 700_000 + i as usize * 4099),
+            )
+        })
+        .collect();
+    for (rel, data) in &kept {
+        v.create_file(rel, data);
+    }
+    // three writers with different request sizes, in parallel
+    let handles: Vec<_> = [(1usize << 20, 1u64), (4096, 2), (1000, 3)]
+        .into_iter()
+        .map(|(chunk, seed)| {
+            let p = v.p(&format!("fill{seed}"));
+            std::thread::spawn(move || fill(&p, chunk, seed))
+        })
+        .collect();
+    let errs: Vec<i32> = handles.into_iter().map(|h| h.join().unwrap()).collect();
+    for (i, e) in errs.iter().enumerate() {
+        assert_eq!(
+            *e,
+            libc::ENOSPC,
+            "writer {i} got errno {e} instead of ENOSPC"
+        );
+    }
+    // more attempts on a full disk: create, small append, mkdir
+    let e = fs::write(v.p("late"), vec![1u8; 100_000]).unwrap_err();
+    assert_eq!(errno(&e), libc::ENOSPC, "late write: {e}");
+    for (rel, data) in &kept {
+        assert!(
+            read_file(&v.p(rel)).unwrap() == *data,
+            "{rel} changed while the disk was full"
+        );
+    }
+    // free space; the fsynced files are intact. (Whether the files whose
+    // writes hit ENOSPC stay readable is the separate, currently failing
+    // test below.)
+    for s in 1..=3 {
+        fs::remove_file(v.p(&format!("fill{s}"))).unwrap();
+    }
+    let _ = fs::remove_file(v.p("late"));
+    fs::write(v.p("after"), b"space again").unwrap();
+    v.remount();
+    for (rel, data) in &kept {
+        assert!(
+            read_file(&v.p(rel)).unwrap() == *data,
+            "{rel} damaged by the full disk"
+        );
+    }
+    assert_eq!(read_file(&v.p("after")).unwrap(), b"space again");
+    v.umount();
+    let out = dekfs(["fsck", &c, "--passfile", &pf]);
+    assert!(
+        out.ok(),
+        "fsck after full disk:\n{}{}",
+        out.stdout,
+        out.stderr
+    );
+}
+
+/// BUG (reported, in src/fs/file_io.rs, not owned here): a write that fails
+/// with ENOSPC leaves the backing file cut inside a block (a short pwrite is
+/// not undone), so the whole file reads as EIO afterwards, even its blocks
+/// written long before. Expected: the file keeps its last consistent size.
+#[test]
+#[ignore = "bug: ENOSPC during a write leaves a torn last block; the file then reads EIO (file_io.rs)"]
+fn fulldisk_file_whose_write_hit_enospc_stays_readable() {
+    require_fuse!();
+    let v = TestVolume::uninitialised("fulldisk-torn");
+    let _tmpfs = Tmpfs::mount(&v.cipher, "8m");
+    let (c, pf) = (
+        v.cipher.display().to_string(),
+        v.passfile.display().to_string(),
+    );
+    let mut args = vec!["init", &c, "--passfile", &pf];
+    args.extend(FAST_KDF);
+    dekfs(&args).expect_code(exit::OK, "init on tmpfs");
+    v.mount();
+    let mut problems = Vec::new();
+    for (i, chunk) in [1usize << 20, 4096, 1000].into_iter().enumerate() {
+        let p = v.p(&format!("fill{i}"));
+        let e = fill(&p, chunk, i as u64);
+        assert_eq!(e, libc::ENOSPC);
+        let backing = v.cipher_listing();
+        if let Err(e) = read_file(&p) {
+            problems.push(format!(
+                "fill{i} ({chunk}-byte writes): {e}; backing sizes {:?}",
+                backing.values().map(|x| x.1).collect::<Vec<_>>()
+            ));
+        }
+        fs::remove_file(&p).unwrap();
+    }
+    assert!(
+        problems.is_empty(),
+        "{}\nlog:\n{}",
+        problems.join("\n"),
+        v.log()
+    );
+}
