@@ -22,6 +22,11 @@ pub const MAX_WRITE: u32 = 1 << 20;
 
 pub struct DekFuse {
     pub core: CoreFs,
+    /// Kernel writeback caching (`-o writeback_cache`). Off by default:
+    /// with it, write(2) succeeds into the page cache and ENOSPC or EIO
+    /// only surface at fsync/close, which most programs never check, so a
+    /// full disk would lose data silently.
+    pub writeback_cache: bool,
 }
 
 fn err(e: CoreErrno) -> Errno {
@@ -102,16 +107,17 @@ impl Filesystem for DekFuse {
     fn init(&mut self, _req: &Request, config: &mut KernelConfig) -> std::io::Result<()> {
         let _ = config.set_max_write(MAX_WRITE);
         let _ = config.set_max_readahead(MAX_WRITE);
-        // Writeback cache: every change to a file passes through this
-        // daemon, so the kernel may own size and mtime while pages are
-        // dirty and send large, batched writes. Readdirplus answers `ls -l`/`find | stat` without a lookup per
+        // Readdirplus answers `ls -l`/`find | stat` without a lookup per
         // entry; AUTO lets the kernel use it only when it pays off.
-        let _ = config.add_capabilities(
-            fuser::InitFlags::FUSE_PARALLEL_DIROPS
-                | fuser::InitFlags::FUSE_WRITEBACK_CACHE
-                | fuser::InitFlags::FUSE_DO_READDIRPLUS
-                | fuser::InitFlags::FUSE_READDIRPLUS_AUTO,
-        );
+        let mut caps = fuser::InitFlags::FUSE_PARALLEL_DIROPS
+            | fuser::InitFlags::FUSE_DO_READDIRPLUS
+            | fuser::InitFlags::FUSE_READDIRPLUS_AUTO;
+        if self.writeback_cache {
+            // Every change to a file passes through this daemon, so the
+            // kernel may own size and mtime while pages are dirty.
+            caps |= fuser::InitFlags::FUSE_WRITEBACK_CACHE;
+        }
+        let _ = config.add_capabilities(caps);
         Ok(())
     }
 

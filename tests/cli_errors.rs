@@ -665,3 +665,56 @@ fn errors_never_leak_secrets_in_log() {
         assert!(!log.contains(k.as_str()), "recovery key in the daemon log");
     }
 }
+
+/// Mount options as seen in /proc/self/mountinfo (super options included).
+fn mount_options(path: &std::path::Path) -> String {
+    let info = fs::read_to_string("/proc/self/mountinfo").unwrap();
+    info.lines()
+        .rfind(|l| l.split(' ').nth(4) == Some(path.to_str().unwrap()))
+        .unwrap_or_else(|| panic!("{} not in mountinfo", path.display()))
+        .to_string()
+}
+
+#[test]
+fn allow_other_implies_default_permissions() {
+    require_fuse!();
+    let v = TestVolume::new("allowother");
+    v.mount();
+    let plain = mount_options(&v.mnt);
+    assert!(
+        !plain.contains("allow_other"),
+        "allow_other without -o: {plain}"
+    );
+    assert_eq!(
+        mount_fstype(&v.mnt).as_deref(),
+        Some("fuse.dekfs"),
+        "fstype"
+    );
+    v.umount();
+    v.mount_with(&["-o", "allow_other"]);
+    let opts = mount_options(&v.mnt);
+    assert!(
+        opts.contains("allow_other") && opts.contains("default_permissions"),
+        "-o allow_other must also turn on default_permissions: {opts}"
+    );
+    v.umount();
+}
+
+#[test]
+fn umount_of_busy_mount_is_refused_cleanly() {
+    require_fuse!();
+    let v = TestVolume::new("busy");
+    v.mount();
+    fs::write(v.p("f"), b"data").unwrap();
+    let f = fs::File::open(v.p("f")).unwrap();
+    let out = dekfs(["umount", &s(&v.mnt)]);
+    out.expect_code(exit::MOUNT_FAILED, "umount while a file is open")
+        .expect_one_line_error("busy umount");
+    assert!(
+        is_mounted(&v.mnt),
+        "a refused umount must leave the mount alone"
+    );
+    assert_eq!(read_file(&v.p("f")).unwrap(), b"data");
+    drop(f);
+    v.umount();
+}

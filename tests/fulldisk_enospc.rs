@@ -134,7 +134,6 @@ fn fulldisk_writers_get_enospc_and_fsynced_files_survive() {
 /// not undone), so the whole file reads as EIO afterwards, even its blocks
 /// written long before. Expected: the file keeps its last consistent size.
 #[test]
-#[ignore = "bug: ENOSPC during a write leaves a torn last block; the file then reads EIO (file_io.rs)"]
 fn fulldisk_file_whose_write_hit_enospc_stays_readable() {
     require_fuse!();
     let v = TestVolume::uninitialised("fulldisk-torn");

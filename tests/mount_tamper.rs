@@ -379,3 +379,53 @@ fn whole_file_moved_to_other_directory_detected() {
     assert!(read_file(&s.v.p(s.victim)).unwrap() == s.victim_data);
     check_others(&s);
 }
+
+/// A flipped bit in the stored name of a long-name entry
+/// (`dekfs.ln.<hash>.name`): the entry shows as a recovery entry, opening
+/// it gives EIO, ONE integrity log line names the cipher entry, and the
+/// directory's other entries are fine.
+#[test]
+fn flipped_bit_in_long_name_file() {
+    require_fuse!();
+    let s = setup("tamper-longname");
+    s.v.mount();
+    let long = "L".repeat(250);
+    let backing =
+        s.v.create_file(&format!("/sub/{long}"), b"long-named content");
+    s.v.umount();
+    let bname = backing.file_name().unwrap().to_string_lossy().into_owned();
+    assert!(
+        bname.starts_with("dekfs.ln."),
+        "long-name form expected: {bname}"
+    );
+    let name_file = backing.with_file_name(format!("{bname}.name"));
+    flip_bit(&name_file, 5, 0);
+    s.v.mount();
+    let names = dir_names(&s.v.p("sub"));
+    let unreadable: Vec<&String> = names
+        .iter()
+        .filter(|n| n.starts_with(".dekfs-unreadable-"))
+        .collect();
+    assert_eq!(unreadable.len(), 1, "{names:?}");
+    assert!(!names.contains(&long));
+    expect_eio_on_read(&s.v.p(&format!("sub/{}", unreadable[0])));
+    let lines = s.v.wait_log_lines(&["integrity", &bname]);
+    assert!(
+        !lines.is_empty(),
+        "no integrity line naming {bname}; log:\n{}",
+        s.v.log()
+    );
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    let n =
+        s.v.log()
+            .lines()
+            .filter(|l| l.contains("integrity") && l.contains(&bname))
+            .count();
+    assert_eq!(
+        n,
+        1,
+        "one listing logged {n} lines for {bname}:\n{}",
+        s.v.log()
+    );
+    check_others(&s);
+}

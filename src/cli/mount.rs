@@ -135,6 +135,7 @@ struct Opts {
     read_only: bool,
     suid: bool,
     dev: bool,
+    writeback_cache: bool,
 }
 
 fn mount_options(cipherdir: &Path, given: &[String]) -> CliResult<Opts> {
@@ -148,6 +149,7 @@ fn mount_options(cipherdir: &Path, given: &[String]) -> CliResult<Opts> {
         read_only: false,
         suid: false,
         dev: false,
+        writeback_cache: false,
     };
     let mut default_perms = false;
     for opt in given.iter().map(|s| s.trim()).filter(|s| !s.is_empty()) {
@@ -166,6 +168,7 @@ fn mount_options(cipherdir: &Path, given: &[String]) -> CliResult<Opts> {
                 o.kernel.push(opt);
             }
             "suid" => o.suid = true,
+            "writeback_cache" => o.writeback_cache = true,
             "dev" => o.dev = true,
             // fstab/systemd bookkeeping, meaningless to the kernel.
             "defaults" | "auto" | "noauto" | "nofail" | "_netdev" | "user" | "users" => {}
@@ -227,7 +230,10 @@ fn serve(
         .unwrap_or(2);
     config.n_threads = Some(a.threads.unwrap_or((cores * 2).max(4)).clamp(1, 64));
     config.clone_fd = true;
-    let fs = DekFuse { core };
+    let fs = DekFuse {
+        core,
+        writeback_cache: opts.writeback_cache,
+    };
     let mount_err = |e: std::io::Error| {
         CliError::new(
             MOUNT_FAILED,
