@@ -13,3 +13,4 @@ pub mod fs;
 pub mod fuse_adapter;
 pub mod logger;
 pub mod sys;
+pub mod tpm;

@@ -5,9 +5,11 @@ mod exit;
 mod init;
 mod kmount;
 mod mount;
+mod protector;
 mod secret_input;
 mod status;
 mod umount;
+mod unlock;
 
 use clap::{Args, Parser, Subcommand};
 pub use exit::{CliError, CliResult};
@@ -48,6 +50,9 @@ enum Cmd {
     Umount(umount::UmountArgs),
     /// Show a volume's identity, KEKs and protectors
     Status(status::StatusArgs),
+    /// Add, remove, list or reseal protectors (passphrase, recovery key, TPM2)
+    #[command(subcommand)]
+    Protector(protector::ProtectorCmd),
 }
 
 /// Runs the CLI and returns the process exit code.
@@ -70,6 +75,7 @@ pub fn main() -> i32 {
         Cmd::Mount(a) => mount::run(a),
         Cmd::Umount(a) => umount::run(a),
         Cmd::Status(a) => status::run(a),
+        Cmd::Protector(c) => protector::run(c),
     };
     match r {
         Ok(()) => exit::OK,
