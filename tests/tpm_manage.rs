@@ -75,7 +75,11 @@ fn corrupted_sealed_blob_is_a_clear_error_and_other_protectors_work() {
     no_panic(&out);
     out.expect_code(exit::TPM_POLICY, "damaged private blob")
         .expect_one_line_error("damaged blob");
-    assert!(out.stderr.contains("does not accept the sealed KEK"), "{}", out.stderr);
+    assert!(
+        out.stderr.contains("does not accept the sealed KEK"),
+        "{}",
+        out.stderr
+    );
     mount_tpm(&v, &t, &["--passfile", &pf]).expect_code(exit::OK, "passphrase after damaged blob");
     v.umount();
 
@@ -90,17 +94,34 @@ fn corrupted_sealed_blob_is_a_clear_error_and_other_protectors_work() {
     let out = mount_tpm(&v, &t, &[]);
     no_panic(&out);
     out.expect_code(exit::TPM_POLICY, "malformed body");
-    assert!(out.stderr.contains("TPM protector record is corrupt"), "{}", out.stderr);
+    assert!(
+        out.stderr.contains("TPM protector record is corrupt"),
+        "{}",
+        out.stderr
+    );
     let list = dekfs(["protector", "list", &v.cipher.display().to_string()]);
     list.expect_code(exit::OK, "list with a broken record");
-    assert!(list.stdout.contains("(record unreadable)"), "{}", list.stdout);
+    assert!(
+        list.stdout.contains("(record unreadable)"),
+        "{}",
+        list.stdout
+    );
     mount_tpm(&v, &t, &["--passfile", &pf]).expect_code(exit::OK, "passphrase after bad body");
     v.umount();
 
     // The broken protector can be replaced using the passphrase: reseal rewrites it.
     let c = v.cipher.display().to_string();
-    dekfs(["protector", "reseal", "--tpm2", &c, "--tpm-tcti", &t, "--passfile", &pf])
-        .expect_code(exit::OK, "reseal a broken record");
+    dekfs([
+        "protector",
+        "reseal",
+        "--tpm2",
+        &c,
+        "--tpm-tcti",
+        &t,
+        "--passfile",
+        &pf,
+    ])
+    .expect_code(exit::OK, "reseal a broken record");
     mount_tpm(&v, &t, &[]).expect_code(exit::OK, "unattended again");
     v.umount();
 
@@ -159,7 +180,15 @@ fn protector_add_remove_list_rules() {
     dekfs(["protector", "remove", &c, &rec, "--force", "--tpm-tcti", &t])
         .expect_code(exit::OK, "forced removal");
     // Never zero protectors, even with --force.
-    let out = dekfs(["protector", "remove", &c, &tpm_id, "--force", "--tpm-tcti", &t]);
+    let out = dekfs([
+        "protector",
+        "remove",
+        &c,
+        &tpm_id,
+        "--force",
+        "--tpm-tcti",
+        &t,
+    ]);
     out.expect_code(exit::USAGE, "remove the only protector");
     // Add a passphrase back, authorised by the TPM, and a recovery key with it.
     let np = v.dir.path().join("newpass");
@@ -169,14 +198,43 @@ fn protector_add_remove_list_rules() {
     args.extend(["--new-passfile", &np_s]);
     args.extend(common::FAST_KDF);
     dekfs(&args).expect_code(exit::OK, "add passphrase");
-    let out = dekfs(["protector", "add", &c, "--recovery-key", "--passfile", &np_s]);
+    let out = dekfs([
+        "protector",
+        "add",
+        &c,
+        "--recovery-key",
+        "--passfile",
+        &np_s,
+    ]);
     out.expect_code(exit::OK, "add recovery key");
     assert!(common::parse_recovery_key(&out.stdout).is_some());
     // The old passphrase is gone, the new one works; a second TPM protector with a PIN.
-    let out = dekfs(["protector", "add", &c, "--tpm2", "--pcrs", "0,7", "--passfile", &pf, "--tpm-tcti", &t]);
+    let out = dekfs([
+        "protector",
+        "add",
+        &c,
+        "--tpm2",
+        "--pcrs",
+        "0,7",
+        "--passfile",
+        &pf,
+        "--tpm-tcti",
+        &t,
+    ]);
     out.expect_code(exit::WRONG_KEY, "removed passphrase");
-    dekfs(["protector", "add", &c, "--tpm2", "--pcrs", "0,7", "--passfile", &np_s, "--tpm-tcti", &t])
-        .expect_code(exit::OK, "add second TPM protector");
+    dekfs([
+        "protector",
+        "add",
+        &c,
+        "--tpm2",
+        "--pcrs",
+        "0,7",
+        "--passfile",
+        &np_s,
+        "--tpm-tcti",
+        &t,
+    ])
+    .expect_code(exit::OK, "add second TPM protector");
     let list = dekfs(["protector", "list", &c]).stdout;
     assert!(list.contains("sha256:0,7"), "{list}");
     assert_eq!(ids("tpm2").len(), 2);
@@ -196,7 +254,15 @@ fn tpm_only_needs_explicit_confirmation() {
     out.expect_code(exit::USAGE, "tpm-only without --yes")
         .expect_one_line_error("tpm-only");
     assert!(!v.cipher.join("dekfs.conf").exists());
-    let out = dekfs(["init", &c, "--tpm2", "--tpm-only", "--yes", "--tpm-tcti", &t]);
+    let out = dekfs([
+        "init",
+        &c,
+        "--tpm2",
+        "--tpm-only",
+        "--yes",
+        "--tpm-tcti",
+        &t,
+    ]);
     out.expect_code(exit::OK, "tpm-only --yes");
     assert!(common::parse_recovery_key(&out.stdout).is_none());
     let cfg = config(&v.cipher);
@@ -230,7 +296,9 @@ fn unlock_time_median_of_5_and_record_size() {
             _ => None,
         })
         .unwrap();
-    let conf_len = std::fs::metadata(v.cipher.join("dekfs.conf")).unwrap().len();
+    let conf_len = std::fs::metadata(v.cipher.join("dekfs.conf"))
+        .unwrap()
+        .len();
     eprintln!(
         "TPM unlock (unlock_tpm2, swtpm): median of 5 = {:.1} ms (all: {:?}); tpm2 record = 32 + {rec} = {} bytes; dekfs.conf = {conf_len} bytes",
         ms[2],
@@ -249,7 +317,10 @@ fn unlock_time_median_of_5_and_record_size() {
             })
             .collect();
         mt.sort_by(|a, b| a.partial_cmp(b).unwrap());
-        eprintln!("dekfs mount with the TPM protector: median of 5 = {:.1} ms", mt[2]);
+        eprintln!(
+            "dekfs mount with the TPM protector: median of 5 = {:.1} ms",
+            mt[2]
+        );
     }
     tpm.assert_nothing_leaked();
 }

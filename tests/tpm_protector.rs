@@ -50,7 +50,10 @@ fn seal_then_unlock_in_a_fresh_process_without_prompt() {
     let v = tpm_volume("tpm-seal", &tpm.tcti(), &[]);
     let list = protector_list(&v.cipher);
     assert!(list.contains("tpm2") && list.contains("sha256:7"), "{list}");
-    assert!(list.contains("passphrase") && list.contains("recovery-key"), "{list}");
+    assert!(
+        list.contains("passphrase") && list.contains("recovery-key"),
+        "{list}"
+    );
     mount_tpm(&v, &tpm.tcti(), &[]).expect_code(exit::OK, "TPM mount");
     std::fs::write(v.p("hello"), b"sealed by the TPM").unwrap();
     v.umount();
@@ -82,19 +85,35 @@ fn pcr_change_is_refused_by_number_and_the_passphrase_still_opens() {
     let out = mount_tpm(&v, &tpm.tcti(), &[]);
     out.expect_code(exit::TPM_POLICY, "mount after PCR 7 changed")
         .expect_one_line_error("PCR refusal");
-    assert!(out.stderr.contains("PCR 7 changed since sealing"), "{}", out.stderr);
-    assert!(out.stderr.contains("dekfs protector reseal --tpm2"), "{}", out.stderr);
+    assert!(
+        out.stderr.contains("PCR 7 changed since sealing"),
+        "{}",
+        out.stderr
+    );
+    assert!(
+        out.stderr.contains("dekfs protector reseal --tpm2"),
+        "{}",
+        out.stderr
+    );
     // Same command with the passphrase: the TPM is refused (and says why), then the passphrase
     // opens it, all within 2 seconds.
     let t0 = Instant::now();
-    let out = mount_tpm(&v, &tpm.tcti(), &["--passfile", &v.passfile.display().to_string()]);
+    let out = mount_tpm(
+        &v,
+        &tpm.tcti(),
+        &["--passfile", &v.passfile.display().to_string()],
+    );
     let took = t0.elapsed();
     out.expect_code(exit::OK, "passphrase fallback");
     assert!(out.stderr.contains("PCR 7 changed"), "{}", out.stderr);
     assert!(took < Duration::from_secs(2), "fallback took {took:?}");
     v.umount();
     tpm.assert_nothing_leaked();
-    assert_eq!(tpm.lockout_counter(), 0, "a PCR refusal must not count as an auth failure");
+    assert_eq!(
+        tpm.lockout_counter(),
+        0,
+        "a PCR refusal must not count as an auth failure"
+    );
 }
 
 #[test]
@@ -112,8 +131,17 @@ fn reseal_after_a_pcr_change_restores_unattended_unlock() {
     let out = dekfs(["protector", "reseal", "--tpm2", &c, "--tpm-tcti", &t]);
     assert_ne!(out.code, Some(0), "reseal without authorisation must fail");
     let pf = v.passfile.display().to_string();
-    dekfs(["protector", "reseal", "--tpm2", &c, "--tpm-tcti", &t, "--passfile", &pf])
-        .expect_code(exit::OK, "reseal");
+    dekfs([
+        "protector",
+        "reseal",
+        "--tpm2",
+        &c,
+        "--tpm-tcti",
+        &t,
+        "--passfile",
+        &pf,
+    ])
+    .expect_code(exit::OK, "reseal");
     assert!(protector_list(&v.cipher).contains("sha256:7,8"));
     mount_tpm(&v, &tpm.tcti(), &[]).expect_code(exit::OK, "mount after reseal");
     v.umount();
@@ -150,7 +178,8 @@ fn wrong_pin_then_right_pin_repeatedly_without_lockout() {
             .expect_one_line_error("wrong PIN");
         let left = 5 - round;
         assert!(
-            out.stderr.contains(&format!("wrong TPM PIN ({left} tries left")),
+            out.stderr
+                .contains(&format!("wrong TPM PIN ({left} tries left")),
             "round {round}: {}",
             out.stderr
         );
@@ -176,7 +205,16 @@ fn lockout_is_reported_with_the_wait_and_the_passphrase_still_opens() {
         v.passfile.display().to_string(),
         tpm.tcti(),
     );
-    let mut args = vec!["init", &c, "--tpm2", "--pin", "--pin-file", &right, "--tpm-tcti", &t];
+    let mut args = vec![
+        "init",
+        &c,
+        "--tpm2",
+        "--pin",
+        "--pin-file",
+        &right,
+        "--tpm-tcti",
+        &t,
+    ];
     args.extend(["--passfile", &pf]);
     args.extend(FAST_KDF);
     dekfs(&args).expect_code(exit::OK, "init");
@@ -185,7 +223,11 @@ fn lockout_is_reported_with_the_wait_and_the_passphrase_still_opens() {
     }
     let out = mount_tpm(&v, &t, &["--pin-file", &right]);
     out.expect_code(exit::TPM_POLICY, "in lockout");
-    assert!(out.stderr.contains("dictionary-attack lockout"), "{}", out.stderr);
+    assert!(
+        out.stderr.contains("dictionary-attack lockout"),
+        "{}",
+        out.stderr
+    );
     assert!(out.stderr.contains("every 600 s"), "{}", out.stderr);
     mount_tpm(&v, &t, &["--pin-file", &right, "--passfile", &pf])
         .expect_code(exit::OK, "passphrase during lockout");
@@ -205,11 +247,19 @@ fn wiped_tpm_is_reported_and_the_recovery_key_opens() {
     tpm.wipe();
     let out = mount_tpm(&v, &tpm.tcti(), &[]);
     out.expect_code(exit::TPM_POLICY, "wiped TPM");
-    assert!(out.stderr.contains("does not accept the sealed KEK"), "{}", out.stderr);
+    assert!(
+        out.stderr.contains("does not accept the sealed KEK"),
+        "{}",
+        out.stderr
+    );
     let rk = v.dir.path().join("rk");
     std::fs::write(&rk, v.recovery_key.as_ref().unwrap()).unwrap();
-    mount_tpm(&v, &tpm.tcti(), &["--recovery-key-file", &rk.display().to_string()])
-        .expect_code(exit::OK, "recovery key");
+    mount_tpm(
+        &v,
+        &tpm.tcti(),
+        &["--recovery-key-file", &rk.display().to_string()],
+    )
+    .expect_code(exit::OK, "recovery key");
     assert_eq!(std::fs::read(v.p("keep")).unwrap(), b"survives the TPM");
     v.umount();
     tpm.assert_nothing_leaked();
@@ -226,7 +276,11 @@ fn absent_tpm_is_clear_and_falls_back() {
     assert!(out.stderr.contains("no TPM reachable"), "{}", out.stderr);
     drop(tpm); // nothing listens on the port any more
     let t0 = Instant::now();
-    let out = mount_tpm(&v, "swtpm:host=127.0.0.1,port=1", &["--passfile", &v.passfile.display().to_string()]);
+    let out = mount_tpm(
+        &v,
+        "swtpm:host=127.0.0.1,port=1",
+        &["--passfile", &v.passfile.display().to_string()],
+    );
     out.expect_code(exit::OK, "fallback from an unreachable TPM");
     assert!(t0.elapsed() < Duration::from_secs(2));
     v.umount();

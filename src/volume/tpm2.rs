@@ -120,7 +120,7 @@ fn unseal_record(
     pin: Option<&SecretBytes>,
     vid: &[u8; 16],
 ) -> Result<Key32, VolumeError> {
-    let body = tpm2_body(rec).ok_or_else(|| VolumeError::NoSuchProtector("tpm2"))??;
+    let body = tpm2_body(rec).ok_or(VolumeError::NoSuchProtector("tpm2"))??;
     let p = tpm::unseal(tcti, &body, pin)?;
     open_payload(&p, vid, rec.kek_version)
 }
