@@ -14,3 +14,4 @@ pub mod fsck;
 pub mod fuse_adapter;
 pub mod logger;
 pub mod sys;
+pub mod tpm;

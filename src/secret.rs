@@ -87,6 +87,20 @@ fn unlock_region(ptr: *const u8, len: usize) {
     }
 }
 
+/// Memory locks are not inherited across fork(2): the child re-locks every page that holds a
+/// secret the parent had locked. Best effort, like `lock_region`.
+pub fn relock_after_fork() {
+    let page = page_size();
+    let Ok(pages) = LOCKED_PAGES.lock() else {
+        return;
+    };
+    for &p in pages.keys() {
+        // SAFETY: p is a page-aligned address of a live allocation inherited from the parent
+        // (entries are removed before their memory is freed); mlock only changes paging.
+        unsafe { libc::mlock(p as *const libc::c_void, page) };
+    }
+}
+
 /// 32 secret bytes on the heap (so moves never leave copies on the stack), mlocked best-effort,
 /// zeroized and munlocked on drop.
 pub struct Key32 {

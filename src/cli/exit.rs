@@ -7,8 +7,8 @@ pub const OK: i32 = 0;
 pub const GENERIC: i32 = 1;
 pub const USAGE: i32 = 2;
 pub const WRONG_KEY: i32 = 10;
-/// Reserved for the TPM protector (issue: TPM 2.0 protector).
-#[allow(dead_code)]
+/// The TPM refused to unseal (PCRs changed, wrong PIN, lockout, no TPM) and no other
+/// credential was available.
 pub const TPM_POLICY: i32 = 11;
 pub const NOT_A_VOLUME: i32 = 12;
 pub const UNSUPPORTED: i32 = 13;
@@ -61,6 +61,8 @@ impl From<VolumeError> for CliError {
             VolumeError::Corrupt(_) => CliError::new(CORRUPT, msg)
                 .hint("the volume config failed verification; restore dekfs.conf from a backup"),
             VolumeError::NotEmpty(_) => CliError::new(USAGE, msg),
+            VolumeError::Tpm(r) => CliError::new(TPM_POLICY, msg).hint(r.hint()),
+            VolumeError::Refused(_) => CliError::new(USAGE, msg),
             VolumeError::Io(_) => CliError::new(IO, msg),
             VolumeError::Crypto(_) => CliError::new(GENERIC, msg),
         }

@@ -25,9 +25,20 @@ pub struct InitArgs {
     /// Argon2id lanes (default 4)
     #[arg(long, value_name = "P")]
     kdf_lanes: Option<u32>,
+    #[command(flatten)]
+    tpm: super::protector::Tpm2NewArgs,
+    /// With --tpm2: no passphrase and no recovery key (needs --yes; the data dies with the TPM)
+    #[arg(long, requires = "tpm2")]
+    tpm_only: bool,
+    /// Confirm --tpm-only
+    #[arg(long)]
+    yes: bool,
 }
 
 pub fn run(a: InitArgs) -> CliResult<()> {
+    if a.tpm.tpm2 {
+        return run_tpm2(a);
+    }
     let passphrase = match (&a.key.passfile, a.key.passphrase_fd) {
         (Some(p), _) => secret_input::from_file(p)?,
         (None, Some(fd)) => secret_input::from_fd(fd)?,
@@ -58,6 +69,57 @@ pub fn run(a: InitArgs) -> CliResult<()> {
     if let Some(rk) = out.recovery_key {
         println!("Recovery key: {}", rk.display());
         eprintln!("Store the recovery key offline now; it is shown only once and unlocks the volume without the passphrase.");
+    }
+    Ok(())
+}
+
+fn kdf_of(a: &InitArgs) -> KdfParams {
+    let d = KdfParams::default();
+    KdfParams {
+        m_cost_kib: a.kdf_memory.unwrap_or(d.m_cost_kib),
+        t_cost: a.kdf_time.unwrap_or(d.t_cost),
+        p_lanes: a.kdf_lanes.unwrap_or(d.p_lanes),
+    }
+}
+
+/// `init --tpm2`: TPM protector plus passphrase and recovery key, unless --tpm-only --yes.
+fn run_tpm2(a: InitArgs) -> CliResult<()> {
+    use super::exit::{CliError, USAGE};
+    if a.tpm_only && !a.yes {
+        return Err(CliError::new(
+            USAGE,
+            "--tpm-only creates a volume that only this TPM can open; if the TPM dies or is cleared the data is lost",
+        )
+        .hint("confirm with --tpm-only --yes, or drop --tpm-only to also get a passphrase and a recovery key"));
+    }
+    let passphrase = if a.tpm_only {
+        None
+    } else {
+        Some(match (&a.key.passfile, a.key.passphrase_fd) {
+            (Some(p), _) => secret_input::from_file(p)?,
+            (None, Some(fd)) => secret_input::from_fd(fd)?,
+            (None, None) => secret_input::prompt("New passphrase: ", true)?,
+        })
+    };
+    let seal = a.tpm.seal_request()?;
+    let what = a.tpm.describe();
+    let out = volume::init_tpm2(
+        &a.cipherdir,
+        volume::Tpm2InitOptions {
+            passphrase,
+            kdf: kdf_of(&a),
+            recovery_key: !a.tpm_only && !a.no_recovery_key,
+            tpm: seal,
+        },
+    )?;
+    eprintln!(
+        "Created dekfs volume {} in {} with a TPM2 protector ({what})",
+        hex(&out.volume_id),
+        a.cipherdir.display()
+    );
+    if let Some(rk) = out.recovery_key {
+        println!("Recovery key: {}", rk.display());
+        eprintln!("Store the recovery key offline now; it is shown only once and unlocks the volume without the passphrase or the TPM.");
     }
     Ok(())
 }

@@ -6,9 +6,11 @@ mod fsck;
 mod init;
 mod kmount;
 mod mount;
+mod protector;
 mod secret_input;
 mod status;
 mod umount;
+mod unlock;
 
 use clap::{Args, Parser, Subcommand};
 pub use exit::{CliError, CliResult};
@@ -51,6 +53,9 @@ enum Cmd {
     Status(status::StatusArgs),
     /// Verify every config record, directory key, name, header and block of a volume
     Fsck(fsck::FsckArgs),
+    /// Add, remove, list or reseal protectors (passphrase, recovery key, TPM2)
+    #[command(subcommand)]
+    Protector(protector::ProtectorCmd),
 }
 
 /// Runs the CLI and returns the process exit code.
@@ -74,6 +79,7 @@ pub fn main() -> i32 {
         Cmd::Umount(a) => umount::run(a),
         Cmd::Status(a) => status::run(a),
         Cmd::Fsck(a) => fsck::run(a),
+        Cmd::Protector(c) => protector::run(c),
     };
     match r {
         Ok(()) => exit::OK,

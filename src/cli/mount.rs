@@ -4,10 +4,10 @@
 
 use super::exit::{CliError, CliResult, CORRUPT, GENERIC, MOUNT_FAILED};
 use super::kmount::KernelOpts;
-use super::{secret_input, KeySource};
+use super::KeySource;
 use crate::fs::CoreFs;
 use crate::fuse_adapter::DekFuse;
-use crate::volume::{self, Credential};
+use crate::volume::{self, UnlockedVolume};
 use clap::Args;
 use fuser::{MountOption, SessionACL};
 use std::io::{Read, Write};
@@ -23,6 +23,8 @@ pub struct MountArgs {
     foreground: bool,
     #[command(flatten)]
     key: KeySource,
+    #[command(flatten)]
+    tpm: super::unlock::TpmOpts,
     /// Mount options, comma-separated (allow_other, default_permissions, ro, ...)
     #[arg(short = 'o', value_delimiter = ',')]
     options: Vec<String>,
@@ -56,22 +58,25 @@ pub fn run(a: MountArgs) -> CliResult<()> {
     }
     let cipherdir = std::fs::canonicalize(&a.cipherdir)
         .map_err(|_| CliError::from(volume::VolumeError::NotAVolume(a.cipherdir.clone())))?;
-    let cred = read_credential(&a.key)?;
+    // Unlock before forking: the TPM goes first, and a fallback prompt needs the terminal.
+    let (tcti, _) = super::unlock::split_tpm_option(&a.options);
+    let unlocked = super::unlock::unlock_volume(&cipherdir, &a.key, &a.tpm, tcti.as_deref(), true)?;
     if a.foreground {
-        return serve(&a, &cipherdir, &mnt, cred, &mut None);
+        return serve(&a, &cipherdir, &mnt, unlocked, &mut None);
     }
     let (rd, wr) = rustix::pipe::pipe().map_err(std::io::Error::from)?;
     match crate::sys::fork()? {
         crate::sys::Forked::Parent => {
             drop(wr);
-            drop(cred);
+            drop(unlocked);
             wait_ready(rd)
         }
         crate::sys::Forked::Child => {
             drop(rd);
+            crate::secret::relock_after_fork();
             let _ = rustix::process::setsid();
             let mut ready = Some(wr);
-            let code = match serve(&a, &cipherdir, &mnt, cred, &mut ready) {
+            let code = match serve(&a, &cipherdir, &mnt, unlocked, &mut ready) {
                 Ok(()) => 0,
                 Err(e) => {
                     if let Some(w) = ready.take() {
@@ -90,15 +95,6 @@ pub fn run(a: MountArgs) -> CliResult<()> {
             std::process::exit(code);
         }
     }
-}
-
-fn read_credential(k: &KeySource) -> CliResult<Credential> {
-    Ok(match (&k.passfile, k.passphrase_fd, &k.recovery_key_file) {
-        (Some(p), _, _) => Credential::Passphrase(secret_input::from_file(p)?),
-        (None, Some(fd), _) => Credential::Passphrase(secret_input::from_fd(fd)?),
-        (None, None, Some(r)) => Credential::RecoveryKey(secret_input::recovery_from_file(r)?),
-        (None, None, None) => Credential::Passphrase(secret_input::prompt("Passphrase: ", false)?),
-    })
 }
 
 /// Parent side of the readiness pipe: the child reports "OK" once the
@@ -204,7 +200,7 @@ fn serve(
     a: &MountArgs,
     cipherdir: &Path,
     mnt: &Path,
-    cred: Credential,
+    unlocked: UnlockedVolume,
     ready: &mut Option<OwnedFd>,
 ) -> CliResult<()> {
     crate::secret::disable_core_dumps();
@@ -212,14 +208,11 @@ fn serve(
     // mask the modes it creates on their behalf.
     rustix::process::umask(rustix::fs::Mode::empty());
     crate::logger::init(a.log_file.as_deref(), a.foreground)?;
-    let unlocked = volume::unlock(cipherdir, &cred)
-        .inspect_err(|e| log::warn!("unlock of {} failed: {e}", cipherdir.display()))?;
-    drop(cred);
     log::info!(
         "unlocked volume {}",
         super::init::hex(&unlocked.info.volume_id)
     );
-    let opts = mount_options(cipherdir, &a.options)?;
+    let opts = mount_options(cipherdir, &super::unlock::split_tpm_option(&a.options).1)?;
     let core = CoreFs::new(cipherdir, unlocked.keys.clone(), opts.read_only)
         .map_err(|m| CliError::new(CORRUPT, m))?;
     drop(unlocked);

@@ -12,7 +12,8 @@ pub const MAX_PROTECTORS: usize = 64;
 
 pub const PROTECTOR_KIND_PASSPHRASE: u8 = 1;
 pub const PROTECTOR_KIND_RECOVERY: u8 = 2;
-/// Reserved for a later version; today parsed as an opaque unknown kind.
+/// TPM 2.0 sealed KEK. Kept as `ProtectorBody::Unknown { kind: 3, .. }` by the config parser and
+/// parsed on demand with `Tpm2Body::parse`, so a damaged TPM body never blocks other protectors.
 pub const PROTECTOR_KIND_TPM2: u8 = 3;
 /// A reader that does not understand a critical protector's kind must refuse the volume.
 pub const PROTECTOR_FLAG_CRITICAL: u8 = 0x01;

@@ -8,6 +8,7 @@ mod geometry;
 mod header;
 mod reader;
 mod slot;
+mod tpm2;
 
 pub use config::{
     KekRecord, KekState, PassphraseBody, ProtectorBody, ProtectorRecord, RecoveryBody,
@@ -20,6 +21,10 @@ pub use dirmeta::{DirMeta, DIR_META_MAGIC};
 pub use geometry::{block_count, block_offset, cipher_size, plain_size, stored_block_len};
 pub use header::{FileHeader, HEADER_MAGIC};
 pub use slot::{KeySlot, SLOT_LEN, WRAPPED_LEN};
+pub use tpm2::{
+    mask_of_pcrs, pcrs_of_mask, Tpm2Body, TPM2_ALG_SHA256, TPM2_FLAG_PIN, TPM2_MAX_PRIVATE,
+    TPM2_MAX_PUBLIC, TPM2_PCR_COUNT, TPM2_TEMPLATE_V1,
+};
 
 pub const HEADER_LEN: usize = 216;
 pub const DIR_META_LEN: usize = 224;

@@ -3,8 +3,8 @@
 
 use super::config_io::read_config_bytes;
 use super::protector::params_of;
-use super::{config_format_error, ProtectorInfo, VolumeError, VolumeInfo};
-use crate::format::{ProtectorBody, VolumeConfig, FORMAT_VERSION, PROTECTOR_KIND_TPM2};
+use super::{config_format_error, ProtectorInfo, Tpm2Info, VolumeError, VolumeInfo};
+use crate::format::{ProtectorBody, Tpm2Body, VolumeConfig, FORMAT_VERSION, PROTECTOR_KIND_TPM2};
 use std::path::Path;
 
 pub(crate) fn info_from_config(c: &VolumeConfig) -> VolumeInfo {
@@ -35,8 +35,31 @@ pub(crate) fn info_from_config(c: &VolumeConfig) -> VolumeInfo {
                     ProtectorBody::Passphrase(b) => Some(params_of(b)),
                     _ => None,
                 },
+                tpm2: match &p.body {
+                    ProtectorBody::Unknown { kind, body } if *kind == PROTECTOR_KIND_TPM2 => {
+                        Some(tpm2_info(body))
+                    }
+                    _ => None,
+                },
             })
             .collect(),
+    }
+}
+
+fn tpm2_info(body: &[u8]) -> Tpm2Info {
+    match Tpm2Body::parse(body) {
+        Ok(b) => Tpm2Info {
+            pcrs: b.pcrs(),
+            pin: b.pin_required(),
+            template_version: b.template_version,
+            error: None,
+        },
+        Err(e) => Tpm2Info {
+            pcrs: Vec::new(),
+            pin: false,
+            template_version: body.first().copied().unwrap_or(0),
+            error: Some(e.to_string()),
+        },
     }
 }
 

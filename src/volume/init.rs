@@ -1,9 +1,9 @@
-//! `init`: create a new volume (KEK v1, root directory, passphrase + optional recovery-key
-//! protectors) in an empty directory. Must NOT overwrite anything: a non-empty target is refused.
+//! `init`: create a new volume (KEK v1, root directory, protectors) in an empty directory, and
+//! build passphrase/recovery-key protector records. Must NOT overwrite anything: a non-empty target is refused.
 
 use super::config_io::{write_config_atomic, write_root_dir_meta};
 use super::protector::{check_kdf_bounds, passphrase_key, recovery_key, wrap_kek};
-use super::{InitOptions, InitOutcome, VolumeError};
+use super::{InitOptions, InitOutcome, KdfParams, VolumeError};
 use crate::crypto::mac::hmac_sha256;
 use crate::crypto::{kdf, random_array, CryptoError, VolumeKeys};
 use crate::format::{
@@ -35,6 +35,66 @@ fn ensure_empty_dir(cipherdir: &Path) -> Result<(), VolumeError> {
     }
 }
 
+/// A passphrase protector record for KEK `kek_version`.
+pub(crate) fn passphrase_record(
+    keys: &VolumeKeys,
+    kek_version: u32,
+    protector_id: [u8; 16],
+    created: u64,
+    passphrase: &[u8],
+    kdf: &KdfParams,
+) -> Result<ProtectorRecord, VolumeError> {
+    let salt: [u8; 32] = random_array()?;
+    let pk = passphrase_key(passphrase, &salt, kdf)?;
+    let kek = keys.kek_for(kek_version)?;
+    Ok(ProtectorRecord {
+        flags: 0,
+        kek_version,
+        created,
+        protector_id,
+        body: ProtectorBody::Passphrase(PassphraseBody {
+            kdf_alg: KDF_ARGON2ID_V13,
+            m_cost_kib: kdf.m_cost_kib,
+            t_cost: kdf.t_cost,
+            p_lanes: kdf.p_lanes,
+            salt,
+            wrapped_kek: wrap_kek(&pk, kek, keys.volume_id(), kek_version)?,
+        }),
+    })
+}
+
+/// A recovery-key protector record for KEK `kek_version`.
+pub(crate) fn recovery_record(
+    keys: &VolumeKeys,
+    kek_version: u32,
+    protector_id: [u8; 16],
+    created: u64,
+    rk: &RecoveryKey,
+) -> Result<ProtectorRecord, VolumeError> {
+    let salt: [u8; 32] = random_array()?;
+    let pk = recovery_key(rk, &salt)?;
+    let kek = keys.kek_for(kek_version)?;
+    Ok(ProtectorRecord {
+        flags: 0,
+        kek_version,
+        created,
+        protector_id,
+        body: ProtectorBody::Recovery(RecoveryBody {
+            salt,
+            wrapped_kek: wrap_kek(&pk, kek, keys.volume_id(), kek_version)?,
+        }),
+    })
+}
+
+/// Validates KDF parameters before anything touches the directory.
+pub(crate) fn check_new_kdf(kdf: &KdfParams) -> Result<(), VolumeError> {
+    check_kdf_bounds(kdf).map_err(|_| {
+        VolumeError::Crypto(CryptoError::Kdf(
+            "KDF parameters outside the allowed bounds",
+        ))
+    })
+}
+
 /// Creates a volume in `cipherdir` (created if missing; must be empty). Writes the root
 /// dekfs.dir first and dekfs.conf last, so a crash never leaves a config without its root.
 pub fn init(cipherdir: &Path, opts: InitOptions) -> Result<InitOutcome, VolumeError> {
@@ -42,57 +102,48 @@ pub fn init(cipherdir: &Path, opts: InitOptions) -> Result<InitOutcome, VolumeEr
         return Err(VolumeError::Crypto(CryptoError::Kdf("empty passphrase")));
     }
     // Refuse bad parameters before touching the directory.
-    check_kdf_bounds(&opts.kdf).map_err(|_| {
-        VolumeError::Crypto(CryptoError::Kdf(
-            "KDF parameters outside the allowed bounds",
-        ))
+    check_new_kdf(&opts.kdf)?;
+    let mut recovery = None;
+    let volume_id = create_volume(cipherdir, |keys, now| {
+        let v = keys.active_kek_version();
+        let mut protectors = vec![passphrase_record(
+            keys,
+            v,
+            random_array()?,
+            now,
+            opts.passphrase.expose(),
+            &opts.kdf,
+        )?];
+        if opts.recovery_key {
+            let rk = RecoveryKey::generate()?;
+            protectors.push(recovery_record(keys, v, random_array()?, now, &rk)?);
+            recovery = Some(rk);
+        }
+        Ok(protectors)
     })?;
-    ensure_empty_dir(cipherdir)?;
+    Ok(InitOutcome {
+        volume_id,
+        recovery_key: recovery,
+    })
+}
 
+/// The common part of every init: empty directory, fresh volume id and KEK v1, the protector
+/// records `make` returns (at least one), MAC, root dekfs.dir, then dekfs.conf.
+pub(crate) fn create_volume(
+    cipherdir: &Path,
+    make: impl FnOnce(&VolumeKeys, u64) -> Result<Vec<ProtectorRecord>, VolumeError>,
+) -> Result<[u8; 16], VolumeError> {
+    ensure_empty_dir(cipherdir)?;
     let now = now_unix();
     let volume_id: [u8; 16] = random_array()?;
     let kek_version = 1u32;
     let keys = VolumeKeys::from_parts(volume_id, vec![(kek_version, Key32::random()?)], 1)?;
-    let kek = keys.kek_for(kek_version)?;
-
-    let mut protectors = Vec::with_capacity(2);
-    let salt: [u8; 32] = random_array()?;
-    let pk = passphrase_key(opts.passphrase.expose(), &salt, &opts.kdf)?;
-    protectors.push(ProtectorRecord {
-        flags: 0,
-        kek_version,
-        created: now,
-        protector_id: random_array()?,
-        body: ProtectorBody::Passphrase(PassphraseBody {
-            kdf_alg: KDF_ARGON2ID_V13,
-            m_cost_kib: opts.kdf.m_cost_kib,
-            t_cost: opts.kdf.t_cost,
-            p_lanes: opts.kdf.p_lanes,
-            salt,
-            wrapped_kek: wrap_kek(&pk, kek, &volume_id, kek_version)?,
-        }),
-    });
-    drop(pk);
-
-    let recovery = if opts.recovery_key {
-        let rk = RecoveryKey::generate()?;
-        let salt: [u8; 32] = random_array()?;
-        let pk = recovery_key(&rk, &salt)?;
-        protectors.push(ProtectorRecord {
-            flags: 0,
-            kek_version,
-            created: now,
-            protector_id: random_array()?,
-            body: ProtectorBody::Recovery(RecoveryBody {
-                salt,
-                wrapped_kek: wrap_kek(&pk, kek, &volume_id, kek_version)?,
-            }),
-        });
-        Some(rk)
-    } else {
-        None
-    };
-
+    let protectors = make(&keys, now)?;
+    if protectors.is_empty() {
+        return Err(VolumeError::Refused(
+            "a volume needs at least one protector".into(),
+        ));
+    }
     let mut config = VolumeConfig {
         required_features: 0,
         optional_features: 0,
@@ -106,14 +157,11 @@ pub fn init(cipherdir: &Path, opts: InitOptions) -> Result<InitOutcome, VolumeEr
         protectors,
         mac: [0; 32],
     };
-    let mac_key = kdf::config_mac_key(kek, &volume_id)?;
+    let mac_key = kdf::config_mac_key(keys.kek_for(kek_version)?, &volume_id)?;
     config.mac = hmac_sha256(&mac_key, &config.mac_input())?;
 
     let (_, root_meta) = keys.create_root_dir()?;
     write_root_dir_meta(cipherdir, &root_meta)?;
     write_config_atomic(cipherdir, &config.to_bytes())?;
-    Ok(InitOutcome {
-        volume_id,
-        recovery_key: recovery,
-    })
+    Ok(volume_id)
 }

@@ -5,20 +5,30 @@
 mod config_io;
 mod info;
 mod init;
+mod manage;
 mod protector;
 #[cfg(test)]
 mod tests;
+mod tpm2;
 mod unlock;
 
 pub use config_io::{read_config_bytes, write_config_atomic};
 pub use info::read_info;
 pub use init::init;
+pub use manage::{add_protector, remove_protector, reseal_tpm2, Added, NewProtector};
+pub use tpm2::{init_tpm2, unlock_tpm2, Tpm2InitOptions, Tpm2Seal};
 pub use unlock::unlock;
 
 use crate::crypto::{CryptoError, VolumeKeys};
 use crate::format::FormatError;
 use crate::secret::{RecoveryKey, SecretBytes};
 use std::path::{Path, PathBuf};
+
+impl From<crate::tpm::TpmRefusal> for VolumeError {
+    fn from(r: crate::tpm::TpmRefusal) -> Self {
+        VolumeError::Tpm(r)
+    }
+}
 
 /// What the user presents to unlock a volume.
 #[derive(Debug)]
@@ -95,6 +105,18 @@ pub struct ProtectorInfo {
     pub kek_version: u32,
     pub created: u64,
     pub kdf: Option<KdfParams>,
+    /// For tpm2 protectors: what the record says (unauthenticated, like the rest).
+    pub tpm2: Option<Tpm2Info>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Tpm2Info {
+    /// PCR indices in the policy (sha256 bank); empty if the body does not parse.
+    pub pcrs: Vec<u8>,
+    pub pin: bool,
+    pub template_version: u8,
+    /// Why the body does not parse, if it does not.
+    pub error: Option<String>,
 }
 
 #[derive(Debug)]
@@ -110,6 +132,10 @@ pub enum VolumeError {
     /// MAC failure, malformed record, parameters out of bounds (the text says which).
     Corrupt(String),
     NotEmpty(PathBuf),
+    /// The TPM did not release the KEK (the reason says why and what to do).
+    Tpm(crate::tpm::TpmRefusal),
+    /// A protector change that would endanger the volume (e.g. removing the last one).
+    Refused(String),
     Io(std::io::Error),
     Crypto(CryptoError),
 }
@@ -138,6 +164,8 @@ impl std::fmt::Display for VolumeError {
                 "{}: directory is not empty (init needs an empty directory)",
                 p.display()
             ),
+            VolumeError::Tpm(r) => write!(f, "TPM protector refused: {r}"),
+            VolumeError::Refused(why) => f.write_str(why),
             VolumeError::Io(e) => write!(f, "I/O error: {e}"),
             VolumeError::Crypto(e) => write!(f, "{e}"),
         }

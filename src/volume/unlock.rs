@@ -115,7 +115,19 @@ pub fn unlock(cipherdir: &Path, cred: &Credential) -> Result<UnlockedVolume, Vol
         }
     }
     let keys = VolumeKeys::from_parts(vid, keks, active)?;
+    finish_unlock(cipherdir, &raw, &config, keys)
+}
 
+/// The steps after the KEKs are known, shared by every protector kind: config MAC over the bytes
+/// as read, then the root directory.
+pub(crate) fn finish_unlock(
+    cipherdir: &Path,
+    raw: &[u8],
+    config: &VolumeConfig,
+    keys: VolumeKeys,
+) -> Result<UnlockedVolume, VolumeError> {
+    let vid = config.volume_id;
+    let active = keys.active_kek_version();
     let mac_key = kdf::config_mac_key(keys.kek_for(active)?, &vid)?;
     let split = raw.len().saturating_sub(CONFIG_MAC_LEN);
     let (Some(body), Some(mac)) = (raw.get(..split), raw.get(split..)) else {
@@ -135,6 +147,6 @@ pub fn unlock(cipherdir: &Path, cred: &Credential) -> Result<UnlockedVolume, Vol
 
     Ok(UnlockedVolume {
         keys: Arc::new(keys),
-        info: info_from_config(&config),
+        info: info_from_config(config),
     })
 }

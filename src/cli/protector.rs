@@ -1,0 +1,244 @@
+//! `dekfs protector add|remove|list|reseal`: manage a volume's protectors. Every change is
+//! authorised by unlocking with an existing protector and rewrites only dekfs.conf. Must NOT
+//! print secrets other than a new recovery key (once), nor bypass the volume layer's refusals.
+
+use super::exit::{CliError, CliResult, USAGE};
+use super::init::hex;
+use super::unlock::{explicit_credential, unlock_volume, TpmOpts};
+use super::{secret_input, KeySource};
+use crate::volume::{self, KdfParams, NewProtector, Tpm2Seal};
+use clap::{Args, Subcommand};
+use std::path::PathBuf;
+
+/// The new TPM2 protector's shape (init and protector add).
+#[derive(Args, Clone, Default)]
+pub struct Tpm2NewArgs {
+    /// Seal the KEK in the TPM (PolicyPCR, default PCR 7)
+    #[arg(long)]
+    pub tpm2: bool,
+    /// PCRs (sha256 bank) the TPM protector is bound to, comma-separated
+    #[arg(long, value_delimiter = ',', value_name = "N,...", requires = "tpm2")]
+    pub pcrs: Vec<u8>,
+    /// Also require a PIN (PolicyAuthValue; dictionary-attack protected)
+    #[arg(long, requires = "tpm2")]
+    pub pin: bool,
+    #[command(flatten)]
+    pub tpm: TpmOpts,
+}
+
+impl Tpm2NewArgs {
+    fn pcrs(&self) -> Vec<u8> {
+        if self.pcrs.is_empty() {
+            vec![7]
+        } else {
+            self.pcrs.clone()
+        }
+    }
+
+    pub fn describe(&self) -> String {
+        let p: Vec<String> = self.pcrs().iter().map(|p| p.to_string()).collect();
+        format!("PCR {}{}", p.join(","), if self.pin { ", PIN" } else { "" })
+    }
+
+    pub fn seal_request(&self) -> CliResult<Tpm2Seal> {
+        let pin = if self.pin {
+            let pin = self
+                .tpm
+                .pin(true)?
+                .ok_or_else(|| CliError::new(USAGE, "--pin needs --pin-file FILE or a terminal"))?;
+            if pin.is_empty() {
+                return Err(CliError::new(USAGE, "empty PIN"));
+            }
+            Some(pin)
+        } else {
+            None
+        };
+        Ok(Tpm2Seal {
+            tcti: self.tpm.tcti(None)?,
+            pcrs: self.pcrs(),
+            pin,
+        })
+    }
+}
+
+#[derive(Subcommand)]
+pub enum ProtectorCmd {
+    /// List protectors: kind, id, PCRs, PIN, creation time (no key needed)
+    List { cipherdir: PathBuf },
+    /// Add a protector, authorised by an existing one
+    Add(AddArgs),
+    /// Remove a protector by id (refuses to remove the last non-TPM one without --force)
+    Remove(RemoveArgs),
+    /// Re-seal TPM2 protectors to the current PCR values (after a planned PCR change)
+    Reseal(ResealArgs),
+}
+
+#[derive(Args)]
+pub struct AddArgs {
+    cipherdir: PathBuf,
+    #[command(flatten)]
+    new_tpm: Tpm2NewArgs,
+    /// Add a passphrase protector (new passphrase from --new-passfile or the terminal)
+    #[arg(long, conflicts_with_all = ["tpm2", "recovery_key"])]
+    passphrase: bool,
+    /// Add a recovery-key protector (printed once)
+    #[arg(long, conflicts_with = "tpm2")]
+    recovery_key: bool,
+    /// Read the new passphrase from the first line of FILE
+    #[arg(long, value_name = "FILE", requires = "passphrase")]
+    new_passfile: Option<PathBuf>,
+    /// Argon2id memory cost in KiB for a new passphrase (default 65536)
+    #[arg(long, value_name = "KIB")]
+    kdf_memory: Option<u32>,
+    /// Argon2id passes (default 3)
+    #[arg(long, value_name = "T")]
+    kdf_time: Option<u32>,
+    /// Argon2id lanes (default 4)
+    #[arg(long, value_name = "P")]
+    kdf_lanes: Option<u32>,
+    #[command(flatten)]
+    key: KeySource,
+}
+
+#[derive(Args)]
+pub struct RemoveArgs {
+    cipherdir: PathBuf,
+    /// Protector id (or a unique prefix of at least 4 hex digits), see `protector list`
+    id: String,
+    /// Allow removing the last passphrase/recovery-key protector (TPM-only afterwards)
+    #[arg(long)]
+    force: bool,
+    #[command(flatten)]
+    key: KeySource,
+    #[command(flatten)]
+    tpm: TpmOpts,
+}
+
+#[derive(Args)]
+pub struct ResealArgs {
+    /// Reseal TPM2 protectors (the only kind that can be resealed)
+    #[arg(long, required = true)]
+    tpm2: bool,
+    cipherdir: PathBuf,
+    /// Only this protector (id or unique prefix)
+    #[arg(long)]
+    id: Option<String>,
+    /// New PCR selection (default: keep each protector's)
+    #[arg(long, value_delimiter = ',', value_name = "N,...")]
+    pcrs: Vec<u8>,
+    #[command(flatten)]
+    key: KeySource,
+    #[command(flatten)]
+    tpm: TpmOpts,
+}
+
+pub fn run(c: ProtectorCmd) -> CliResult<()> {
+    match c {
+        ProtectorCmd::List { cipherdir } => list(cipherdir),
+        ProtectorCmd::Add(a) => add(a),
+        ProtectorCmd::Remove(a) => {
+            let u = unlock_volume(
+                &a.cipherdir,
+                &a.key,
+                &a.tpm,
+                None,
+                !explicit_credential(&a.key),
+            )?;
+            let id = volume::remove_protector(&a.cipherdir, &u, &a.id, a.force)?;
+            eprintln!("Removed protector {id}");
+            Ok(())
+        }
+        ProtectorCmd::Reseal(a) => {
+            // Authorised by another protector: the TPM one is what is being repaired.
+            let u = unlock_volume(&a.cipherdir, &a.key, &a.tpm, None, false)?;
+            let pcrs = (!a.pcrs.is_empty()).then(|| a.pcrs.clone());
+            let needs_pin = volume::read_info(&a.cipherdir)?
+                .protectors
+                .iter()
+                .any(|p| p.tpm2.as_ref().is_some_and(|t| t.pin));
+            let pin = if needs_pin { a.tpm.pin(false)? } else { None };
+            let ids = volume::reseal_tpm2(
+                &a.cipherdir,
+                &u,
+                a.id.as_deref(),
+                &a.tpm.tcti(None)?,
+                pcrs,
+                pin,
+            )?;
+            eprintln!(
+                "Resealed TPM2 protector(s) {} to the current PCR values",
+                ids.join(", ")
+            );
+            Ok(())
+        }
+    }
+}
+
+fn list(cipherdir: PathBuf) -> CliResult<()> {
+    let info = volume::read_info(&cipherdir)?;
+    println!(
+        "{:<12} {:<32} {:>3} {:<20} {:>10}",
+        "KIND", "ID", "KEK", "PCRS", "CREATED"
+    );
+    for p in &info.protectors {
+        let detail = match (&p.tpm2, &p.kdf) {
+            (Some(t), _) if t.error.is_some() => "(record unreadable)".to_string(),
+            (Some(t), _) => {
+                let v: Vec<String> = t.pcrs.iter().map(|x| x.to_string()).collect();
+                format!("sha256:{}{}", v.join(","), if t.pin { " +PIN" } else { "" })
+            }
+            (None, _) => "-".to_string(),
+        };
+        println!(
+            "{:<12} {:<32} {:>3} {:<20} {:>10}",
+            p.kind, p.id, p.kek_version, detail, p.created
+        );
+    }
+    Ok(())
+}
+
+fn add(a: AddArgs) -> CliResult<()> {
+    if !(a.new_tpm.tpm2 || a.passphrase || a.recovery_key) {
+        return Err(CliError::new(
+            USAGE,
+            "say which protector to add: --tpm2, --passphrase or --recovery-key",
+        ));
+    }
+    let u = unlock_volume(
+        &a.cipherdir,
+        &a.key,
+        &a.new_tpm.tpm,
+        None,
+        !explicit_credential(&a.key),
+    )?;
+    let new = if a.new_tpm.tpm2 {
+        NewProtector::Tpm2(a.new_tpm.seal_request()?)
+    } else if a.passphrase {
+        let passphrase = match &a.new_passfile {
+            Some(p) => secret_input::from_file(p)?,
+            None => secret_input::prompt("New passphrase: ", true)?,
+        };
+        let d = KdfParams::default();
+        NewProtector::Passphrase {
+            passphrase,
+            kdf: KdfParams {
+                m_cost_kib: a.kdf_memory.unwrap_or(d.m_cost_kib),
+                t_cost: a.kdf_time.unwrap_or(d.t_cost),
+                p_lanes: a.kdf_lanes.unwrap_or(d.p_lanes),
+            },
+        }
+    } else {
+        NewProtector::RecoveryKey
+    };
+    let added = volume::add_protector(&a.cipherdir, &u, new)?;
+    eprintln!(
+        "Added protector {} to volume {}",
+        added.id,
+        hex(&u.info.volume_id)
+    );
+    if let Some(rk) = added.recovery_key {
+        println!("Recovery key: {}", rk.display());
+        eprintln!("Store the recovery key offline now; it is shown only once.");
+    }
+    Ok(())
+}
