@@ -40,6 +40,9 @@ pub struct SetAttr {
     pub atime: Option<TimeSet>,
     pub mtime: Option<TimeSet>,
     pub fh: Option<u64>,
+    /// The caller lacks CAP_FSETID: a size change must drop set-id bits
+    /// (we own that rule under FUSE_HANDLE_KILLPRIV_V2).
+    pub kill_setid: bool,
 }
 
 pub struct StatFs {
@@ -151,6 +154,9 @@ impl CoreFs {
         }
         if let Some(size) = set.size {
             self.truncate(&node, set.fh, size)?;
+            if set.kill_setid && set.mode.is_none() {
+                self.kill_setid(ino)?;
+            }
         }
         if set.atime.is_some() || set.mtime.is_some() {
             let ts = Timestamps {
@@ -205,6 +211,24 @@ impl CoreFs {
             io.unload();
         }
         r
+    }
+
+    /// Drops set-user-id, and set-group-id where group-execute is set, as
+    /// the kernel would on a write or truncate by a caller without CAP_FSETID.
+    pub fn kill_setid(&self, ino: u64) -> FsResult<()> {
+        let node = self.node(ino)?;
+        if node.kind != Kind::File {
+            return Ok(());
+        }
+        let mode = self.stat_node(&node)?.st_mode & 0o7777;
+        let mut new = mode & !libc::S_ISUID;
+        if mode & libc::S_IXGRP != 0 {
+            new &= !libc::S_ISGID;
+        }
+        if new != mode {
+            rustix::fs::chmod(self.proc_path(&node).as_str(), Mode::from_raw_mode(new))?;
+        }
+        Ok(())
     }
 
     pub fn statfs(&self) -> FsResult<StatFs> {
