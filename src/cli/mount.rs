@@ -306,6 +306,18 @@ pub fn mount_source(p: &Path) -> Option<(String, String)> {
     })
 }
 
+/// Where the cipher directory `cipherdir` is mounted as dekfs, if anywhere.
+pub fn mountpoint_of(cipherdir: &Path) -> Option<PathBuf> {
+    let info = std::fs::read_to_string("/proc/self/mountinfo").ok()?;
+    let want = cipherdir.to_string_lossy();
+    info.lines().find_map(|l| {
+        let f: Vec<&str> = l.split(' ').collect();
+        let sep = f.iter().position(|x| *x == "-")?;
+        let mp = PathBuf::from(unescape(f.get(4)?));
+        (*f.get(sep + 1)? == "fuse.dekfs" && unescape(f.get(sep + 2)?) == want).then_some(mp)
+    })
+}
+
 /// Field `i` of the mountinfo line of the mount at `p` (2 = major:minor).
 fn mount_field(p: &Path, i: usize) -> Option<String> {
     mountinfo_line(p, |f| f.get(i).map(|s| s.to_string()))

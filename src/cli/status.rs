@@ -32,7 +32,10 @@ pub fn run(a: StatusArgs) -> CliResult<()> {
     let target = std::fs::canonicalize(&a.target).unwrap_or(a.target.clone());
     let (cipherdir, mounted_at) = match mount_source(&target) {
         Some((fstype, src)) if fstype == "fuse.dekfs" => (PathBuf::from(src), Some(target.clone())),
-        _ => (target.clone(), None),
+        _ => {
+            let at = super::mount::mountpoint_of(&target);
+            (target.clone(), at)
+        }
     };
     let info = volume::read_info(&cipherdir)?;
     if a.json {

@@ -35,7 +35,19 @@ pub fn run(a: UmountArgs) -> CliResult<()> {
         .ok()
         .and_then(|s| s.trim().parse().ok());
     if rustix::process::geteuid().is_root() {
-        rustix::mount::unmount(&mnt, rustix::mount::UnmountFlags::empty()).map_err(|e| {
+        // A process that just closed its last file (or a child forked while
+        // holding our descriptors) can keep the mount busy for a moment.
+        let mut tries = 0;
+        let r = loop {
+            match rustix::mount::unmount(&mnt, rustix::mount::UnmountFlags::empty()) {
+                Err(rustix::io::Errno::BUSY) if tries < 10 => {
+                    tries += 1;
+                    std::thread::sleep(Duration::from_millis(100));
+                }
+                r => break r,
+            }
+        };
+        r.map_err(|e| {
             let err = CliError::new(MOUNT_FAILED, format!("cannot unmount {}: {e}", mnt.display()));
             if e == rustix::io::Errno::BUSY {
                 err.hint("a process still uses the mount; close it, or check with `fuser -vm MOUNTPOINT`")
