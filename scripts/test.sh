@@ -10,6 +10,8 @@
 #                                          mount_* / cli_* integration tests)
 #   5. scripts/pjdfstest.sh               (skip: SKIP_PJD=1; thresholds
 #                                          PJD_MIN_PASS / PJD_MAX_FAIL)
+#   7. scripts/tpm-smoke.sh               (skip: SKIP_TPM=1; the CLI against its
+#                                          own swtpm, started and stopped there)
 #   6. scripts/fuzz.sh                    (skip: SKIP_FUZZ=1; FUZZ_SECS per
 #                                          target, default 60, 2 in parallel)
 #
@@ -92,6 +94,15 @@ if [ "${SKIP_FUZZ:-0}" != 1 ]; then
         check_ok fuzz
     else
         check_fail "fuzz ($(tail -1 "$LOGS/fuzz.log"))"
+    fi
+fi
+
+if [ "${SKIP_TPM:-0}" != 1 ]; then
+    step "TPM smoke (CLI against a private swtpm)"
+    if scripts/tpm-smoke.sh </dev/null 2>&1 | tee "$LOGS/tpm-smoke.log"; [ "${PIPESTATUS[0]}" = 0 ]; then
+        check_ok tpm-smoke
+    else
+        check_fail "tpm smoke"
     fi
 fi
 
