@@ -37,6 +37,7 @@
 #   cryfs           CRYFS_FRONTEND=noninteractive, default cipher/blocksize
 #   encfs           --standard, --extpass
 #   dekfs           this repo's target/release/dekfs, default KDF, --passfile
+#   dekfs_wb        the same with -o writeback_cache (opt-in; see README)
 #
 # Workloads:
 #   seq_write / seq_read   fio, 1 MiB blocks, SEQ_MB file, end_fsync=1 for the
@@ -304,8 +305,14 @@ setup_dekfs() {
     MNT=$D/mnt; mkdir -p "$D/cipher" "$MNT"
     echo "$PASSWORD" >"$D/pw"
     "$DEKFS" init "$D/cipher" --passfile "$D/pw" --no-recovery-key >>"$LOG" 2>&1 || return 1
+    # shellcheck disable=SC2086 # DEKFS_MOUNT_OPTS is a word list
     start_daemon "$MNT" "$DEKFS" mount -f "$D/cipher" "$MNT" --passfile "$D/pw" \
-        --log-file "$RAW/daemon-$T.log"
+        --log-file "$RAW/daemon-$T.log" ${DEKFS_MOUNT_OPTS:-}
+}
+# dekfs with the opt-in kernel writeback cache (see README: ENOSPC then only
+# surfaces at fsync/close), to show what the trade-off buys.
+setup_dekfs_wb() {
+    DEKFS_MOUNT_OPTS="-o writeback_cache" setup_dekfs
 }
 setup_securefs() {
     MNT=$D/mnt; mkdir -p "$D/cipher" "$MNT"
