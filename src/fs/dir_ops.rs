@@ -138,9 +138,7 @@ impl CoreFs {
     ) -> FsResult<()> {
         // Created by the daemon's own identity already: the backing
         // filesystem applied the same owner, group and set-gid rules.
-        if who.uid == rustix::process::geteuid().as_raw()
-            && who.gid == rustix::process::getegid().as_raw()
-        {
+        if (who.uid, who.gid) == self.daemon_id {
             return Ok(());
         }
         let pst = rustix::fs::fstat(dirfd)?;

@@ -52,6 +52,8 @@ pub struct FileIo {
     budget: u64,
     /// Size of the last reservation step; doubles while a session writes.
     step: u64,
+    /// The header exists in memory but not yet on disk (new, empty file).
+    header_pending: bool,
 }
 
 impl FileIo {
@@ -114,25 +116,53 @@ impl FileIo {
         keys: &VolumeKeys,
         dir: &DirKey,
     ) -> IoResult<Arc<FileKey>> {
+        let key = self.new_header(keys, dir)?;
+        self.flush_header(f)?;
+        Ok(key)
+    }
+
+    /// Creates the header and DEK in memory only; the first block write
+    /// (`write_blocks`) then carries it in the same pwrite, saving a syscall
+    /// per new file.
+    fn new_header(&mut self, keys: &VolumeKeys, dir: &DirKey) -> IoResult<Arc<FileKey>> {
         if let Some(k) = &self.key {
             return Ok(k.clone());
         }
         let (key, header) = keys
             .create_file(dir)
             .map_err(|_| IoError::Sys(Errno::EIO))?;
-        if let Err(e) = f.write_all_at(&header, 0) {
-            // A torn header would make the empty file unreadable.
-            let _ = f.set_len(0);
-            return Err(e.into());
-        }
-        self.csize = self.csize.max(HL);
         self.reserved = key.nonce_reserved();
         self.budget = self.reserved;
         self.step = self.reserved;
         let key = Arc::new(key);
         self.key = Some(key.clone());
         self.header = Some(header);
+        self.header_pending = true;
         Ok(key)
+    }
+
+    /// Writes a header that exists only in memory.
+    fn flush_header(&mut self, f: &File) -> IoResult<()> {
+        let (true, Some(h)) = (self.header_pending, self.header) else {
+            return Ok(());
+        };
+        if let Err(e) = f.write_all_at(&h, 0) {
+            self.abandon_header(f);
+            return Err(e.into());
+        }
+        self.header_pending = false;
+        self.csize = self.csize.max(HL);
+        Ok(())
+    }
+
+    /// A failed first write leaves an empty file without a header (a torn
+    /// header would make it unreadable) and forgets the unused DEK.
+    fn abandon_header(&mut self, f: &File) {
+        let _ = f.set_len(0);
+        self.csize = 0;
+        self.key = None;
+        self.header = None;
+        self.header_pending = false;
     }
 
     /// Makes sure `n` more block encryptions fit the persisted reservation.
@@ -155,7 +185,10 @@ impl FileIo {
             .header_with_reservation(h, new_reserved)
             .map_err(|_| IoError::Sys(Errno::EIO))?;
         // Only the fixed part and its MAC change; the key slots stay untouched.
-        f.write_all_at(&nh[..72], 0)?;
+        // A header still pending goes to disk whole with the first block.
+        if !self.header_pending {
+            f.write_all_at(&nh[..72], 0)?;
+        }
         self.header = Some(nh);
         self.reserved = new_reserved;
         self.budget = self.step - n;
@@ -224,6 +257,22 @@ impl FileIo {
             o += chunk.len() + BLOCK_OVERHEAD;
         }
         let off = HL + first * CBS;
+        if self.header_pending {
+            if first != 0 {
+                self.flush_header(f)?;
+            } else if let Some(h) = self.header {
+                let mut both = Vec::with_capacity(HEADER_LEN + out.len());
+                both.extend_from_slice(&h);
+                both.extend_from_slice(&out);
+                if let Err(e) = f.write_all_at(&both, 0) {
+                    self.abandon_header(f);
+                    return Err(e.into());
+                }
+                self.header_pending = false;
+                self.csize = self.csize.max(off + out.len() as u64);
+                return Ok(());
+            }
+        }
         if let Err(e) = f.write_all_at(&out, off) {
             // A short write (ENOSPC, EDQUOT) may leave a torn block past the
             // old end, which would fail authentication and take the whole
@@ -245,13 +294,30 @@ impl FileIo {
         off: u64,
         data: &[u8],
     ) -> IoResult<usize> {
+        let r = self.write_inner(f, keys, dir, off, data);
+        // A header is only ever pending within one write: it is wrapped
+        // under the current parent's key, which a later rename could change.
+        if self.header_pending {
+            self.abandon_header(f);
+        }
+        r
+    }
+
+    fn write_inner(
+        &mut self,
+        f: &File,
+        keys: &VolumeKeys,
+        dir: &DirKey,
+        off: u64,
+        data: &[u8],
+    ) -> IoResult<usize> {
         if data.is_empty() {
             return Ok(0);
         }
         let end = off
             .checked_add(data.len() as u64)
             .ok_or(IoError::Sys(Errno::EFBIG))?;
-        let key = self.ensure_header(f, keys, dir)?;
+        let key = self.new_header(keys, dir)?;
         if off > self.plain_len()? {
             self.extend(f, &key, off)?;
         }

@@ -89,6 +89,8 @@ pub struct CoreFs {
     proc_fd: OwnedFd,
     read_only: bool,
     reported: Mutex<HashMap<u64, std::time::Instant>>,
+    /// The daemon's (euid, egid): entries it creates are already owned so.
+    daemon_id: (u32, u32),
 }
 
 const REPORT_WINDOW: std::time::Duration = std::time::Duration::from_secs(60);
@@ -138,6 +140,10 @@ impl CoreFs {
             proc_fd,
             read_only,
             reported: Mutex::new(HashMap::new()),
+            daemon_id: (
+                rustix::process::geteuid().as_raw(),
+                rustix::process::getegid().as_raw(),
+            ),
         })
     }
 
