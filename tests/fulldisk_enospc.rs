@@ -96,7 +96,11 @@ fn fulldisk_writers_get_enospc_and_fsynced_files_survive() {
     }
     // A writer that hits ENOSPC cuts its torn tail back, which frees a few
     // blocks: top the disk off in small steps so it is really full.
-    assert_eq!(fill(&v.p("topoff"), 4096, 99), libc::ENOSPC, "top-off writer");
+    assert_eq!(
+        fill(&v.p("topoff"), 4096, 99),
+        libc::ENOSPC,
+        "top-off writer"
+    );
     // more attempts on a full disk: create, small append, mkdir
     let e = fs::write(v.p("late"), vec![1u8; 100_000]).unwrap_err();
     assert_eq!(errno(&e), libc::ENOSPC, "late write: {e}");
