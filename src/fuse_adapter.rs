@@ -348,7 +348,12 @@ impl Filesystem for DekFuse {
         _lock_owner: LockOwner,
         reply: ReplyEmpty,
     ) {
-        reply.ok();
+        // Every write has reached the backing file before it is answered and
+        // locks are the kernel's, so close() has nothing to do here. ENOSYS
+        // tells the kernel to stop sending FLUSH (one round trip less per
+        // close); it still writes back its own dirty pages and reports their
+        // errors at close without us.
+        reply.error(Errno::ENOSYS);
     }
 
     fn release(

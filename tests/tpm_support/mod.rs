@@ -34,6 +34,21 @@ fn which(bin: &str) -> bool {
         .unwrap_or(false)
 }
 
+/// True once the TPM at `port` answers TPM2_GetCapability.
+fn answers(port: u16) -> bool {
+    Command::new("tpm2_getcap")
+        .arg("properties-fixed")
+        .env(
+            "TPM2TOOLS_TCTI",
+            format!("swtpm:host=127.0.0.1,port={port}"),
+        )
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .map(|s| s.success())
+        .unwrap_or(false)
+}
+
 fn free_port_pair() -> u16 {
     for _ in 0..50 {
         let l = TcpListener::bind("127.0.0.1:0").expect("bind");
@@ -79,7 +94,13 @@ impl Swtpm {
                 .expect("cannot start swtpm");
             let t0 = Instant::now();
             while t0.elapsed() < Duration::from_secs(5) {
-                if TcpStream::connect(("127.0.0.1", port)).is_ok() {
+                // Listening is not enough: under load another test's swtpm
+                // may hold the port, or ours may not answer yet. Ready means
+                // our child is alive and answers a real TPM command.
+                if TcpStream::connect(("127.0.0.1", port)).is_ok()
+                    && matches!(child.try_wait(), Ok(None))
+                    && answers(port)
+                {
                     self.port = port;
                     self.child = Some(child);
                     return;
