@@ -416,7 +416,7 @@ impl Filesystem for DekFuse {
         }
         for (i, e) in dir.entries.iter().enumerate().skip((off - 2) as usize) {
             let ft = kind(e.kind);
-            let ino = self.core.fuse_ino_pub(e.backing_ino);
+            let ino = self.core.fuse_ino(e.backing_ino);
             if reply.add(INodeNo(ino), i as u64 + 3, ft, OsStr::from_bytes(&e.plain)) {
                 break;
             }

@@ -1,7 +1,7 @@
 //! The block AEAD abstraction and its ring AES-256-GCM implementation. Must NOT choose nonces,
 //! build AADs or know about files: callers (keys.rs) own those decisions.
 
-use super::CryptoError;
+use super::{CryptoError, NONCE_LEN, TAG_LEN};
 use crate::secret::Key32;
 use ring::aead::{Aad, LessSafeKey, Nonce, Tag, UnboundKey, AES_256_GCM};
 
@@ -76,6 +76,38 @@ impl BlockAead for RingAead {
             }
         }
     }
+}
+
+/// A stored sealed record, split but not yet opened.
+pub struct Sealed<'a> {
+    pub nonce: [u8; NONCE_LEN],
+    pub ct: &'a [u8],
+    pub tag: [u8; TAG_LEN],
+}
+
+/// Splits a stored `nonce || ciphertext || tag` record (content blocks and
+/// xattr values share this layout). Total on any input: a record too short
+/// to hold a nonce and a tag is `InvalidLength(what)`.
+pub fn split_sealed<'a>(stored: &'a [u8], what: &'static str) -> Result<Sealed<'a>, CryptoError> {
+    let tag_at = stored
+        .len()
+        .checked_sub(TAG_LEN)
+        .filter(|t| *t >= NONCE_LEN)
+        .ok_or(CryptoError::InvalidLength(what))?;
+    let (Some(nonce), Some(ct), Some(tag)) = (
+        stored.get(..NONCE_LEN),
+        stored.get(NONCE_LEN..tag_at),
+        stored.get(tag_at..),
+    ) else {
+        return Err(CryptoError::InvalidLength(what));
+    };
+    let nonce: [u8; NONCE_LEN] = nonce
+        .try_into()
+        .map_err(|_| CryptoError::InvalidLength(what))?;
+    let tag: [u8; TAG_LEN] = tag
+        .try_into()
+        .map_err(|_| CryptoError::InvalidLength(what))?;
+    Ok(Sealed { nonce, ct, tag })
 }
 
 #[cfg(test)]

@@ -424,7 +424,8 @@ impl CoreFs {
             }
         }
         dst.write_record(&npnode.fd)?;
-        let moved = self.nodes_for(&pnode, src.name(), st.st_ino);
+        // The moved entry's node, if the kernel knows it, follows it.
+        let moved = self.nodes.get(self.fuse_ino(st.st_ino)).ok();
         if parent != newparent {
             self.move_across(
                 &pnode,
@@ -451,10 +452,6 @@ impl CoreFs {
             });
         }
         Ok(())
-    }
-
-    fn nodes_for(&self, _pnode: &Node, _cipher: &str, backing_ino: u64) -> Option<Arc<Node>> {
-        self.nodes.get(self.fuse_ino(backing_ino)).ok()
     }
 
     /// A cross-directory move rewraps whatever is keyed to the parent: the

@@ -148,8 +148,9 @@ impl CoreFs {
     }
 
     /// Backing inode numbers are stable and pinned by our O_PATH descriptors;
-    /// only the root and a backing inode 1 swap places.
-    fn fuse_ino(&self, backing: u64) -> u64 {
+    /// only the root and a backing inode 1 swap places. Readdir reports the
+    /// same numbers as lookup.
+    pub fn fuse_ino(&self, backing: u64) -> u64 {
         if backing == self.root_backing_ino {
             ROOT_INO
         } else if backing == ROOT_INO {
@@ -157,11 +158,6 @@ impl CoreFs {
         } else {
             backing
         }
-    }
-
-    /// Inode number readdir reports for a backing entry (same as lookup's).
-    pub fn fuse_ino_pub(&self, backing: u64) -> u64 {
-        self.fuse_ino(backing)
     }
 
     pub fn forget(&self, ino: u64, n: u64) {

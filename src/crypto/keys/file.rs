@@ -1,7 +1,7 @@
 //! FileKey: an opened file's DEK-derived content AEAD, header MAC key and xattr cipher; seals
 //! and opens content blocks. Must NOT pick nonces (the caller supplies them) or do I/O.
 
-use super::super::aead::{BlockAead, RingAead};
+use super::super::aead::{split_sealed, BlockAead, RingAead, Sealed};
 use super::super::mac::{hmac_sha256, verify_hmac_sha256};
 use super::super::{
     kdf, CryptoError, BLOCK_AAD_LEN, BLOCK_OVERHEAD, BLOCK_SIZE, NONCE_LEN, TAG_LEN,
@@ -103,21 +103,11 @@ impl FileKey {
         if stored.len() <= BLOCK_OVERHEAD || stored.len() > BLOCK_SIZE + BLOCK_OVERHEAD {
             return Err(CryptoError::InvalidLength("stored block"));
         }
-        let n = stored.len() - BLOCK_OVERHEAD;
-        let (Some(nonce), Some(ct), Some(tag), Some(dst)) = (
-            stored.get(..NONCE_LEN),
-            stored.get(NONCE_LEN..NONCE_LEN + n),
-            stored.get(NONCE_LEN + n..),
-            out.get_mut(..n),
-        ) else {
+        let Sealed { nonce, ct, tag } = split_sealed(stored, "stored block")?;
+        let n = ct.len();
+        let Some(dst) = out.get_mut(..n) else {
             return Err(CryptoError::InvalidLength("block output buffer"));
         };
-        let nonce: [u8; NONCE_LEN] = nonce
-            .try_into()
-            .map_err(|_| CryptoError::InvalidLength("nonce"))?;
-        let tag: [u8; TAG_LEN] = tag
-            .try_into()
-            .map_err(|_| CryptoError::InvalidLength("tag"))?;
         dst.copy_from_slice(ct);
         self.content
             .open_in_place(&nonce, &self.aad(index), dst, &tag)?;

@@ -1,7 +1,7 @@
 //! XattrCipher: user.* extended attribute names (AES-SIV) and values (AES-256-GCM). Must NOT
 //! choose which namespaces are encrypted or touch the backing filesystem.
 
-use super::super::aead::{BlockAead, RingAead};
+use super::super::aead::{split_sealed, BlockAead, RingAead, Sealed};
 use super::super::names::{b64_decode, b64_encode, siv_open, siv_seal};
 use super::super::{fill_random, kdf, CryptoError, NONCE_LEN, TAG_LEN};
 use crate::secret::{Key32, SecretBytes};
@@ -83,20 +83,7 @@ impl XattrCipher {
         if stored.len() < NONCE_LEN + TAG_LEN || stored.len() > XATTR_SIZE_MAX {
             return Err(CryptoError::InvalidLength("stored xattr value"));
         }
-        let tag_at = stored.len() - TAG_LEN;
-        let (Some(nonce), Some(ct), Some(tag)) = (
-            stored.get(..NONCE_LEN),
-            stored.get(NONCE_LEN..tag_at),
-            stored.get(tag_at..),
-        ) else {
-            return Err(CryptoError::InvalidLength("stored xattr value"));
-        };
-        let nonce: [u8; NONCE_LEN] = nonce
-            .try_into()
-            .map_err(|_| CryptoError::InvalidLength("nonce"))?;
-        let tag: [u8; TAG_LEN] = tag
-            .try_into()
-            .map_err(|_| CryptoError::InvalidLength("tag"))?;
+        let Sealed { nonce, ct, tag } = split_sealed(stored, "stored xattr value")?;
         let mut plain = ct.to_vec();
         self.value
             .open_in_place(&nonce, backing_name.as_bytes(), &mut plain, &tag)?;
