@@ -4,7 +4,6 @@
 
 use super::node::{Kind, Node};
 use super::{CoreFs, Errno, FsResult};
-use crate::format::plain_size;
 use rustix::fs::{AtFlags, Gid, Mode, OFlags, Timespec, Timestamps, Uid};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -105,7 +104,7 @@ impl CoreFs {
     pub(super) fn attr_from(&self, node: &Node, st: &rustix::fs::Stat) -> FsResult<Attr> {
         let kind = Kind::from_mode(st.st_mode);
         let size = match kind {
-            Kind::File => plain_size(st.st_size as u64).unwrap_or(0),
+            Kind::File => super::file_io::visible_size(st.st_size as u64),
             Kind::Symlink => self.readlink(node.ino).map(|t| t.len() as u64).unwrap_or(0),
             _ => st.st_size as u64,
         };

@@ -40,6 +40,18 @@ impl From<std::io::Error> for IoError {
 
 pub type IoResult<T> = Result<T, IoError>;
 
+/// The plaintext size to show for a backing size. A trailing stub of 1..=28
+/// bytes (a block torn by a crash, or cut by an attacker) cannot hold data;
+/// it counts as a one-byte last block that fails authentication when read,
+/// so the blocks before it stay readable instead of the whole file failing.
+pub fn visible_size(csize: u64) -> u64 {
+    match plain_size(csize) {
+        Ok(n) => n,
+        Err(_) if csize > HL => (csize - HL) / CBS * BS + 1,
+        Err(_) => 0,
+    }
+}
+
 #[derive(Default)]
 pub struct FileIo {
     loaded: bool,
@@ -71,8 +83,11 @@ impl FileIo {
         self.budget = 0;
         self.step = 0;
         if csize > 0 {
-            plain_size(csize)
-                .map_err(|_| IoError::Integrity(format!("impossible ciphertext size {csize}")))?;
+            if csize < HL {
+                return Err(IoError::Integrity(format!(
+                    "header cut short ({csize} bytes)"
+                )));
+            }
             let mut h = [0u8; HEADER_LEN];
             f.read_exact_at(&mut h, 0)?;
             let key = keys
@@ -92,8 +107,7 @@ impl FileIo {
     }
 
     pub fn plain_len(&self) -> IoResult<u64> {
-        plain_size(self.csize)
-            .map_err(|_| IoError::Integrity(format!("impossible ciphertext size {}", self.csize)))
+        Ok(visible_size(self.csize))
     }
 
     pub fn key(&self) -> Option<&Arc<FileKey>> {
@@ -200,7 +214,11 @@ impl FileIo {
         let off = HL + idx * CBS;
         let len = (self.csize.saturating_sub(off)).min(CBS) as usize;
         if len <= BLOCK_OVERHEAD {
-            return Ok(0);
+            // Callers only read blocks inside the file: a stub this short is a
+            // torn or truncated block, never an empty one.
+            return Err(IoError::Integrity(format!(
+                "block {idx} cut short ({len} bytes)"
+            )));
         }
         let mut buf = vec![0u8; len];
         f.read_exact_at(&mut buf, off)?;
@@ -231,9 +249,12 @@ impl FileIo {
                 .map_err(|_| IoError::Integrity(format!("block {idx} failed authentication")))?;
             filled = i * BLOCK_SIZE + n;
         }
+        // Trim the decrypted run to the requested range in place (no copy).
         let start = (off - first * BS) as usize;
-        let stop = ((end - first * BS) as usize).min(filled);
-        Ok(plain.get(start..stop).unwrap_or_default().to_vec())
+        let stop = ((end - first * BS) as usize).min(filled).max(start);
+        plain.truncate(stop);
+        plain.drain(..start);
+        Ok(plain)
     }
 
     /// Seals consecutive plaintext blocks starting at block `first` and
