@@ -235,7 +235,9 @@ fn readdir_reports_entry_kinds() {
 #[test]
 fn torn_stub_after_full_blocks_fails_only_itself() {
     let (d, core) = volume();
-    let (_, fh) = core.create(ROOT_INO, b"f", 0o644, libc::O_RDWR, ME).expect("create");
+    let (_, fh) = core
+        .create(ROOT_INO, b"f", 0o644, libc::O_RDWR, ME)
+        .expect("create");
     core.write(fh, 0, &[3u8; 8192]).expect("write");
     core.release(fh);
     let ino = core.lookup(ROOT_INO, b"f").expect("lookup").ino;
@@ -243,15 +245,26 @@ fn torn_stub_after_full_blocks_fails_only_itself() {
         .into_iter()
         .find(|p| std::fs::metadata(p).map(|m| m.ino()).ok() == Some(ino))
         .expect("backing file");
-    let f = std::fs::OpenOptions::new().append(true).open(&path).expect("open backing");
+    let f = std::fs::OpenOptions::new()
+        .append(true)
+        .open(&path)
+        .expect("open backing");
     std::io::Write::write_all(&mut &f, &[0xAB; 20]).expect("append stub");
     drop(f);
     assert_eq!(core.getattr(ino).expect("stat").size, 8193);
-    let fh = core.open(ino, libc::O_RDONLY).expect("a torn stub must not make the file unopenable");
-    assert_eq!(core.read(fh, 0, 8192).expect("intact blocks"), vec![3u8; 8192]);
+    let fh = core
+        .open(ino, libc::O_RDONLY)
+        .expect("a torn stub must not make the file unopenable");
+    assert_eq!(
+        core.read(fh, 0, 8192).expect("intact blocks"),
+        vec![3u8; 8192]
+    );
     assert_eq!(core.read(fh, 8192, 1), Err(Errno::EIO));
     core.release(fh);
     // Truncating back to the intact blocks repairs the file.
-    let set = SetAttr { size: Some(8192), ..Default::default() };
+    let set = SetAttr {
+        size: Some(8192),
+        ..Default::default()
+    };
     assert_eq!(core.setattr(ino, set).expect("truncate").size, 8192);
 }
