@@ -3,7 +3,9 @@
 //! parse on-disk data, or offer Clone/Serialize/byte-printing Debug for anything it holds.
 
 use crate::crypto::CryptoError;
+use std::alloc::Layout;
 use std::collections::BTreeMap;
+use std::ptr::NonNull;
 use std::sync::{Mutex, OnceLock};
 use subtle::ConstantTimeEq;
 use zeroize::Zeroize;
@@ -99,31 +101,101 @@ pub fn relock_after_fork() {
         // (entries are removed before their memory is freed); mlock only changes paging.
         unsafe { libc::mlock(p as *const libc::c_void, page) };
     }
+    drop(pages);
+    for &p in pool().pages.iter() {
+        // SAFETY: p is the base of a live, never-freed pool page of one page size;
+        // mlock only changes paging.
+        unsafe { libc::mlock(p as *const libc::c_void, page) };
+    }
 }
 
-/// 32 secret bytes on the heap (so moves never leave copies on the stack), mlocked best-effort,
-/// zeroized and munlocked on drop.
-pub struct Key32 {
-    bytes: Box<[u8; 32]>,
+// Key32 slots come from mlocked pages that are never handed back to the allocator. Opening a
+// file derives several keys; a mlock/munlock pair per key cost two syscalls each (and a VMA
+// split and merge in the kernel), a slot from the pool costs none. The pool only grows to the
+// peak number of live keys, which the daemon's bounded caches bound.
+const SLOT: usize = 32;
+
+struct KeyPool {
+    free: Vec<usize>,
+    pages: Vec<usize>,
 }
+
+static KEY_POOL: Mutex<KeyPool> = Mutex::new(KeyPool {
+    free: Vec::new(),
+    pages: Vec::new(),
+});
+
+fn pool() -> std::sync::MutexGuard<'static, KeyPool> {
+    // A panic while holding the lock cannot leave the free list inconsistent (push/pop only).
+    KEY_POOL.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+fn slot_alloc() -> NonNull<[u8; 32]> {
+    let mut p = pool();
+    let addr = match p.free.pop() {
+        Some(a) => a,
+        None => {
+            let page = page_size();
+            let layout = match Layout::from_size_align(page, page) {
+                Ok(l) => l,
+                Err(_) => Layout::new::<[u8; 4096]>(),
+            };
+            // SAFETY: the layout has a non-zero size; the memory is zeroed, so every slot is an
+            // initialised [u8; 32] from the start.
+            let base = unsafe { std::alloc::alloc_zeroed(layout) };
+            if base.is_null() {
+                std::alloc::handle_alloc_error(layout);
+            }
+            // SAFETY: base..base+size is our own fresh allocation, never freed; mlock only
+            // changes paging attributes. Best effort, like lock_region.
+            unsafe { libc::mlock(base as *const libc::c_void, layout.size()) };
+            p.pages.push(base as usize);
+            let base = base as usize;
+            p.free
+                .extend((1..layout.size() / SLOT).rev().map(|i| base + i * SLOT));
+            base
+        }
+    };
+    // addr is a non-null slot address inside one of our pages (page base + multiple of 32).
+    NonNull::new(addr as *mut [u8; 32]).unwrap_or(NonNull::dangling())
+}
+
+/// 32 secret bytes in a slot of an mlocked page (so moves never leave copies on the stack),
+/// zeroized and returned to the pool on drop.
+pub struct Key32 {
+    slot: NonNull<[u8; 32]>,
+}
+
+// SAFETY: a Key32 owns its slot exclusively (no other Key32 or pool entry refers to it until
+// drop), and shared references only read it, so moving or sharing it across threads is as safe
+// as for a Box<[u8; 32]>.
+unsafe impl Send for Key32 {}
+// SAFETY: see Send; &Key32 gives out only shared reads of bytes nobody mutates meanwhile.
+unsafe impl Sync for Key32 {}
 
 impl Key32 {
     fn zeroed() -> Key32 {
-        let bytes = Box::new([0u8; 32]);
-        lock_region(bytes.as_ptr(), 32);
-        Key32 { bytes }
+        let mut k = Key32 { slot: slot_alloc() };
+        k.bytes_mut().zeroize();
+        k
+    }
+
+    fn bytes_mut(&mut self) -> &mut [u8; 32] {
+        // SAFETY: the slot is valid, aligned, initialised and exclusively ours; &mut self makes
+        // this the only live reference.
+        unsafe { self.slot.as_mut() }
     }
 
     pub fn random() -> Result<Key32, CryptoError> {
         let mut k = Key32::zeroed();
-        getrandom::getrandom(&mut k.bytes[..]).map_err(|_| CryptoError::Random)?;
+        getrandom::getrandom(&mut k.bytes_mut()[..]).map_err(|_| CryptoError::Random)?;
         Ok(k)
     }
 
     /// Copies `bytes` into locked memory and zeroizes the source.
     pub fn from_array(bytes: &mut [u8; 32]) -> Key32 {
         let mut k = Key32::zeroed();
-        k.bytes.copy_from_slice(bytes);
+        k.bytes_mut().copy_from_slice(bytes);
         bytes.zeroize();
         k
     }
@@ -131,24 +203,26 @@ impl Key32 {
     /// Builds a key in place so derived bytes never exist outside locked memory.
     pub(crate) fn try_fill<E>(f: impl FnOnce(&mut [u8; 32]) -> Result<(), E>) -> Result<Key32, E> {
         let mut k = Key32::zeroed();
-        f(&mut k.bytes)?;
+        f(k.bytes_mut())?;
         Ok(k)
     }
 
     pub(crate) fn expose(&self) -> &[u8; 32] {
-        &self.bytes
+        // SAFETY: the slot is valid, aligned, initialised and owned by self; only &mut self
+        // (bytes_mut) writes to it, which cannot coexist with this shared borrow.
+        unsafe { self.slot.as_ref() }
     }
 
     /// Constant-time comparison, so tests and callers can check a key without ever seeing it.
     pub fn ct_eq(&self, other: &[u8; 32]) -> bool {
-        self.bytes[..].ct_eq(&other[..]).into()
+        self.expose()[..].ct_eq(&other[..]).into()
     }
 }
 
 impl Drop for Key32 {
     fn drop(&mut self) {
-        self.bytes.zeroize();
-        unlock_region(self.bytes.as_ptr(), 32);
+        self.bytes_mut().zeroize();
+        pool().free.push(self.slot.as_ptr() as usize);
     }
 }
 
@@ -341,15 +415,41 @@ mod tests {
 
     #[test]
     fn page_lock_refcount_survives_neighbour_drop() {
-        let a = Key32::random().unwrap();
-        let b = Key32::random().unwrap();
-        drop(a);
-        // b's page count must still be >= 1 if it was locked at all.
-        let page = b.bytes.as_ptr() as usize & !(page_size() - 1);
+        let v = SecretBytes::zeroed(16);
+        let w = SecretBytes::zeroed(16);
+        drop(v);
+        // w's page count must still be >= 1 if it was locked at all.
+        let page = w.expose().as_ptr() as usize & !(page_size() - 1);
         let pages = LOCKED_PAGES.lock().unwrap();
         if let Some(c) = pages.get(&page) {
             assert!(*c >= 1);
         }
+    }
+
+    #[test]
+    fn key_slots_are_private_zeroed_and_reused() {
+        let mut keys: Vec<Key32> = (0..300u32)
+            .map(|i| {
+                let mut b = [0u8; 32];
+                b[..4].copy_from_slice(&i.to_le_bytes());
+                Key32::from_array(&mut b)
+            })
+            .collect();
+        for (i, k) in keys.iter().enumerate() {
+            let mut b = [0u8; 32];
+            b[..4].copy_from_slice(&(i as u32).to_le_bytes());
+            assert!(k.ct_eq(&b), "key {i} was overwritten by a neighbour");
+        }
+        let freed: Vec<usize> = keys
+            .drain(100..)
+            .map(|k| k.slot.as_ptr() as usize)
+            .collect();
+        // New keys reuse freed slots and start zeroed.
+        let again: Vec<Key32> = (0..200).map(|_| Key32::zeroed()).collect();
+        assert!(again.iter().all(|k| k.ct_eq(&[0u8; 32])));
+        assert!(again
+            .iter()
+            .any(|k| freed.contains(&(k.slot.as_ptr() as usize))));
     }
 
     #[test]

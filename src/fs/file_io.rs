@@ -101,6 +101,13 @@ impl FileIo {
         Ok(())
     }
 
+    /// State of a file this daemon has just created: empty, so there is no
+    /// header to read and no size to stat.
+    pub fn load_new(&mut self) {
+        *self = FileIo::default();
+        self.loaded = true;
+    }
+
     /// Drops the DEK (zeroized by its type) once no handle needs it.
     pub fn unload(&mut self) {
         *self = FileIo::default();

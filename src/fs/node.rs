@@ -4,9 +4,10 @@
 use super::file_io::FileIo;
 use super::Errno;
 use crate::crypto::DirKey;
+use rustix::fs::{Mode, OFlags};
 use std::collections::HashMap;
 use std::os::fd::OwnedFd;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 
 pub const ROOT_INO: u64 = 1;
@@ -63,6 +64,9 @@ pub struct Node {
     pub open_handles: AtomicUsize,
     /// The entry's encrypted name did not authenticate: contents are refused.
     pub unreadable: bool,
+    /// Directories made by this daemon whose key file is not yet known to
+    /// be on stable storage (see `CoreFs::mkdir`).
+    pub key_unsynced: AtomicBool,
 }
 
 impl Node {
@@ -85,6 +89,7 @@ impl Node {
             io: RwLock::new(FileIo::default()),
             open_handles: AtomicUsize::new(0),
             unreadable,
+            key_unsynced: AtomicBool::new(false),
         }
     }
 
@@ -100,11 +105,51 @@ impl Node {
         *lock(&self.loc) = loc;
     }
 
+    /// Makes this directory's key file and its entry durable, once.
+    pub fn sync_key(&self) -> Result<(), Errno> {
+        if !self.key_unsynced.swap(false, Ordering::AcqRel) {
+            return Ok(());
+        }
+        let flush = || -> Result<(), Errno> {
+            for name in [crate::format::DIR_META_NAME, "."] {
+                let fd = rustix::fs::openat(
+                    &self.fd,
+                    name,
+                    OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+                    Mode::empty(),
+                )?;
+                rustix::fs::fsync(&fd)?;
+            }
+            Ok(())
+        };
+        flush().inspect_err(|_| self.key_unsynced.store(true, Ordering::Release))
+    }
+
     pub fn dir_key(&self) -> Result<&Arc<DirKey>, Errno> {
         match (&self.kind, &self.dir_key) {
             (Kind::Dir, Some(k)) => Ok(k),
             (Kind::Dir, None) => Err(Errno::EIO),
             _ => Err(Errno::ENOTDIR),
+        }
+    }
+}
+
+impl Drop for Node {
+    /// The kernel forgot a directory whose key was never flushed: flush it
+    /// now, since nobody will remember to later.
+    fn drop(&mut self) {
+        if self.key_unsynced.load(Ordering::Acquire) {
+            // ENOENT: the directory was removed, its key with it.
+            if let Err(e) = self.sync_key().or_else(|e| match e {
+                Errno::ENOENT => Ok(()),
+                e => Err(e),
+            }) {
+                log::warn!(
+                    "could not flush a directory key (inode {}): errno {}",
+                    self.ino,
+                    e.0
+                );
+            }
         }
     }
 }

@@ -22,14 +22,24 @@ impl CoreFs {
         lock(&self.files).get(&fh).cloned().ok_or(Errno::EBADF)
     }
 
-    /// Registers an open backing file; the first handle loads header and DEK.
-    pub(super) fn install_handle(&self, node: Arc<Node>, file: File) -> FsResult<u64> {
-        let (_, dkey) = self.dir_node(node.parent())?;
+    /// Registers an open backing file; the first handle loads header and DEK
+    /// (`created`: the file is new and empty, so there is nothing to load).
+    pub(super) fn install_handle(
+        &self,
+        node: Arc<Node>,
+        file: File,
+        created: bool,
+    ) -> FsResult<u64> {
         {
             let mut io = node.io.write().unwrap_or_else(|e| e.into_inner());
             if !io.is_loaded() {
-                io.load(&file, &self.keys, &dkey)
-                    .map_err(|e| self.io_err(node.ino, e))?;
+                if created {
+                    io.load_new();
+                } else {
+                    let (_, dkey) = self.dir_node(node.parent())?;
+                    io.load(&file, &self.keys, &dkey)
+                        .map_err(|e| self.io_err(node.ino, e))?;
+                }
             }
             node.open_handles.fetch_add(1, Ordering::AcqRel);
         }
@@ -60,7 +70,7 @@ impl CoreFs {
             OFlags::RDONLY
         };
         let file = self.reopen(&node, mode)?;
-        self.install_handle(node, file)
+        self.install_handle(node, file, false)
     }
 
     pub fn read(&self, fh: u64, off: u64, size: u32) -> FsResult<Vec<u8>> {
@@ -80,8 +90,23 @@ impl CoreFs {
         Ok(n as u32)
     }
 
+    /// Before a child becomes durable, so must every key it depends on:
+    /// the keys of its directory and of all directories above it.
+    fn sync_dir_keys(&self, mut ino: u64) -> FsResult<()> {
+        while let Ok(node) = self.node(ino) {
+            node.sync_key()?;
+            let parent = node.parent();
+            if parent == ino {
+                break;
+            }
+            ino = parent;
+        }
+        Ok(())
+    }
+
     pub fn fsync(&self, fh: u64, datasync: bool) -> FsResult<()> {
         let of = self.open_file(fh)?;
+        self.sync_dir_keys(of.node.parent())?;
         if datasync {
             of.file.sync_data()?;
         } else {
@@ -91,6 +116,7 @@ impl CoreFs {
     }
 
     pub fn fsyncdir(&self, ino: u64) -> FsResult<()> {
+        self.sync_dir_keys(ino)?;
         let node = self.node(ino)?;
         let f = self.reopen(&node, OFlags::RDONLY | OFlags::DIRECTORY)?;
         f.sync_all()?;

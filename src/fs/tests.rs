@@ -13,14 +13,23 @@ const ME: Caller = Caller {
     umask: 0o022,
 };
 
+fn test_keys() -> VolumeKeys {
+    VolumeKeys::from_parts([7u8; 16], vec![(1, Key32::from_array(&mut [9u8; 32]))], 1)
+        .expect("keys")
+}
+
 fn volume() -> (tempfile::TempDir, CoreFs) {
     let dir = tempfile::tempdir().expect("tempdir");
-    let keys = VolumeKeys::from_parts([7u8; 16], vec![(1, Key32::random().expect("rng"))], 1)
-        .expect("keys");
+    let keys = test_keys();
     let (_, meta) = keys.create_root_dir().expect("root");
     std::fs::write(dir.path().join(DIR_META_NAME), meta).expect("meta");
-    let core = CoreFs::new(dir.path(), Arc::new(keys), false).expect("core");
+    let core = reopen(dir.path());
     (dir, core)
+}
+
+/// The same volume again, as a fresh daemon would see it.
+fn reopen(dir: &Path) -> CoreFs {
+    CoreFs::new(dir, Arc::new(test_keys()), false).expect("core")
 }
 
 fn backing_files(dir: &Path) -> Vec<std::path::PathBuf> {
@@ -267,4 +276,58 @@ fn torn_stub_after_full_blocks_fails_only_itself() {
         ..Default::default()
     };
     assert_eq!(core.setattr(ino, set).expect("truncate").size, 8192);
+}
+
+#[test]
+fn new_directory_keys_are_flushed_before_their_children() {
+    let (_d, core) = volume();
+    let a = core.mkdir(ROOT_INO, b"a", 0o755, ME).expect("mkdir a");
+    let b = core.mkdir(a.ino, b"b", 0o755, ME).expect("mkdir b");
+    let unsynced = |ino| {
+        core.node(ino)
+            .expect("node")
+            .key_unsynced
+            .load(std::sync::atomic::Ordering::Acquire)
+    };
+    assert!(unsynced(a.ino) && unsynced(b.ino), "mkdir must not flush");
+    let (_, fh) = core
+        .create(b.ino, b"f", 0o644, libc::O_RDWR, ME)
+        .expect("create");
+    core.write(fh, 0, b"data").expect("write");
+    core.fsync(fh, true).expect("fsync");
+    assert!(!unsynced(a.ino) && !unsynced(b.ino), "fsync flushes every key above");
+    core.release(fh);
+    let c = core.mkdir(ROOT_INO, b"c", 0o755, ME).expect("mkdir c");
+    core.fsyncdir(c.ino).expect("fsyncdir");
+    assert!(!unsynced(c.ino));
+}
+
+#[test]
+fn empty_directory_with_cut_short_key_file_is_rekeyed() {
+    let (d, core) = volume();
+    core.mkdir(ROOT_INO, b"empty", 0o755, ME).expect("mkdir");
+    core.mkdir(ROOT_INO, b"full", 0o755, ME).expect("mkdir");
+    let full = core.lookup(ROOT_INO, b"full").expect("lookup");
+    let (_, fh) = core
+        .create(full.ino, b"f", 0o644, libc::O_RDWR, ME)
+        .expect("create");
+    core.release(fh);
+    drop(core);
+    // What a power cut before writeback can leave: key files of length 0.
+    for e in std::fs::read_dir(d.path()).expect("readdir") {
+        let p = e.expect("entry").path();
+        if p.is_dir() {
+            std::fs::write(p.join(DIR_META_NAME), b"").expect("truncate meta");
+        }
+    }
+    let core = reopen(d.path());
+    let e = core.lookup(ROOT_INO, b"empty").expect("lookup empty");
+    core.create(e.ino, b"g", 0o644, libc::O_RDWR, ME)
+        .expect("an empty directory is re-keyed and usable");
+    let f = core.lookup(ROOT_INO, b"full").expect("lookup full");
+    assert_eq!(
+        core.lookup(f.ino, b"f").map(|_| ()),
+        Err(Errno::EIO),
+        "a non-empty directory without its key stays an integrity error"
+    );
 }
