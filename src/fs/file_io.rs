@@ -8,7 +8,9 @@ use crate::crypto::{
     fill_random, DirKey, FileKey, VolumeKeys, BLOCK_OVERHEAD, BLOCK_SIZE, CIPHER_BLOCK_SIZE,
 };
 use crate::format::{plain_size, HEADER_LEN};
+use rustix::fs::Advice;
 use std::fs::File;
+use std::num::NonZeroU64;
 use std::os::unix::fs::FileExt;
 use std::sync::Arc;
 
@@ -301,6 +303,9 @@ impl FileIo {
                 return Ok(());
             }
         }
+        if off < self.csize {
+            prefetch_partial_pages(f, off, out.len() as u64, self.csize);
+        }
         if let Err(e) = f.write_all_at(&out, off) {
             // A short write (ENOSPC, EDQUOT) may leave a torn block past the
             // old end, which would fail authentication and take the whole
@@ -432,5 +437,33 @@ impl FileIo {
             self.write_blocks(f, &key, idx, &blk[..keep])?;
         }
         Ok(())
+    }
+}
+
+/// Sealed blocks are 4,124 bytes, so an overwrite starts and ends inside
+/// backing pages that the backing filesystem must read before it can modify
+/// them. With a cold cache it would read them one after the other inside
+/// pwrite; asking for them first puts both reads in flight at once (one
+/// merged read for a single block). Pages already cached make this a no-op.
+fn prefetch_partial_pages(f: &File, off: u64, len: u64, csize: u64) {
+    const PAGE: u64 = 4096;
+    let first = off / PAGE * PAGE;
+    let end = (off + len).min(csize);
+    let last = end.saturating_sub(1) / PAGE * PAGE;
+    let advise = |start: u64, n: u64| {
+        let _ = rustix::fs::fadvise(f, start, NonZeroU64::new(n), Advice::WillNeed);
+    };
+    if off % PAGE == 0 && end % PAGE == 0 {
+        return;
+    }
+    if last <= first + PAGE {
+        advise(first, last + PAGE - first);
+    } else {
+        if off % PAGE != 0 {
+            advise(first, PAGE);
+        }
+        if end % PAGE != 0 {
+            advise(last, PAGE);
+        }
     }
 }

@@ -295,7 +295,10 @@ fn new_directory_keys_are_flushed_before_their_children() {
         .expect("create");
     core.write(fh, 0, b"data").expect("write");
     core.fsync(fh, true).expect("fsync");
-    assert!(!unsynced(a.ino) && !unsynced(b.ino), "fsync flushes every key above");
+    assert!(
+        !unsynced(a.ino) && !unsynced(b.ino),
+        "fsync flushes every key above"
+    );
     core.release(fh);
     let c = core.mkdir(ROOT_INO, b"c", 0o755, ME).expect("mkdir c");
     core.fsyncdir(c.ino).expect("fsyncdir");
