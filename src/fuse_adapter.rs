@@ -118,15 +118,16 @@ impl Filesystem for DekFuse {
     fn init(&mut self, _req: &Request, config: &mut KernelConfig) -> std::io::Result<()> {
         let _ = config.set_max_write(MAX_WRITE);
         let _ = config.set_max_readahead(MAX_WRITE);
-        // Readdirplus answers `ls -l`/`find | stat` without a lookup per
-        // entry; AUTO lets the kernel use it only when it pays off.
+        // Readdirplus for every listing, not AUTO: AUTO uses it for the
+        // first chunk only and falls back to plain READDIR, so `find | stat`,
+        // `rm -rf` and `du` paid a LOOKUP per entry of any larger directory.
+        // An entry costs one openat+fstat here, as a LOOKUP would.
         // KILLPRIV_V2: we clear set-id bits ourselves (write flag, setattr),
         // so the kernel stops asking for security.capability before every
         // write, which halves the round trips of small writes.
         let mut caps = fuser::InitFlags::FUSE_PARALLEL_DIROPS
             | fuser::InitFlags::FUSE_HANDLE_KILLPRIV_V2
-            | fuser::InitFlags::FUSE_DO_READDIRPLUS
-            | fuser::InitFlags::FUSE_READDIRPLUS_AUTO;
+            | fuser::InitFlags::FUSE_DO_READDIRPLUS;
         if self.writeback_cache {
             // Every change to a file passes through this daemon, so the
             // kernel may own size and mtime while pages are dirty.

@@ -148,6 +148,22 @@ impl CoreFs {
 
     /// Attributes for a readdirplus entry; counts as a lookup of it.
     pub fn lookup_entry(&self, parent: u64, e: &names::DirEntry) -> FsResult<Attr> {
+        // A listing repeated while the kernel still knows the entry (rm -rf
+        // lists each directory twice): the node's descriptor pins that very
+        // backing inode, so fresh attributes are all that is needed.
+        let same_place = |n: &Node| {
+            let l = lock(&n.loc);
+            l.parent == parent && l.cipher_name == e.cipher
+        };
+        if let Some(node) = self.nodes.bump_if(self.fuse_ino(e.backing_ino), same_place) {
+            return match self.stat_node(&node) {
+                Ok(st) => self.attr_from(&node, &st),
+                Err(err) => {
+                    self.nodes.forget(node.ino, 1);
+                    Err(err)
+                }
+            };
+        }
         let (pnode, pkey) = self.dir_node(parent)?;
         let (node, st) = self.attach(&pnode, &pkey, &e.cipher, &e.plain, e.unreadable)?;
         self.attr_from(&node, &st)

@@ -188,6 +188,14 @@ impl NodeTable {
         Ok(n)
     }
 
+    /// The node for `ino` (counted as one more lookup) if `pred` accepts it.
+    pub fn bump_if(&self, ino: u64, pred: impl FnOnce(&Node) -> bool) -> Option<Arc<Node>> {
+        let map = self.nodes.read().unwrap_or_else(|e| e.into_inner());
+        let n = map.get(&ino).filter(|n| pred(n))?;
+        n.lookups.fetch_add(1, Ordering::Relaxed);
+        Some(n.clone())
+    }
+
     fn bump(&self, ino: u64) -> Option<Arc<Node>> {
         let map = self.nodes.read().unwrap_or_else(|e| e.into_inner());
         let n = map.get(&ino)?;
