@@ -113,7 +113,7 @@ pub fn relock_after_fork() {
 // file derives several keys; a mlock/munlock pair per key cost two syscalls each (and a VMA
 // split and merge in the kernel), a slot from the pool costs none. The pool only grows to the
 // peak number of live keys, which the daemon's bounded caches bound.
-const SLOT: usize = 32;
+const SLOT: usize = 64;
 
 struct KeyPool {
     free: Vec<usize>,
@@ -125,12 +125,20 @@ static KEY_POOL: Mutex<KeyPool> = Mutex::new(KeyPool {
     pages: Vec::new(),
 });
 
+/// Zeroizes a slot and gives it back; the caller must not use it afterwards.
+fn slot_free(slot: NonNull<[u8; SLOT]>) {
+    // SAFETY: the slot is valid, initialised and exclusively owned by the caller, who gives it
+    // up here; the volatile wipe cannot be elided.
+    unsafe { (*slot.as_ptr()).zeroize() };
+    pool().free.push(slot.as_ptr() as usize);
+}
+
 fn pool() -> std::sync::MutexGuard<'static, KeyPool> {
     // A panic while holding the lock cannot leave the free list inconsistent (push/pop only).
     KEY_POOL.lock().unwrap_or_else(|e| e.into_inner())
 }
 
-fn slot_alloc() -> NonNull<[u8; 32]> {
+fn slot_alloc() -> NonNull<[u8; SLOT]> {
     let mut p = pool();
     let addr = match p.free.pop() {
         Some(a) => a,
@@ -156,8 +164,8 @@ fn slot_alloc() -> NonNull<[u8; 32]> {
             base
         }
     };
-    // addr is a non-null slot address inside one of our pages (page base + multiple of 32).
-    NonNull::new(addr as *mut [u8; 32]).unwrap_or(NonNull::dangling())
+    // addr is a non-null slot address inside one of our pages (page base + multiple of SLOT).
+    NonNull::new(addr as *mut [u8; SLOT]).unwrap_or(NonNull::dangling())
 }
 
 /// 32 secret bytes in a slot of an mlocked page (so moves never leave copies on the stack),
@@ -175,7 +183,10 @@ unsafe impl Sync for Key32 {}
 
 impl Key32 {
     fn zeroed() -> Key32 {
-        let mut k = Key32 { slot: slot_alloc() };
+        // A Key32 uses the first half of a slot; the cast keeps the address.
+        let mut k = Key32 {
+            slot: slot_alloc().cast::<[u8; 32]>(),
+        };
         k.bytes_mut().zeroize();
         k
     }
@@ -221,8 +232,7 @@ impl Key32 {
 
 impl Drop for Key32 {
     fn drop(&mut self) {
-        self.bytes_mut().zeroize();
-        pool().free.push(self.slot.as_ptr() as usize);
+        slot_free(self.slot.cast::<[u8; SLOT]>());
     }
 }
 
@@ -232,51 +242,93 @@ impl std::fmt::Debug for Key32 {
     }
 }
 
-/// Variable-length secret (passphrases, 64-byte SIV keys). The Vec is never grown after
-/// construction, so the locked region (its whole capacity) stays valid until drop.
+/// Variable-length secret (passphrases, 64-byte SIV keys, unwrapped payloads). Up to 64 bytes
+/// it lives in a pool slot like Key32 (wraps and unwraps happen per file); larger ones in a Vec
+/// that is never grown after construction, so the locked region (its whole capacity) stays
+/// valid until drop.
 pub struct SecretBytes {
-    bytes: Vec<u8>,
+    repr: Repr,
 }
+
+enum Repr {
+    Slot {
+        slot: NonNull<[u8; SLOT]>,
+        len: usize,
+    },
+    Heap(Vec<u8>),
+}
+
+// SAFETY: as for Key32: the slot (or Vec) is owned exclusively and only read through &self.
+unsafe impl Send for SecretBytes {}
+// SAFETY: see Send.
+unsafe impl Sync for SecretBytes {}
 
 impl SecretBytes {
     /// Takes ownership without copying; any earlier copies the caller made are its own concern.
     pub fn new(v: Vec<u8>) -> SecretBytes {
         lock_region(v.as_ptr(), v.capacity());
-        SecretBytes { bytes: v }
+        SecretBytes {
+            repr: Repr::Heap(v),
+        }
     }
 
     pub(crate) fn zeroed(len: usize) -> SecretBytes {
-        SecretBytes::new(vec![0u8; len])
+        if len > SLOT {
+            return SecretBytes::new(vec![0u8; len]);
+        }
+        let mut s = SecretBytes {
+            repr: Repr::Slot {
+                slot: slot_alloc(),
+                len,
+            },
+        };
+        s.expose_mut().zeroize();
+        s
     }
 
     pub fn expose(&self) -> &[u8] {
-        &self.bytes
+        match &self.repr {
+            // SAFETY: the slot is valid, initialised and owned by self; writes need &mut self.
+            Repr::Slot { slot, len } => unsafe { &slot.as_ref()[..*len] },
+            Repr::Heap(v) => v,
+        }
     }
 
     pub(crate) fn expose_mut(&mut self) -> &mut [u8] {
-        &mut self.bytes
+        match &mut self.repr {
+            // SAFETY: the slot is valid, initialised and exclusively ours; &mut self makes this
+            // the only live reference.
+            Repr::Slot { slot, len } => unsafe { &mut slot.as_mut()[..*len] },
+            Repr::Heap(v) => v,
+        }
     }
 
     pub fn len(&self) -> usize {
-        self.bytes.len()
+        self.expose().len()
     }
 
     pub fn is_empty(&self) -> bool {
-        self.bytes.is_empty()
+        self.expose().is_empty()
     }
 
     /// Constant-time comparison (length is not secret).
     pub fn ct_eq(&self, other: &[u8]) -> bool {
-        self.bytes.len() == other.len() && bool::from(self.bytes[..].ct_eq(other))
+        let b = self.expose();
+        b.len() == other.len() && bool::from(b.ct_eq(other))
     }
 }
 
 impl Drop for SecretBytes {
     fn drop(&mut self) {
-        let (ptr, cap) = (self.bytes.as_ptr(), self.bytes.capacity());
-        // Vec's Zeroize also wipes spare capacity, not just len.
-        self.bytes.zeroize();
-        unlock_region(ptr, cap);
+        match &mut self.repr {
+            Repr::Slot { slot, .. } => slot_free(*slot),
+            Repr::Heap(v) => {
+                let (ptr, cap) = (v.as_ptr(), v.capacity());
+                // Vec's Zeroize also wipes spare capacity, not just len.
+                v.zeroize();
+                unlock_region(ptr, cap);
+            }
+        }
     }
 }
 
@@ -415,8 +467,8 @@ mod tests {
 
     #[test]
     fn page_lock_refcount_survives_neighbour_drop() {
-        let v = SecretBytes::zeroed(16);
-        let w = SecretBytes::zeroed(16);
+        let v = SecretBytes::new(vec![1u8; 16]);
+        let w = SecretBytes::new(vec![2u8; 16]);
         drop(v);
         // w's page count must still be >= 1 if it was locked at all.
         let page = w.expose().as_ptr() as usize & !(page_size() - 1);
@@ -475,5 +527,17 @@ mod tests {
         assert_eq!(t.len(), 64);
         assert!(t.ct_eq(&[0u8; 64]));
         assert!(!t.ct_eq(&[0u8; 63]));
+        let mut u = SecretBytes::zeroed(100);
+        u.expose_mut()[99] = 1;
+        assert_eq!(u.len(), 100);
+        assert_eq!(u.expose()[99], 1);
+        let mut small = SecretBytes::zeroed(5);
+        small.expose_mut().copy_from_slice(b"hello");
+        assert!(small.ct_eq(b"hello"));
+        drop(small);
+        assert!(
+            SecretBytes::zeroed(5).ct_eq(&[0u8; 5]),
+            "a reused slot starts zeroed"
+        );
     }
 }

@@ -303,8 +303,10 @@ impl FileIo {
                 return Ok(());
             }
         }
-        if off < self.csize {
-            prefetch_partial_pages(f, off, out.len() as u64, self.csize);
+        // Only pure overwrites: an append's partial page was just written
+        // (cached), and pages past the end need no read at all.
+        if off + (out.len() as u64) <= self.csize {
+            prefetch_partial_pages(f, off, out.len() as u64);
         }
         if let Err(e) = f.write_all_at(&out, off) {
             // A short write (ENOSPC, EDQUOT) may leave a torn block past the
@@ -445,10 +447,10 @@ impl FileIo {
 /// them. With a cold cache it would read them one after the other inside
 /// pwrite; asking for them first puts both reads in flight at once (one
 /// merged read for a single block). Pages already cached make this a no-op.
-fn prefetch_partial_pages(f: &File, off: u64, len: u64, csize: u64) {
+fn prefetch_partial_pages(f: &File, off: u64, len: u64) {
     const PAGE: u64 = 4096;
     let first = off / PAGE * PAGE;
-    let end = (off + len).min(csize);
+    let end = off + len;
     let last = end.saturating_sub(1) / PAGE * PAGE;
     let advise = |start: u64, n: u64| {
         let _ = rustix::fs::fadvise(f, start, NonZeroU64::new(n), Advice::WillNeed);
