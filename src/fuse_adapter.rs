@@ -312,9 +312,15 @@ impl Filesystem for DekFuse {
         _lock_owner: Option<LockOwner>,
         reply: ReplyData,
     ) {
-        match self.core.read(fh.0, offset, size) {
-            Ok(d) => reply.data(&d),
-            Err(e) => reply.error(err(e)),
+        // The plaintext goes to the kernel straight from the core's buffer.
+        let mut reply = Some(reply);
+        let sent = self.core.read_with(fh.0, offset, size, |d| {
+            if let Some(r) = reply.take() {
+                r.data(d);
+            }
+        });
+        if let (Err(e), Some(r)) = (sent, reply.take()) {
+            r.error(err(e));
         }
     }
 

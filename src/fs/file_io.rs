@@ -3,10 +3,9 @@
 //! touch directories; callers hold the node's `io` lock (read for reads,
 //! write for everything that changes bytes).
 
+use super::blocks;
 use super::Errno;
-use crate::crypto::{
-    fill_random, DirKey, FileKey, VolumeKeys, BLOCK_OVERHEAD, BLOCK_SIZE, CIPHER_BLOCK_SIZE,
-};
+use crate::crypto::{DirKey, FileKey, VolumeKeys, BLOCK_OVERHEAD, BLOCK_SIZE, CIPHER_BLOCK_SIZE};
 use crate::format::{plain_size, HEADER_LEN};
 use rustix::fs::Advice;
 use std::fs::File;
@@ -235,10 +234,18 @@ impl FileIo {
             .map_err(|_| IoError::Integrity(format!("block {idx} failed authentication")))
     }
 
-    pub fn read(&self, f: &File, off: u64, size: u32) -> IoResult<Vec<u8>> {
+    /// Decrypts `size` bytes at `off` (fewer at the end of the file) and
+    /// hands them to `reply` without copying them out of the thread's buffer.
+    pub fn read_with<R>(
+        &self,
+        f: &File,
+        off: u64,
+        size: u32,
+        reply: impl FnOnce(&[u8]) -> R,
+    ) -> IoResult<R> {
         let plen = self.plain_len()?;
         if off >= plen || size == 0 {
-            return Ok(Vec::new());
+            return Ok(reply(&[]));
         }
         let end = (off + size as u64).min(plen);
         let Some(key) = &self.key else {
@@ -246,79 +253,60 @@ impl FileIo {
         };
         let (first, last) = (off / BS, (end - 1) / BS);
         let coff = HL + first * CBS;
-        let clen = (HL + (last + 1) * CBS).min(self.csize) - coff;
-        let mut cbuf = vec![0u8; clen as usize];
-        f.read_exact_at(&mut cbuf, coff)?;
-        let mut plain = vec![0u8; ((last - first + 1) * BS) as usize];
-        let mut filled = 0usize;
-        for (i, chunk) in cbuf.chunks(CIPHER_BLOCK_SIZE).enumerate() {
-            let idx = first + i as u64;
-            let n = key
-                .open_block(idx, chunk, &mut plain[i * BLOCK_SIZE..])
-                .map_err(|_| IoError::Integrity(format!("block {idx} failed authentication")))?;
-            filled = i * BLOCK_SIZE + n;
-        }
-        // Trim the decrypted run to the requested range in place (no copy).
-        let start = (off - first * BS) as usize;
-        let stop = ((end - first * BS) as usize).min(filled).max(start);
-        plain.truncate(stop);
-        plain.drain(..start);
-        Ok(plain)
+        let clen = ((HL + (last + 1) * CBS).min(self.csize) - coff) as usize;
+        let plen = ((last - first + 1) * BS) as usize;
+        blocks::with_scratch(clen, plen, |cbuf, plain| {
+            f.read_exact_at(cbuf, coff)?;
+            let filled = blocks::open_run(key, first, cbuf, plain)
+                .map_err(|idx| IoError::Integrity(format!("block {idx} failed authentication")))?;
+            let start = (off - first * BS) as usize;
+            let stop = ((end - first * BS) as usize).min(filled).max(start);
+            Ok(reply(&plain[start..stop]))
+        })
     }
 
     /// Seals consecutive plaintext blocks starting at block `first` and
-    /// writes them with one pwrite.
+    /// writes them with one pwrite (with the header in front, if pending).
     fn write_blocks(&mut self, f: &File, key: &FileKey, first: u64, plain: &[u8]) -> IoResult<()> {
         let n = plain.len().div_ceil(BLOCK_SIZE);
         self.reserve(f, n as u64)?;
-        let mut nonces = vec![0u8; n * 12];
-        fill_random(&mut nonces).map_err(|_| IoError::Sys(Errno::EIO))?;
-        let mut out = vec![0u8; plain.len() + n * BLOCK_OVERHEAD];
-        let mut o = 0;
-        for (i, chunk) in plain.chunks(BLOCK_SIZE).enumerate() {
-            let mut nonce = [0u8; 12];
-            nonce.copy_from_slice(&nonces[i * 12..i * 12 + 12]);
-            key.seal_block(
-                first + i as u64,
-                &nonce,
-                chunk,
-                &mut out[o..o + chunk.len() + BLOCK_OVERHEAD],
-            );
-            o += chunk.len() + BLOCK_OVERHEAD;
-        }
         let off = HL + first * CBS;
-        if self.header_pending {
-            if first != 0 {
-                self.flush_header(f)?;
-            } else if let Some(h) = self.header {
-                let mut both = Vec::with_capacity(HEADER_LEN + out.len());
-                both.extend_from_slice(&h);
-                both.extend_from_slice(&out);
-                if let Err(e) = f.write_all_at(&both, 0) {
-                    self.abandon_header(f);
-                    return Err(e.into());
+        let sealed = blocks::sealed_len(plain.len());
+        blocks::with_scratch(HEADER_LEN + sealed, 0, |buf, _| {
+            blocks::seal_run(key, first, plain, &mut buf[HEADER_LEN..])
+                .map_err(|_| IoError::Sys(Errno::EIO))?;
+            if self.header_pending {
+                if first != 0 {
+                    self.flush_header(f)?;
+                } else if let Some(h) = self.header {
+                    buf[..HEADER_LEN].copy_from_slice(&h);
+                    if let Err(e) = f.write_all_at(buf, 0) {
+                        self.abandon_header(f);
+                        return Err(e.into());
+                    }
+                    self.header_pending = false;
+                    self.csize = self.csize.max(off + sealed as u64);
+                    return Ok(());
                 }
-                self.header_pending = false;
-                self.csize = self.csize.max(off + out.len() as u64);
-                return Ok(());
             }
-        }
-        // Only pure overwrites: an append's partial page was just written
-        // (cached), and pages past the end need no read at all.
-        if off + (out.len() as u64) <= self.csize {
-            prefetch_partial_pages(f, off, out.len() as u64);
-        }
-        if let Err(e) = f.write_all_at(&out, off) {
-            // A short write (ENOSPC, EDQUOT) may leave a torn block past the
-            // old end, which would fail authentication and take the whole
-            // file down with it; cut back to the last consistent size.
-            if off + out.len() as u64 > self.csize {
-                let _ = f.set_len(self.csize);
+            let out = &buf[HEADER_LEN..];
+            // Only pure overwrites: an append's partial page was just written
+            // (cached), and pages past the end need no read at all.
+            if off + (out.len() as u64) <= self.csize {
+                prefetch_partial_pages(f, off, out.len() as u64);
             }
-            return Err(e.into());
-        }
-        self.csize = self.csize.max(off + out.len() as u64);
-        Ok(())
+            if let Err(e) = f.write_all_at(out, off) {
+                // A short write (ENOSPC, EDQUOT) may leave a torn block past
+                // the old end, which would fail authentication and take the
+                // whole file down with it; cut back to the last consistent size.
+                if off + out.len() as u64 > self.csize {
+                    let _ = f.set_len(self.csize);
+                }
+                return Err(e.into());
+            }
+            self.csize = self.csize.max(off + out.len() as u64);
+            Ok(())
+        })
     }
 
     pub fn write(
@@ -359,6 +347,12 @@ impl FileIo {
         let cur = self.plain_len()?;
         let new_len = end.max(cur);
         let (first, last) = (off / BS, (end - 1) / BS);
+        // Whole blocks (or a tail past the old end): nothing old to merge,
+        // so seal straight from the request.
+        if off % BS == 0 && (end % BS == 0 || end >= cur) {
+            self.write_blocks(f, &key, first, data)?;
+            return Ok(data.len());
+        }
         let span_end = ((last + 1) * BS).min(new_len);
         let mut buf = vec![0u8; (span_end - first * BS) as usize];
         // Only the first and last blocks can be partially overwritten.

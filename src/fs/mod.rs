@@ -3,6 +3,7 @@
 //! about FUSE types, and it never logs key material or plaintext contents.
 
 mod attr;
+mod blocks;
 mod dir_ops;
 pub mod file_io;
 mod names;

@@ -73,11 +73,22 @@ impl CoreFs {
         self.install_handle(node, file, false)
     }
 
-    pub fn read(&self, fh: u64, off: u64, size: u32) -> FsResult<Vec<u8>> {
+    /// Reads through `reply`, which sees the plaintext in place.
+    pub fn read_with<R>(
+        &self,
+        fh: u64,
+        off: u64,
+        size: u32,
+        reply: impl FnOnce(&[u8]) -> R,
+    ) -> FsResult<R> {
         let of = self.open_file(fh)?;
         let io = of.node.io.read().unwrap_or_else(|e| e.into_inner());
-        io.read(&of.file, off, size)
+        io.read_with(&of.file, off, size, reply)
             .map_err(|e| self.io_err(of.node.ino, e))
+    }
+
+    pub fn read(&self, fh: u64, off: u64, size: u32) -> FsResult<Vec<u8>> {
+        self.read_with(fh, off, size, <[u8]>::to_vec)
     }
 
     pub fn write(&self, fh: u64, off: u64, data: &[u8]) -> FsResult<u32> {
