@@ -15,7 +15,7 @@ set -euo pipefail
 [ "$(id -u)" = 0 ] || { echo "deps.sh: run as root (sudo scripts/deps.sh)" >&2; exit 1; }
 
 PKGS=(fuse3 libfuse3-dev pkg-config fio jq attr gocryptfs gcc make build-essential
-      util-linux procps psmisc tar python3 ca-certificates
+      util-linux procps psmisc strace tar python3 ca-certificates
       swtpm swtpm-tools libtss2-dev libtss2-tcti-swtpm0 tpm2-tools)
 
 missing=()
