@@ -57,27 +57,21 @@ use rustix::fs::{AtFlags, Mode, OFlags};
 // ---------------------------------------------------------------------------
 // BUDGETS: maximum backing syscalls per operation (everything the daemon
 // calls except read/writev on /dev/fuse, futex and restart_syscall).
-// Budget = highest value measured on the project machine (29 runs, kernel
-// 6.18, 2 cores), rounded up, plus about one syscall of slack. When the
-// daemon gets cheaper, lower the number here: the test prints the measured
-// values on every run.
+// Budget = highest value measured on the project machine (kernel 6.18,
+// 2 cores), rounded up, plus about one syscall of slack. When the daemon
+// gets cheaper, lower the number here: the test prints the measured values
+// on every run. (Before the key-slot pool, create/read/mkdir also paid
+// ~3-5 mlock/munlock pairs per operation and varied run to run.)
 //
-// The classes that touch key material (create, read, mkdir) vary by up to
-// ~5 syscalls/op between runs: the secret allocator mlock()s every new key
-// allocation's pages and munlock()s them when it is freed (open unwraps the
-// DEK, release drops it), and how many calls that takes depends on heap
-// placement and on which worker thread (malloc arena) serves the request.
-// "fixed" below is the part that never varies.
-//
-//  class       budget      measured    fixed + mlock/munlock   FUSE requests per operation
+//  class       budget      measured   what the daemon does               FUSE requests per operation
 const BUDGETS: &[(&str, f64)] = &[
-    ("create", 21.0), // 17.1-19.4   11 + ~3.5/~3.5 (+mprotect)  LOOKUP(neg) CREATE GETXATTR(security.capability) WRITE RELEASE
-    ("stat", 3.0),    //  2.0         2                          LOOKUP
-    ("read", 20.0),   // 13.2-18.3    7 + ~4.5/~4.5              LOOKUP OPEN READ RELEASE
-    ("unlink", 7.0),  //  6.0         6                          LOOKUP UNLINK FORGET
-    ("mkdir", 26.0),  // 20.7-24.5   16 + ~1.3/~0.8 (+mprotect)  LOOKUP(neg) MKDIR
-    ("rmdir", 19.0),  // 17.3-17.4   17 + munlock ~0.33          LOOKUP RMDIR FORGET
-    ("rename", 8.0),  //  6.0-7.0     7                          LOOKUP(src) LOOKUP(dst, neg) RENAME
+    ("create", 10.0), //  8.2   openat x3 (neg lookup, O_CREAT, O_PATH), fstat, getrandom x2, pwrite, close  LOOKUP(neg) CREATE GETXATTR(security.capability) WRITE RELEASE
+    ("stat", 3.0),    //  2.0   openat O_PATH, fstat                LOOKUP
+    ("read", 8.0), //  7.0   O_PATH + fstat, reopen, statx, pread header, pread block, close  LOOKUP OPEN READ RELEASE
+    ("unlink", 6.0), //  5.0   O_PATH + fstat, unlinkat, close x2  LOOKUP UNLINK FORGET
+    ("mkdir", 10.0), //  9.2   mkdirat, openat x3, fchown, write, close, fstat, getrandom  LOOKUP(neg) MKDIR
+    ("rmdir", 16.0), // 15.0   lookup reads the key file; emptiness check, key-file copy, unlinkat x2  LOOKUP RMDIR FORGET
+    ("rename", 8.0), //  7.0   O_PATH + fstat, newfstatat x2, renameat2, close  LOOKUP(src) LOOKUP(dst, neg) RENAME
 ];
 // ---------------------------------------------------------------------------
 

@@ -114,7 +114,7 @@ impl CoreFs {
             Mode::empty(),
         )
         .ok()?;
-        let mut d = rustix::fs::Dir::read_from(&dirfd).ok()?;
+        let mut d = rustix::fs::Dir::new(dirfd).ok()?;
         let mut count = 0;
         while let Some(Ok(e)) = d.next() {
             let n = e.file_name().to_bytes();
@@ -396,14 +396,15 @@ impl CoreFs {
             OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
             Mode::empty(),
         )?;
-        let d = rustix::fs::Dir::read_from(&dfd)?;
-        for e in d {
+        let mut d = rustix::fs::Dir::new(dfd)?;
+        while let Some(e) = d.read() {
             let e = e?;
             let n = e.file_name().to_bytes();
             if n != b"." && n != b".." && n != DIR_META_NAME.as_bytes() {
                 return Err(Errno::ENOTEMPTY);
             }
         }
+        let dfd = d.fd()?;
         let meta = read_small(&dfd, DIR_META_NAME, DIR_META_LEN).ok();
         let _ = rustix::fs::unlinkat(&dfd, DIR_META_NAME, AtFlags::empty());
         if let Err(e) = rustix::fs::unlinkat(pfd, bn.name(), AtFlags::REMOVEDIR) {

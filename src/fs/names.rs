@@ -166,14 +166,16 @@ pub fn list(
         Mode::empty(),
     )?;
     let mut out = Vec::new();
-    let d = rustix::fs::Dir::read_from(&fd)?;
-    for ent in d {
+    // Dir::new reads through this very descriptor (read_from would dup it
+    // with two more syscalls); only *at() calls use it alongside.
+    let mut d = rustix::fs::Dir::new(fd)?;
+    while let Some(ent) = d.read() {
         let ent = ent?;
         let Ok(cipher) = ent.file_name().to_str() else {
             continue;
         };
         let cipher = cipher.to_owned();
-        let (plain, unreadable) = match decode(dir, &fd, &cipher) {
+        let (plain, unreadable) = match decode(dir, &d.fd()?, &cipher) {
             Decoded::Internal => continue,
             Decoded::Name(p) => (p, false),
             Decoded::Unreadable => {
@@ -200,8 +202,7 @@ pub fn find_recovery(dirfd: &impl AsFd, wanted: &[u8]) -> FsResult<String> {
         OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
         Mode::empty(),
     )?;
-    let d = rustix::fs::Dir::read_from(&fd)?;
-    for ent in d {
+    for ent in rustix::fs::Dir::new(fd)? {
         let ent = ent?;
         if let Ok(c) = ent.file_name().to_str() {
             if recovery_name(c) == wanted {

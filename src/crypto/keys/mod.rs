@@ -188,7 +188,8 @@ impl VolumeKeys {
     }
 
     pub fn create_dir(&self, parent: &DirKey) -> Result<(DirKey, [u8; DIR_META_LEN]), CryptoError> {
-        self.create_dir_from_parts(parent, Key32::random()?, random_array()?)
+        let (key, dir_id) = random_key_and_id()?;
+        self.create_dir_from_parts(parent, key, dir_id)
     }
 
     /// Deterministic variant of `create_dir` for known-answer tests.
@@ -235,12 +236,8 @@ impl VolumeKeys {
     }
 
     pub fn create_file(&self, dir: &DirKey) -> Result<(FileKey, [u8; HEADER_LEN]), CryptoError> {
-        self.create_file_from_parts(
-            dir,
-            Key32::random()?,
-            random_array()?,
-            FileKey::INITIAL_RESERVATION,
-        )
+        let (dek, file_id) = random_key_and_id()?;
+        self.create_file_from_parts(dir, dek, file_id, FileKey::INITIAL_RESERVATION)
     }
 
     /// Deterministic variant of `create_file` for known-answer tests (AES-KW is deterministic,
@@ -341,4 +338,19 @@ fn two_step(
     } else {
         ([Some(new_slot.clone()), old], [Some(new_slot), None])
     }
+}
+
+/// A fresh key and id from one getrandom call (this runs for every file and
+/// directory created); the key bytes never leave locked memory.
+fn random_key_and_id() -> Result<(Key32, [u8; 16]), CryptoError> {
+    let mut both = crate::secret::SecretBytes::zeroed(48);
+    crate::crypto::fill_random(both.expose_mut())?;
+    let (k, id) = both.expose().split_at(32);
+    let key = Key32::try_fill(|out| {
+        out.copy_from_slice(k);
+        Ok::<(), CryptoError>(())
+    })?;
+    let mut file_id = [0u8; 16];
+    file_id.copy_from_slice(id);
+    Ok((key, file_id))
 }
