@@ -406,7 +406,7 @@ impl CoreFs {
         }
         let dfd = d.fd()?;
         let meta = read_small(&dfd, DIR_META_NAME, DIR_META_LEN).ok();
-        let _ = rustix::fs::unlinkat(&dfd, DIR_META_NAME, AtFlags::empty());
+        let _ = rustix::fs::unlinkat(dfd, DIR_META_NAME, AtFlags::empty());
         if let Err(e) = rustix::fs::unlinkat(pfd, bn.name(), AtFlags::REMOVEDIR) {
             if let Some(m) = meta {
                 let _ = write_small_atomic(&dfd, DIR_META_NAME, &m);
