@@ -39,6 +39,9 @@
 #   encfs           --standard, --extpass
 #   dekfs           this repo's target/release/dekfs, default KDF, --passfile
 #   dekfs_wb        the same with -o writeback_cache (opt-in; see README)
+#   dekfs_nx        the same with -o noxattr (opt-in: no xattrs, so the kernel
+#                   stops asking for security.capability before every write,
+#                   as with passthrough_ll, which has no xattr support)
 #
 # Workloads:
 #   seq_write / seq_read   fio, 1 MiB blocks, SEQ_MB file, end_fsync=1 for the
@@ -319,6 +322,9 @@ setup_dekfs() {
 # surfaces at fsync/close), to show what the trade-off buys.
 setup_dekfs_wb() {
     DEKFS_MOUNT_OPTS="-o writeback_cache" setup_dekfs
+}
+setup_dekfs_nx() {
+    DEKFS_MOUNT_OPTS="-o noxattr" setup_dekfs
 }
 setup_securefs() {
     MNT=$D/mnt; mkdir -p "$D/cipher" "$MNT"

@@ -27,6 +27,12 @@ pub struct DekFuse {
     /// only surface at fsync/close, which most programs never check, so a
     /// full disk would lose data silently.
     pub writeback_cache: bool,
+    /// `-o noxattr` clears this: every xattr request is answered ENOSYS,
+    /// which the kernel remembers for the mount. That saves the
+    /// `security.capability` GETXATTR it sends before every write(2) (one
+    /// round trip in three for a small-file create), at the price of
+    /// user.* xattrs. (The null passthrough_ll runs this way by default.)
+    pub xattr: bool,
 }
 
 fn err(e: CoreErrno) -> Errno {
@@ -524,6 +530,9 @@ impl Filesystem for DekFuse {
         _position: u32,
         reply: ReplyEmpty,
     ) {
+        if !self.xattr {
+            return reply.error(Errno::ENOSYS);
+        }
         empty(
             reply,
             self.core.setxattr(ino.0, name.as_bytes(), value, flags),
@@ -531,14 +540,23 @@ impl Filesystem for DekFuse {
     }
 
     fn getxattr(&self, _req: &Request, ino: INodeNo, name: &OsStr, size: u32, reply: ReplyXattr) {
+        if !self.xattr {
+            return reply.error(Errno::ENOSYS);
+        }
         xattr_reply(reply, size, self.core.getxattr(ino.0, name.as_bytes()));
     }
 
     fn listxattr(&self, _req: &Request, ino: INodeNo, size: u32, reply: ReplyXattr) {
+        if !self.xattr {
+            return reply.error(Errno::ENOSYS);
+        }
         xattr_reply(reply, size, self.core.listxattr(ino.0));
     }
 
     fn removexattr(&self, _req: &Request, ino: INodeNo, name: &OsStr, reply: ReplyEmpty) {
+        if !self.xattr {
+            return reply.error(Errno::ENOSYS);
+        }
         empty(reply, self.core.removexattr(ino.0, name.as_bytes()));
     }
 

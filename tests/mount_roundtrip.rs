@@ -821,3 +821,29 @@ fn size_limits_give_clean_errors() {
     let e = fs::write(v.p(&"n".repeat(256)), b"x").unwrap_err();
     assert_eq!(errno(&e), libc::ENAMETOOLONG, "256-byte name: {e}");
 }
+
+#[test]
+fn noxattr_mount_refuses_xattrs_and_keeps_data() {
+    require_fuse!();
+    let v = TestVolume::new("noxattr");
+    v.mount();
+    fs::write(v.p("f"), b"data").unwrap();
+    set_xattr(&v.p("f"), "user.kept", b"v").unwrap();
+    v.umount();
+    v.mount_with(&["-o", "noxattr"]);
+    let e = set_xattr(&v.p("f"), "user.a", b"v").unwrap_err();
+    assert_eq!(e.raw_os_error(), Some(libc::EOPNOTSUPP), "setxattr: {e}");
+    let e = get_xattr(&v.p("f"), "user.kept").unwrap_err();
+    assert_eq!(e.raw_os_error(), Some(libc::EOPNOTSUPP), "getxattr: {e}");
+    // Writes work without the kernel's security.capability query.
+    fs::write(v.p("g"), b"more").unwrap();
+    assert_eq!(fs::read(v.p("f")).unwrap(), b"data");
+    assert_eq!(fs::read(v.p("g")).unwrap(), b"more");
+    v.umount();
+    v.mount();
+    assert_eq!(
+        get_xattr(&v.p("f"), "user.kept").unwrap(),
+        b"v",
+        "xattrs survive a noxattr mount"
+    );
+}

@@ -132,6 +132,7 @@ struct Opts {
     suid: bool,
     dev: bool,
     writeback_cache: bool,
+    xattr: bool,
 }
 
 fn mount_options(cipherdir: &Path, given: &[String]) -> CliResult<Opts> {
@@ -146,6 +147,7 @@ fn mount_options(cipherdir: &Path, given: &[String]) -> CliResult<Opts> {
         suid: false,
         dev: false,
         writeback_cache: false,
+        xattr: true,
     };
     let mut default_perms = false;
     for opt in given.iter().map(|s| s.trim()).filter(|s| !s.is_empty()) {
@@ -165,6 +167,7 @@ fn mount_options(cipherdir: &Path, given: &[String]) -> CliResult<Opts> {
             }
             "suid" => o.suid = true,
             "writeback_cache" => o.writeback_cache = true,
+            "noxattr" => o.xattr = false,
             "dev" => o.dev = true,
             // fstab/systemd bookkeeping, meaningless to the kernel.
             "defaults" | "auto" | "noauto" | "nofail" | "_netdev" | "user" | "users" => {}
@@ -230,6 +233,7 @@ fn serve(
     let fs = DekFuse {
         core,
         writeback_cache: opts.writeback_cache,
+        xattr: opts.xattr,
     };
     let mount_err = |e: std::io::Error| {
         CliError::new(
