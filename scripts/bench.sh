@@ -66,7 +66,7 @@
 #   cpuprof: linux-perf.  Results: stdout and $OUT_DIR/<timestamp>/
 #   (summary.csv, values.csv = every rep, info.txt = mounts/versions, log.txt);
 #   render.py turns summary.csv into markdown tables.
-# Knobs (env): PROFILE BENCH_DIR OUT_DIR REPS SEQ_MB RAND_FILE_MB RAND_IO_MB
+# Knobs (env): PROFILE BENCH_DIR OUT_DIR REPS INTERLEAVE SEQ_MB RAND_FILE_MB RAND_IO_MB
 #              RAND_RUNTIME NDIRS PERDIR FILE_KB TAR_SRC MOUNT_TIMEOUT KEEP
 #              QUIET_MAX QUIET_WAIT WORKLOADS BENCH_NICE
 #
@@ -112,6 +112,12 @@ full) _seq=1024 _rio=32 _nd=100 _tex="" ;;
 *) _seq=512 _rio=16 _nd=50 _tex="node" ;;
 esac
 REPS=${REPS:-3}
+# INTERLEAVE=1 (default): REPS rounds, each mounting every target afresh and
+# running every workload once, so drift of the machine or its disk over the
+# run (seen here: 800-1100 MiB/s for the same target) hits all targets alike
+# instead of whichever runs last. INTERLEAVE=0: all reps of a target in a row.
+INTERLEAVE=${INTERLEAVE:-1}
+if [ "$INTERLEAVE" = 1 ]; then ROUNDS=$REPS; REPS=1; else ROUNDS=1; fi
 SEQ_MB=${SEQ_MB:-$_seq}
 RAND_FILE_MB=${RAND_FILE_MB:-256}
 # On a tmpfs BENCH_DIR the random phases finish in tens of milliseconds and
@@ -574,12 +580,14 @@ TAR_BYTES=$(stat -c %s "$TARBALL")
     echo "cpu: $(awk -F': ' '/model name/{print $2; exit}' /proc/cpuinfo)"
     echo "bench dir: $BENCH_DIR on $(df -T "$BENCH_DIR" | awk 'NR==2{print $1" ("$2")"}')"
     echo "priority: nice $(ps -o ni= -p $$ | tr -d ' ')"
-    echo "knobs: PROFILE=$PROFILE REPS=$REPS SEQ_MB=$SEQ_MB RAND_FILE_MB=$RAND_FILE_MB RAND_IO_MB=$RAND_IO_MB RAND_RUNTIME=$RAND_RUNTIME NDIRS=$NDIRS PERDIR=$PERDIR FILE_KB=$FILE_KB"
+    echo "knobs: PROFILE=$PROFILE ROUNDS=$ROUNDS REPS=$REPS SEQ_MB=$SEQ_MB RAND_FILE_MB=$RAND_FILE_MB RAND_IO_MB=$RAND_IO_MB RAND_RUNTIME=$RAND_RUNTIME NDIRS=$NDIRS PERDIR=$PERDIR FILE_KB=$FILE_KB"
     echo "tarball: $TAR_SRC (excluding: ${TAR_EXCLUDE:-nothing}), $TAR_FILES files, $TAR_BYTES bytes (uncompressed tar on tmpfs)"
     echo "versions: dekfs $(cd "$REPO" && git describe --always --dirty 2>/dev/null); fio $(fio --version); $(gocryptfs -version 2>&1 | head -1); $(cryfs --version 2>&1 | head -1); securefs $(dpkg-query -W -f='${Version}' securefs 2>/dev/null); encfs $(dpkg-query -W -f='${Version}' encfs 2>/dev/null); bindfs $(dpkg-query -W -f='${Version}' bindfs 2>/dev/null); fuse3 $(dpkg-query -W -f='${Version}' fuse3 2>/dev/null)"
 } >>"$INFO"
 
 T0=$SECONDS
+for ROUND in $(seq 1 "$ROUNDS"); do
+[ "$ROUNDS" -gt 1 ] && log "### round $ROUND of $ROUNDS"
 for T in $TARGETS; do
     D=$BENCH_DIR/t/$T
     rm -rf "$D"; mkdir -p "$D"
@@ -602,6 +610,7 @@ for T in $TARGETS; do
     unmount_current
     rm -rf "$D"
     log "=== $T: done in $((SECONDS - ts)) s"
+done
 done
 log "all targets done in $((SECONDS - T0)) s"
 
