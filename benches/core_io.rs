@@ -63,11 +63,14 @@ fn io(c: &mut Criterion) {
                 format!("f{n}")
             },
             |name| {
-                let (_, fh) = core
+                let (a, fh) = core
                     .create(ROOT_INO, name.as_bytes(), 0o644, libc::O_RDWR, ME)
                     .expect("create");
                 core.write(fh, 0, &data[..4096]).expect("write");
                 core.release(fh);
+                // As the kernel would: otherwise every node keeps its O_PATH
+                // descriptor and the run ends in EMFILE.
+                core.forget(a.ino, 1);
             },
             BatchSize::SmallInput,
         )
