@@ -128,3 +128,36 @@ fn fsck_reports_by_plaintext_path_writes_nothing_then_repair_quarantines() {
     assert_eq!(read_file(&b.v.p("/b/fine")).unwrap(), random_bytes(4, 9000));
     b.check_rest_works();
 }
+
+#[test]
+fn empty_directory_with_cut_short_key_file_is_a_note_and_is_rekeyed() {
+    require_fuse!();
+    let v = TestVolume::new("fsck-cut-meta");
+    v.mount();
+    fs::create_dir(v.p("empty")).unwrap();
+    v.umount();
+    // What a power cut can leave: mkdir does not fsync the new key file.
+    let dirs: Vec<_> = fs::read_dir(&v.cipher)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.is_dir())
+        .collect();
+    assert_eq!(dirs.len(), 1, "{dirs:?}");
+    fs::write(dirs[0].join("dekfs.dir"), b"").unwrap();
+    let out = fsck(&v, &[]);
+    assert!(out.ok(), "{}{}", out.stdout, out.stderr);
+    assert!(out.stdout.contains("0 problem(s)"), "{}", out.stdout);
+    assert!(out.stdout.contains("cut-short metadata"), "{}", out.stdout);
+    v.mount();
+    fs::write(v.p("empty/f"), b"usable again").unwrap();
+    v.umount();
+    v.mount();
+    assert_eq!(fs::read(v.p("empty/f")).unwrap(), b"usable again");
+    v.umount();
+    let out = fsck(&v, &[]);
+    assert!(
+        out.ok() && out.stdout.contains("0 problem(s)"),
+        "{}",
+        out.stdout
+    );
+}

@@ -157,6 +157,13 @@ impl<'a> Walker<'a> {
         if ft.is_dir() {
             let meta = bpath.join(DIR_META_NAME);
             match read_capped(&meta, DIR_META_LEN as u64) {
+                // What a power cut can leave after mkdir (the daemon does not
+                // fsync a new key until something below it is fsynced).
+                Ok(Some(m)) if m.len() < DIR_META_LEN && only_metadata(&bpath)? => {
+                    self.report.notes.push(format!(
+                        "{plain}: empty directory with cut-short metadata (re-keyed on first access)"
+                    ));
+                }
                 Ok(Some(m)) => match self.keys.open_dir(parent, &m) {
                     Ok(k) => return self.dir(bpath, plain, &k),
                     Err(e) => self.problem(plain, &bpath, format!("directory key: {e}")),
@@ -229,4 +236,14 @@ impl<'a> Walker<'a> {
 
 fn open(fk: &FileKey, i: u64, stored: &[u8], out: &mut [u8]) -> Result<usize, ()> {
     fk.open_block(i, stored, out).map_err(|_| ())
+}
+
+/// True if a backing directory holds nothing but its own key file(s).
+fn only_metadata(dir: &Path) -> std::io::Result<bool> {
+    for e in fs::read_dir(dir)? {
+        if !e?.file_name().as_encoded_bytes().starts_with(b"dekfs.dir") {
+            return Ok(false);
+        }
+    }
+    Ok(true)
 }
