@@ -477,6 +477,10 @@ impl CoreFs {
         // The moved entry's node, if the kernel knows it, follows it.
         let moved = self.nodes.get(self.fuse_ino(st.st_ino)).ok();
         if parent != newparent {
+            // The entry is about to be rewrapped under the new directory's
+            // key; an entry that was durable must not come to depend on a
+            // key that is not (see `mkdir`).
+            self.sync_dir_keys(newparent)?;
             self.move_across(
                 &pnode,
                 &pkey,

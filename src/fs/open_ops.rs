@@ -103,7 +103,7 @@ impl CoreFs {
 
     /// Before a child becomes durable, so must every key it depends on:
     /// the keys of its directory and of all directories above it.
-    fn sync_dir_keys(&self, mut ino: u64) -> FsResult<()> {
+    pub(super) fn sync_dir_keys(&self, mut ino: u64) -> FsResult<()> {
         while let Ok(node) = self.node(ino) {
             node.sync_key()?;
             let parent = node.parent();

@@ -303,6 +303,19 @@ fn new_directory_keys_are_flushed_before_their_children() {
     let c = core.mkdir(ROOT_INO, b"c", 0o755, ME).expect("mkdir c");
     core.fsyncdir(c.ino).expect("fsyncdir");
     assert!(!unsynced(c.ino));
+    // A durable file moved into a new directory is rewrapped under its key:
+    // that key must be durable first.
+    let d = core.mkdir(ROOT_INO, b"d", 0o755, ME).expect("mkdir d");
+    let (_, fh) = core
+        .create(ROOT_INO, b"g", 0o644, libc::O_RDWR, ME)
+        .expect("create g");
+    core.release(fh);
+    assert!(unsynced(d.ino));
+    core.rename(ROOT_INO, b"g", d.ino, b"g", 0).expect("rename");
+    assert!(
+        !unsynced(d.ino),
+        "a move into a new directory flushes its key"
+    );
 }
 
 #[test]
