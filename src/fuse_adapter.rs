@@ -30,7 +30,7 @@ pub struct DekFuse {
     /// `-o noxattr` clears this: every xattr request is answered ENOSYS,
     /// which the kernel remembers for the mount. That saves the
     /// `security.capability` GETXATTR it sends before every write(2) (one
-    /// round trip in three for a small-file create), at the price of
+    /// round trip in five for a small-file create), at the price of
     /// user.* xattrs. (The null passthrough_ll runs this way by default.)
     pub xattr: bool,
 }

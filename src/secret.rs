@@ -165,7 +165,9 @@ fn slot_alloc() -> NonNull<[u8; SLOT]> {
         }
     };
     // addr is a non-null slot address inside one of our pages (page base + multiple of SLOT).
-    NonNull::new(addr as *mut [u8; SLOT]).unwrap_or(NonNull::dangling())
+    // Never null (page base + offset); a dangling fallback would be unsound,
+    // so an impossible null aborts instead.
+    NonNull::new(addr as *mut [u8; SLOT]).unwrap_or_else(|| std::process::abort())
 }
 
 /// 32 secret bytes in a slot of an mlocked page (so moves never leave copies on the stack),

@@ -173,6 +173,20 @@ impl CoreFs {
         self.nodes.get(ino)
     }
 
+    /// Before a child becomes durable, so must every key it depends on:
+    /// the keys of its directory and of all directories above it.
+    fn sync_dir_keys(&self, mut ino: u64) -> FsResult<()> {
+        while let Ok(node) = self.node(ino) {
+            node.sync_key()?;
+            let parent = node.parent();
+            if parent == ino {
+                break;
+            }
+            ino = parent;
+        }
+        Ok(())
+    }
+
     fn dir_node(&self, ino: u64) -> FsResult<(Arc<Node>, Arc<DirKey>)> {
         let n = self.node(ino)?;
         let k = n.dir_key()?.clone();

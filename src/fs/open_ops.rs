@@ -101,20 +101,6 @@ impl CoreFs {
         Ok(n as u32)
     }
 
-    /// Before a child becomes durable, so must every key it depends on:
-    /// the keys of its directory and of all directories above it.
-    pub(super) fn sync_dir_keys(&self, mut ino: u64) -> FsResult<()> {
-        while let Ok(node) = self.node(ino) {
-            node.sync_key()?;
-            let parent = node.parent();
-            if parent == ino {
-                break;
-            }
-            ino = parent;
-        }
-        Ok(())
-    }
-
     pub fn fsync(&self, fh: u64, datasync: bool) -> FsResult<()> {
         let of = self.open_file(fh)?;
         self.sync_dir_keys(of.node.parent())?;
