@@ -8,36 +8,7 @@ mod common;
 use common::*;
 use std::fs;
 use std::io::Write;
-use std::path::{Path, PathBuf};
-use std::process::Command;
-
-/// A tmpfs mounted at a path for the life of the value.
-struct Tmpfs(PathBuf);
-
-impl Tmpfs {
-    fn mount(at: &Path, size: &str) -> Tmpfs {
-        let ok = Command::new("mount")
-            .args([
-                "-t",
-                "tmpfs",
-                "-o",
-                &format!("size={size},mode=0700"),
-                "tmpfs",
-            ])
-            .arg(at)
-            .status()
-            .unwrap()
-            .success();
-        assert!(ok, "mount tmpfs at {}", at.display());
-        Tmpfs(at.to_owned())
-    }
-}
-
-impl Drop for Tmpfs {
-    fn drop(&mut self) {
-        let _ = Command::new("umount").arg("-l").arg(&self.0).status();
-    }
-}
+use std::path::Path;
 
 /// Writes `chunk`-sized pieces to `path` until an error; returns its errno.
 fn fill(path: &Path, chunk: usize, seed: u64) -> i32 {
@@ -56,15 +27,7 @@ fn fill(path: &Path, chunk: usize, seed: u64) -> i32 {
 #[test]
 fn fulldisk_writers_get_enospc_and_fsynced_files_survive() {
     require_fuse!();
-    let v = TestVolume::uninitialised("fulldisk");
-    let _tmpfs = Tmpfs::mount(&v.cipher, "24m");
-    let (c, pf) = (
-        v.cipher.display().to_string(),
-        v.passfile.display().to_string(),
-    );
-    let mut args = vec!["init", &c, "--passfile", &pf];
-    args.extend(FAST_KDF);
-    dekfs(&args).expect_code(exit::OK, "init on tmpfs");
+    let v = TestVolume::on_tmpfs("fulldisk", "24m");
     v.mount();
     fs::create_dir(v.p("keep")).unwrap();
     let kept: Vec<(String, Vec<u8>)> = (0..4)
@@ -127,7 +90,7 @@ fn fulldisk_writers_get_enospc_and_fsynced_files_survive() {
     }
     assert_eq!(read_file(&v.p("after")).unwrap(), b"space again");
     v.umount();
-    let out = dekfs(["fsck", &c, "--passfile", &pf]);
+    let out = v.fsck();
     assert!(
         out.ok(),
         "fsck after full disk:\n{}{}",
@@ -143,15 +106,7 @@ fn fulldisk_writers_get_enospc_and_fsynced_files_survive() {
 #[test]
 fn fulldisk_file_whose_write_hit_enospc_stays_readable() {
     require_fuse!();
-    let v = TestVolume::uninitialised("fulldisk-torn");
-    let _tmpfs = Tmpfs::mount(&v.cipher, "8m");
-    let (c, pf) = (
-        v.cipher.display().to_string(),
-        v.passfile.display().to_string(),
-    );
-    let mut args = vec!["init", &c, "--passfile", &pf];
-    args.extend(FAST_KDF);
-    dekfs(&args).expect_code(exit::OK, "init on tmpfs");
+    let v = TestVolume::on_tmpfs("fulldisk-torn", "8m");
     v.mount();
     let mut problems = Vec::new();
     for (i, chunk) in [1usize << 20, 4096, 1000].into_iter().enumerate() {

@@ -364,15 +364,30 @@ impl CoreFs {
         self.check_writable()?;
         let (pnode, pkey) = self.dir_node(parent)?;
         let bn = self.resolve(&pnode, &pkey, name)?;
-        let _g = lock(&pnode.entries_lock);
+        let g = lock(&pnode.entries_lock);
+        let mut last = None;
         if dir {
             self.remove_dir_entry(&pnode.fd, &bn)?;
         } else {
             // Linux's unlink() refuses a directory with EISDIR itself.
+            let st = rustix::fs::statat(&pnode.fd, bn.name(), AtFlags::SYMLINK_NOFOLLOW);
             rustix::fs::unlinkat(&pnode.fd, bn.name(), AtFlags::empty())?;
+            last = st.ok().and_then(|st| self.last_link_node(&st));
         }
         bn.remove_record(&pnode.fd);
+        drop(g);
+        if let Some(n) = last {
+            self.reclaim(&n);
+        }
         Ok(())
+    }
+
+    /// The node of a regular file that `st` shows with one link left, if
+    /// the kernel knows it: removing that link may free its inode.
+    fn last_link_node(&self, st: &rustix::fs::Stat) -> Option<Arc<Node>> {
+        (st.st_nlink == 1 && Kind::from_mode(st.st_mode) == Kind::File)
+            .then(|| self.nodes.get(self.fuse_ino(st.st_ino)).ok())
+            .flatten()
     }
 
     /// Backing name for `name`, recovery names included (so damaged entries
@@ -446,7 +461,7 @@ impl CoreFs {
         let (npnode, npkey) = self.dir_node(newparent)?;
         let src = self.resolve(&pnode, &pkey, name)?;
         let dst = BackingName::encode(&npkey, newname)?;
-        let (_g1, _g2) = if parent == newparent {
+        let (g1, g2) = if parent == newparent {
             (lock(&pnode.entries_lock), None)
         } else if parent < newparent {
             let a = lock(&pnode.entries_lock);
@@ -462,6 +477,7 @@ impl CoreFs {
             return Err(Errno::EXDEV);
         }
         // An empty target directory still holds its metadata file.
+        let mut replaced = None;
         if !rflags.intersects(RenameFlags::EXCHANGE | RenameFlags::NOREPLACE) {
             if let Ok(tst) = rustix::fs::statat(&npnode.fd, dst.name(), AtFlags::SYMLINK_NOFOLLOW) {
                 let tkind = Kind::from_mode(tst.st_mode);
@@ -470,6 +486,9 @@ impl CoreFs {
                         return Ok(());
                     }
                     self.remove_dir_entry(&npnode.fd, &dst)?;
+                }
+                if tst.st_ino != st.st_ino {
+                    replaced = self.last_link_node(&tst);
                 }
             }
         }
@@ -504,6 +523,10 @@ impl CoreFs {
                 cipher_name: dst.name().to_owned(),
                 plain_name: newname.to_vec(),
             });
+        }
+        drop((g1, g2));
+        if let Some(n) = replaced {
+            self.reclaim(&n);
         }
         Ok(())
     }

@@ -67,6 +67,11 @@ pub struct Node {
     /// Directories made by this daemon whose key file is not yet known to
     /// be on stable storage (see `CoreFs::mkdir`).
     pub key_unsynced: AtomicBool,
+    /// Regular files only: the last link went while a handle was open, so
+    /// the last release should give the backing inode back (`retire`).
+    pub unlinked: AtomicBool,
+    /// The table no longer holds this node (see `NodeTable::retire`).
+    retired: AtomicBool,
 }
 
 impl Node {
@@ -90,6 +95,8 @@ impl Node {
             open_handles: AtomicUsize::new(0),
             unreadable,
             key_unsynced: AtomicBool::new(false),
+            unlinked: AtomicBool::new(false),
+            retired: AtomicBool::new(false),
         }
     }
 
@@ -160,15 +167,36 @@ pub fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
+/// A table slot. `Retired` is a file whose last link and last handle are
+/// gone: its descriptor is closed at once, because the kernel sends FORGET
+/// on its own time and until then the backing filesystem could not free the
+/// space (`rm` on a full disk would not make room before it returns). The
+/// slot keeps the kernel's lookup count so a later FORGET, or a new file
+/// that reuses the backing inode number, still adds up.
+enum Slot {
+    Live(Arc<Node>),
+    Retired(u64),
+}
+
 #[derive(Default)]
 pub struct NodeTable {
-    nodes: RwLock<HashMap<u64, Arc<Node>>>,
+    nodes: RwLock<HashMap<u64, Slot>>,
 }
 
 impl NodeTable {
+    fn read(&self) -> std::sync::RwLockReadGuard<'_, HashMap<u64, Slot>> {
+        self.nodes.read().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn write(&self) -> std::sync::RwLockWriteGuard<'_, HashMap<u64, Slot>> {
+        self.nodes.write().unwrap_or_else(|e| e.into_inner())
+    }
+
     pub fn get(&self, ino: u64) -> Result<Arc<Node>, Errno> {
-        let map = self.nodes.read().unwrap_or_else(|e| e.into_inner());
-        map.get(&ino).cloned().ok_or(Errno::ESTALE)
+        match self.read().get(&ino) {
+            Some(Slot::Live(n)) => Ok(n.clone()),
+            _ => Err(Errno::ESTALE),
+        }
     }
 
     /// Returns the existing node for `ino` (one more lookup), or installs the
@@ -178,35 +206,83 @@ impl NodeTable {
         ino: u64,
         make: impl FnOnce() -> Result<Node, Errno>,
     ) -> Result<Arc<Node>, Errno> {
-        if let Some(n) = self.bump(ino) {
+        if let Some(n) = self.bump_if(ino, |_| true) {
             return Ok(n);
         }
         let node = Arc::new(make()?);
-        let mut map = self.nodes.write().unwrap_or_else(|e| e.into_inner());
-        let n = map.entry(ino).or_insert(node).clone();
+        let mut map = self.write();
+        let slot = map.entry(ino).or_insert(Slot::Retired(0));
+        let n = match slot {
+            Slot::Live(n) => n.clone(),
+            // A new inode with the number of a retired one: the kernel's
+            // count for the number carries on.
+            Slot::Retired(k) => {
+                node.lookups.store(*k, Ordering::Relaxed);
+                *slot = Slot::Live(node.clone());
+                node
+            }
+        };
         n.lookups.fetch_add(1, Ordering::Relaxed);
         Ok(n)
     }
 
     /// The node for `ino` (counted as one more lookup) if `pred` accepts it.
     pub fn bump_if(&self, ino: u64, pred: impl FnOnce(&Node) -> bool) -> Option<Arc<Node>> {
-        let map = self.nodes.read().unwrap_or_else(|e| e.into_inner());
-        let n = map.get(&ino).filter(|n| pred(n))?;
-        n.lookups.fetch_add(1, Ordering::Relaxed);
-        Some(n.clone())
-    }
-
-    fn bump(&self, ino: u64) -> Option<Arc<Node>> {
-        let map = self.nodes.read().unwrap_or_else(|e| e.into_inner());
-        let n = map.get(&ino)?;
+        let map = self.read();
+        let Some(Slot::Live(n)) = map.get(&ino).filter(|s| match s {
+            Slot::Live(n) => pred(n),
+            Slot::Retired(_) => false,
+        }) else {
+            return None;
+        };
         n.lookups.fetch_add(1, Ordering::Relaxed);
         Some(n.clone())
     }
 
     pub fn insert_root(&self, node: Node) {
         node.lookups.store(1, Ordering::Relaxed);
-        let mut map = self.nodes.write().unwrap_or_else(|e| e.into_inner());
-        map.insert(node.ino, Arc::new(node));
+        self.write().insert(node.ino, Slot::Live(Arc::new(node)));
+    }
+
+    /// Takes an unlinked, unopened file out of the table; its descriptor
+    /// closes when the caller's reference goes. The caller holds the node's
+    /// `io` lock, which `revive` also needs, so no handle can appear between
+    /// its check of `open_handles` and this.
+    pub fn retire(&self, node: &Arc<Node>) {
+        let gone = {
+            let mut map = self.write();
+            let Some(slot) = map.get_mut(&node.ino) else {
+                return;
+            };
+            if !matches!(slot, Slot::Live(n) if Arc::ptr_eq(n, node)) {
+                return;
+            }
+            node.retired.store(true, Ordering::Release);
+            match node.lookups.load(Ordering::Relaxed) {
+                0 => map.remove(&node.ino),
+                k => Some(std::mem::replace(slot, Slot::Retired(k))),
+            }
+        };
+        drop(gone);
+    }
+
+    /// An open that raced a `retire` won: the node serves again under the
+    /// kernel's count, as an open-but-unlinked file does.
+    pub fn revive(&self, node: &Arc<Node>) {
+        // Checked first: this runs on every open, the swap almost never.
+        if !node.retired.load(Ordering::Acquire) || !node.retired.swap(false, Ordering::AcqRel) {
+            return;
+        }
+        node.unlinked.store(true, Ordering::Release);
+        let mut map = self.write();
+        let k = match map.get(&node.ino) {
+            Some(Slot::Retired(k)) => *k,
+            // The descriptor this node holds pins the inode number, so the
+            // slot cannot have gone to another node.
+            _ => return,
+        };
+        node.lookups.store(k, Ordering::Relaxed);
+        map.insert(node.ino, Slot::Live(node.clone()));
     }
 
     pub fn forget(&self, ino: u64, n: u64) {
@@ -214,15 +290,24 @@ impl NodeTable {
             return;
         }
         let gone = {
-            let mut map = self.nodes.write().unwrap_or_else(|e| e.into_inner());
-            let Some(node) = map.get(&ino) else {
+            let mut map = self.write();
+            let Some(slot) = map.get_mut(&ino) else {
                 return;
             };
-            let prev = node.lookups.fetch_sub(
-                n.min(node.lookups.load(Ordering::Relaxed)),
-                Ordering::Relaxed,
-            );
-            if prev > n {
+            let left = match slot {
+                Slot::Live(node) => {
+                    let prev = node.lookups.fetch_sub(
+                        n.min(node.lookups.load(Ordering::Relaxed)),
+                        Ordering::Relaxed,
+                    );
+                    prev.saturating_sub(n)
+                }
+                Slot::Retired(k) => {
+                    *k = k.saturating_sub(n);
+                    *k
+                }
+            };
+            if left > 0 {
                 return;
             }
             map.remove(&ino)
@@ -234,10 +319,60 @@ impl NodeTable {
     }
 
     pub fn len(&self) -> usize {
-        self.nodes.read().unwrap_or_else(|e| e.into_inner()).len()
+        self.read().len()
     }
 
     pub fn is_empty(&self) -> bool {
         self.len() == 0
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn node(ino: u64) -> Result<Node, Errno> {
+        let fd = rustix::fs::open("/", OFlags::PATH | OFlags::CLOEXEC, Mode::empty())?;
+        let loc = Location {
+            parent: ROOT_INO,
+            cipher_name: String::new(),
+            plain_name: Vec::new(),
+        };
+        Ok(Node::new(ino, Kind::File, fd, loc, None, false))
+    }
+
+    #[test]
+    fn retired_slot_keeps_the_kernel_count_across_inode_reuse() {
+        let t = NodeTable::default();
+        let a = t.lookup_or_insert(5, || node(5)).expect("insert");
+        t.lookup_or_insert(5, || node(5)).expect("second lookup");
+        t.retire(&a);
+        assert_eq!(t.get(5).err(), Some(Errno::ESTALE));
+        assert!(t.bump_if(5, |_| true).is_none());
+        // A new inode with the same number: the kernel's count (2) goes on.
+        let b = t.lookup_or_insert(5, || node(5)).expect("reuse");
+        assert!(!Arc::ptr_eq(&a, &b));
+        t.forget(5, 2);
+        assert!(t.get(5).is_ok(), "one lookup is left");
+        t.forget(5, 1);
+        assert_eq!((t.get(5).err(), t.len()), (Some(Errno::ESTALE), 0));
+    }
+
+    #[test]
+    fn retired_slot_goes_at_forget_and_revive_restores_the_node() {
+        let t = NodeTable::default();
+        let a = t.lookup_or_insert(7, || node(7)).expect("insert");
+        t.retire(&a);
+        t.revive(&a);
+        assert!(Arc::ptr_eq(&t.get(7).expect("revived"), &a));
+        assert!(a.unlinked.load(Ordering::Acquire), "last release retires");
+        t.retire(&a);
+        assert_eq!(t.len(), 1);
+        t.forget(7, 5);
+        assert_eq!(t.len(), 0);
+        // Retiring a node the table no longer holds changes nothing.
+        t.retire(&a);
+        t.revive(&a);
+        assert_eq!(t.len(), 0);
     }
 }

@@ -42,6 +42,7 @@ impl CoreFs {
                 }
             }
             node.open_handles.fetch_add(1, Ordering::AcqRel);
+            self.nodes.revive(&node);
         }
         let fh = self.new_fh();
         lock(&self.files).insert(fh, Arc::new(OpenFile { node, file }));
@@ -144,8 +145,28 @@ impl CoreFs {
             return;
         };
         let mut io = of.node.io.write().unwrap_or_else(|e| e.into_inner());
-        if of.node.open_handles.fetch_sub(1, Ordering::AcqRel) == 1 {
+        let last = of.node.open_handles.fetch_sub(1, Ordering::AcqRel) == 1;
+        if last {
             io.unload();
+        }
+        drop(io);
+        if last && of.node.unlinked.load(Ordering::Acquire) {
+            self.reclaim(&of.node);
+        }
+    }
+
+    /// Gives back the backing inode of a file whose last link is gone as
+    /// soon as no handle holds it, instead of at the kernel's FORGET (see
+    /// `NodeTable::retire`); with a handle open, the last release does it.
+    pub(super) fn reclaim(&self, node: &Arc<Node>) {
+        if node.kind != Kind::File {
+            return;
+        }
+        let _io = node.io.write().unwrap_or_else(|e| e.into_inner());
+        if node.open_handles.load(Ordering::Acquire) != 0 {
+            node.unlinked.store(true, Ordering::Release);
+        } else if matches!(self.stat_node(node), Ok(st) if st.st_nlink == 0) {
+            self.nodes.retire(node);
         }
     }
 }

@@ -347,3 +347,41 @@ fn empty_directory_with_cut_short_key_file_is_rekeyed() {
         "a non-empty directory without its key stays an integrity error"
     );
 }
+
+#[test]
+fn removed_files_give_their_inode_back_unless_open_or_linked() {
+    let (_d, core) = volume();
+    let mk = |name: &[u8]| {
+        let (a, fh) = core
+            .create(ROOT_INO, name, 0o644, libc::O_RDWR, ME)
+            .expect("create");
+        core.write(fh, 0, &[1u8; 9000]).expect("write");
+        (a.ino, fh)
+    };
+    // unlinked and closed: the node is gone before FORGET
+    let (f, fh) = mk(b"f");
+    core.release(fh);
+    core.unlink(ROOT_INO, b"f").expect("unlink");
+    assert_eq!(core.getattr(f).err(), Some(Errno::ESTALE));
+    core.forget(f, 1);
+    // unlinked while open: still served through the handle, gone at release
+    let (g, fh) = mk(b"g");
+    core.unlink(ROOT_INO, b"g").expect("unlink g");
+    assert_eq!(core.getattr(g).expect("open, unlinked").nlink, 0);
+    assert_eq!(core.read(fh, 0, 3).expect("read"), [1u8; 3]);
+    core.release(fh);
+    assert_eq!(core.getattr(g).err(), Some(Errno::ESTALE));
+    // another link left: the node stays
+    let (h, fh) = mk(b"h");
+    core.release(fh);
+    core.link(h, ROOT_INO, b"h2").expect("link");
+    core.unlink(ROOT_INO, b"h").expect("unlink h");
+    assert_eq!(core.getattr(h).expect("linked").nlink, 1);
+    // renamed over: the target goes, the moved file stays
+    let (x, fh) = mk(b"x");
+    core.release(fh);
+    core.rename(ROOT_INO, b"h2", ROOT_INO, b"x", 0)
+        .expect("rename over");
+    assert_eq!(core.getattr(x).err(), Some(Errno::ESTALE));
+    assert_eq!(core.lookup(ROOT_INO, b"x").expect("x").ino, h);
+}

@@ -317,6 +317,18 @@ pub struct TestVolume {
     pub recovery_key: Option<String>,
     /// Output of `init`.
     pub init_out: Option<Out>,
+    /// A size-limited tmpfs under `cipher` (see `on_tmpfs`); a field, so it
+    /// is unmounted only after the FUSE volume above it.
+    tmpfs: Option<Tmpfs>,
+}
+
+/// A tmpfs mounted at a path for the life of the value.
+struct Tmpfs(PathBuf);
+
+impl Drop for Tmpfs {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg("-l").arg(&self.0).status();
+    }
 }
 
 pub fn scratch_dir(prefix: &str) -> tempfile::TempDir {
@@ -351,7 +363,31 @@ impl TestVolume {
             passphrase,
             recovery_key: None,
             init_out: None,
+            tmpfs: None,
         }
+    }
+
+    /// An initialised volume (fast KDF) whose cipher
+    /// directory is a tmpfs of `size` (e.g. "8m"): a disk that fills up.
+    pub fn on_tmpfs(name: &str, size: &str) -> TestVolume {
+        let mut v = TestVolume::uninitialised(name);
+        let ok = Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={size},mode=0700")])
+            .arg("tmpfs")
+            .arg(&v.cipher)
+            .status()
+            .unwrap()
+            .success();
+        assert!(ok, "mount tmpfs at {}", v.cipher.display());
+        v.tmpfs = Some(Tmpfs(v.cipher.clone()));
+        let (c, pf) = (
+            v.cipher.display().to_string(),
+            v.passfile.display().to_string(),
+        );
+        let mut args = vec!["init", &c, "--passfile", &pf];
+        args.extend(FAST_KDF);
+        dekfs(&args).expect_code(exit::OK, "init on tmpfs");
+        v
     }
 
     /// `dekfs init` (fast KDF, passfile) with a recovery key; panics on failure.
@@ -450,6 +486,16 @@ impl TestVolume {
     }
 
     /// Path inside the mount.
+    /// `dekfs fsck` of the (unmounted) volume with its passfile.
+    pub fn fsck(&self) -> Out {
+        dekfs([
+            OsStr::new("fsck"),
+            self.cipher.as_os_str(),
+            OsStr::new("--passfile"),
+            self.passfile.as_os_str(),
+        ])
+    }
+
     pub fn p(&self, rel: &str) -> PathBuf {
         self.mnt.join(rel.trim_start_matches('/'))
     }
