@@ -30,9 +30,12 @@ fn assert_not_mounted_and_no_daemon(v: &TestVolume) {
         "{} must not be mounted",
         v.mnt.display()
     );
-    std::thread::sleep(Duration::from_millis(200));
+    // A failed daemon exits on its own time; a surviving one never does.
+    let gone = wait_until(Duration::from_secs(10), || {
+        pids_mentioning(&v.cipher).is_empty()
+    });
     assert!(
-        pids_mentioning(&v.cipher).is_empty(),
+        gone,
         "a dekfs process survived a failed mount: {:?}",
         pids_mentioning(&v.cipher)
     );
