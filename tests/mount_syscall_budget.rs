@@ -68,7 +68,7 @@ const BUDGETS: &[(&str, f64)] = &[
     ("create", 10.0), //  8.2   openat x3 (neg lookup, O_CREAT, O_PATH), fstat, getrandom x2, pwrite, close  LOOKUP(neg) CREATE GETXATTR(security.capability) WRITE RELEASE
     ("stat", 3.0),    //  2.0   openat O_PATH, fstat                LOOKUP
     ("read", 8.0), //  7.0   O_PATH + fstat, reopen, statx, pread header, pread block, close  LOOKUP OPEN READ RELEASE
-    ("unlink", 8.0), //  7.0   O_PATH + fstat, newfstatat (last link?), unlinkat, newfstatat of the node (nlink 0: closed now, not at FORGET), close x2  LOOKUP UNLINK FORGET
+    ("unlink", 6.0), //  5.0   O_PATH + fstat, unlinkat, close x2  LOOKUP UNLINK FORGET
     ("mkdir", 10.0), //  9.2   mkdirat, openat x3, fchown, write, close, fstat, getrandom  LOOKUP(neg) MKDIR
     ("rmdir", 16.0), // 15.0   lookup reads the key file; emptiness check, key-file copy, unlinkat x2  LOOKUP RMDIR FORGET
     ("rename", 8.0), //  7.0   O_PATH + fstat, newfstatat x2, renameat2, close  LOOKUP(src) LOOKUP(dst, neg) RENAME

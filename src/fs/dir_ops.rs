@@ -226,6 +226,17 @@ impl CoreFs {
         parent: u64,
         name: &[u8],
         mode: u32,
+        flags: i32,
+        who: Caller,
+    ) -> FsResult<(Attr, u64)> {
+        self.with_space(|| self.create_once(parent, name, mode, flags, who))
+    }
+
+    fn create_once(
+        &self,
+        parent: u64,
+        name: &[u8],
+        mode: u32,
         _flags: i32,
         who: Caller,
     ) -> FsResult<(Attr, u64)> {
@@ -287,6 +298,10 @@ impl CoreFs {
     /// any file or directory below it). A power cut before that leaves an
     /// empty directory without a key, which the next lookup re-keys.
     pub fn mkdir(&self, parent: u64, name: &[u8], mode: u32, who: Caller) -> FsResult<Attr> {
+        self.with_space(|| self.mkdir_once(parent, name, mode, who))
+    }
+
+    fn mkdir_once(&self, parent: u64, name: &[u8], mode: u32, who: Caller) -> FsResult<Attr> {
         let (pnode, pkey) = self.dir_node(parent)?;
         let (bn, _g) = self.begin_create(&pnode, &pkey, name)?;
         let perm = mode & !who.umask & 0o7777;
@@ -364,30 +379,16 @@ impl CoreFs {
         self.check_writable()?;
         let (pnode, pkey) = self.dir_node(parent)?;
         let bn = self.resolve(&pnode, &pkey, name)?;
-        let g = lock(&pnode.entries_lock);
-        let mut last = None;
+        let _g = lock(&pnode.entries_lock);
         if dir {
             self.remove_dir_entry(&pnode.fd, &bn)?;
         } else {
             // Linux's unlink() refuses a directory with EISDIR itself.
-            let st = rustix::fs::statat(&pnode.fd, bn.name(), AtFlags::SYMLINK_NOFOLLOW);
             rustix::fs::unlinkat(&pnode.fd, bn.name(), AtFlags::empty())?;
-            last = st.ok().and_then(|st| self.last_link_node(&st));
         }
+        self.space_gen.fetch_add(1, Ordering::Relaxed);
         bn.remove_record(&pnode.fd);
-        drop(g);
-        if let Some(n) = last {
-            self.reclaim(&n);
-        }
         Ok(())
-    }
-
-    /// The node of a regular file that `st` shows with one link left, if
-    /// the kernel knows it: removing that link may free its inode.
-    fn last_link_node(&self, st: &rustix::fs::Stat) -> Option<Arc<Node>> {
-        (st.st_nlink == 1 && Kind::from_mode(st.st_mode) == Kind::File)
-            .then(|| self.nodes.get(self.fuse_ino(st.st_ino)).ok())
-            .flatten()
     }
 
     /// Backing name for `name`, recovery names included (so damaged entries
@@ -461,7 +462,7 @@ impl CoreFs {
         let (npnode, npkey) = self.dir_node(newparent)?;
         let src = self.resolve(&pnode, &pkey, name)?;
         let dst = BackingName::encode(&npkey, newname)?;
-        let (g1, g2) = if parent == newparent {
+        let (_g1, _g2) = if parent == newparent {
             (lock(&pnode.entries_lock), None)
         } else if parent < newparent {
             let a = lock(&pnode.entries_lock);
@@ -477,7 +478,6 @@ impl CoreFs {
             return Err(Errno::EXDEV);
         }
         // An empty target directory still holds its metadata file.
-        let mut replaced = None;
         if !rflags.intersects(RenameFlags::EXCHANGE | RenameFlags::NOREPLACE) {
             if let Ok(tst) = rustix::fs::statat(&npnode.fd, dst.name(), AtFlags::SYMLINK_NOFOLLOW) {
                 let tkind = Kind::from_mode(tst.st_mode);
@@ -486,9 +486,6 @@ impl CoreFs {
                         return Ok(());
                     }
                     self.remove_dir_entry(&npnode.fd, &dst)?;
-                }
-                if tst.st_ino != st.st_ino {
-                    replaced = self.last_link_node(&tst);
                 }
             }
         }
@@ -514,6 +511,7 @@ impl CoreFs {
         } else {
             rustix::fs::renameat_with(&pnode.fd, src.name(), &npnode.fd, dst.name(), rflags)?;
         }
+        self.space_gen.fetch_add(1, Ordering::Relaxed);
         if src.name() != dst.name() || parent != newparent {
             src.remove_record(&pnode.fd);
         }
@@ -523,10 +521,6 @@ impl CoreFs {
                 cipher_name: dst.name().to_owned(),
                 plain_name: newname.to_vec(),
             });
-        }
-        drop((g1, g2));
-        if let Some(n) = replaced {
-            self.reclaim(&n);
         }
         Ok(())
     }

@@ -47,6 +47,7 @@ impl Errno {
     pub const EBADF: Errno = Errno(libc::EBADF);
     pub const EFBIG: Errno = Errno(libc::EFBIG);
     pub const EEXIST: Errno = Errno(libc::EEXIST);
+    pub const ENOSPC: Errno = Errno(libc::ENOSPC);
 }
 
 impl From<rustix::io::Errno> for Errno {
@@ -92,6 +93,10 @@ pub struct CoreFs {
     reported: Mutex<HashMap<u64, std::time::Instant>>,
     /// The daemon's (euid, egid): entries it creates are already owned so.
     daemon_id: (u32, u32),
+    /// Bumped when space may have become reclaimable (a removal, a last
+    /// close); `reclaim_unlinked` scans only when it moved since its last scan.
+    space_gen: AtomicU64,
+    space_scanned: AtomicU64,
 }
 
 const REPORT_WINDOW: std::time::Duration = std::time::Duration::from_secs(60);
@@ -145,6 +150,8 @@ impl CoreFs {
                 rustix::process::geteuid().as_raw(),
                 rustix::process::getegid().as_raw(),
             ),
+            space_gen: AtomicU64::new(1),
+            space_scanned: AtomicU64::new(0),
         })
     }
 

@@ -67,9 +67,6 @@ pub struct Node {
     /// Directories made by this daemon whose key file is not yet known to
     /// be on stable storage (see `CoreFs::mkdir`).
     pub key_unsynced: AtomicBool,
-    /// Regular files only: the last link went while a handle was open, so
-    /// the last release should give the backing inode back (`retire`).
-    pub unlinked: AtomicBool,
     /// The table no longer holds this node (see `NodeTable::retire`).
     retired: AtomicBool,
 }
@@ -95,7 +92,6 @@ impl Node {
             open_handles: AtomicUsize::new(0),
             unreadable,
             key_unsynced: AtomicBool::new(false),
-            unlinked: AtomicBool::new(false),
             retired: AtomicBool::new(false),
         }
     }
@@ -168,11 +164,12 @@ pub fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 }
 
 /// A table slot. `Retired` is a file whose last link and last handle are
-/// gone: its descriptor is closed at once, because the kernel sends FORGET
-/// on its own time and until then the backing filesystem could not free the
-/// space (`rm` on a full disk would not make room before it returns). The
-/// slot keeps the kernel's lookup count so a later FORGET, or a new file
-/// that reuses the backing inode number, still adds up.
+/// gone and whose descriptor was closed before the kernel's FORGET, to give
+/// its space back on a full disk (`CoreFs::reclaim_unlinked`). The slot
+/// keeps the kernel's lookup count so a later FORGET, or a new file that
+/// reuses the backing inode number, still adds up; requests for it get
+/// ESTALE (an open that raced the removal: the kernel looks the name up
+/// again, once).
 enum Slot {
     Live(Arc<Node>),
     Retired(u64),
@@ -244,6 +241,21 @@ impl NodeTable {
         self.write().insert(node.ino, Slot::Live(Arc::new(node)));
     }
 
+    /// Live regular files without an open handle (candidates for `retire`).
+    pub fn idle_files(&self) -> Vec<Arc<Node>> {
+        self.read()
+            .values()
+            .filter_map(|s| match s {
+                Slot::Live(n)
+                    if n.kind == Kind::File && n.open_handles.load(Ordering::Acquire) == 0 =>
+                {
+                    Some(n.clone())
+                }
+                _ => None,
+            })
+            .collect()
+    }
+
     /// Takes an unlinked, unopened file out of the table; its descriptor
     /// closes when the caller's reference goes. The caller holds the node's
     /// `io` lock, which `revive` also needs, so no handle can appear between
@@ -273,7 +285,6 @@ impl NodeTable {
         if !node.retired.load(Ordering::Acquire) || !node.retired.swap(false, Ordering::AcqRel) {
             return;
         }
-        node.unlinked.store(true, Ordering::Release);
         let mut map = self.write();
         let k = match map.get(&node.ino) {
             Some(Slot::Retired(k)) => *k,
@@ -365,7 +376,6 @@ mod tests {
         t.retire(&a);
         t.revive(&a);
         assert!(Arc::ptr_eq(&t.get(7).expect("revived"), &a));
-        assert!(a.unlinked.load(Ordering::Acquire), "last release retires");
         t.retire(&a);
         assert_eq!(t.len(), 1);
         t.forget(7, 5);

@@ -93,6 +93,11 @@ impl CoreFs {
     }
 
     pub fn write(&self, fh: u64, off: u64, data: &[u8]) -> FsResult<u32> {
+        // A write cut short by ENOSPC leaves the file as it was, so it can run again.
+        self.with_space(|| self.write_once(fh, off, data))
+    }
+
+    fn write_once(&self, fh: u64, off: u64, data: &[u8]) -> FsResult<u32> {
         let of = self.open_file(fh)?;
         let (_, dkey) = self.dir_node(of.node.parent())?;
         let mut io = of.node.io.write().unwrap_or_else(|e| e.into_inner());
@@ -124,6 +129,10 @@ impl CoreFs {
     /// Only plain allocation (mode 0) is supported: it extends with
     /// encrypted zeros. Punching holes would create unauthenticated zeros.
     pub fn fallocate(&self, fh: u64, off: u64, len: u64, mode: i32) -> FsResult<()> {
+        self.with_space(|| self.fallocate_once(fh, off, len, mode))
+    }
+
+    fn fallocate_once(&self, fh: u64, off: u64, len: u64, mode: i32) -> FsResult<()> {
         if mode != 0 {
             return Err(Errno::EOPNOTSUPP);
         }
@@ -145,28 +154,52 @@ impl CoreFs {
             return;
         };
         let mut io = of.node.io.write().unwrap_or_else(|e| e.into_inner());
-        let last = of.node.open_handles.fetch_sub(1, Ordering::AcqRel) == 1;
-        if last {
+        if of.node.open_handles.fetch_sub(1, Ordering::AcqRel) == 1 {
             io.unload();
-        }
-        drop(io);
-        if last && of.node.unlinked.load(Ordering::Acquire) {
-            self.reclaim(&of.node);
+            // An unlinked file's space becomes reclaimable now.
+            self.space_gen.fetch_add(1, Ordering::Relaxed);
         }
     }
 
-    /// Gives back the backing inode of a file whose last link is gone as
-    /// soon as no handle holds it, instead of at the kernel's FORGET (see
-    /// `NodeTable::retire`); with a handle open, the last release does it.
-    pub(super) fn reclaim(&self, node: &Arc<Node>) {
-        if node.kind != Kind::File {
-            return;
+    /// Runs `op`; on ENOSPC, first gives back the space of removed files
+    /// (`reclaim_unlinked`) and, if that found any, runs it once more.
+    pub(super) fn with_space<T>(&self, op: impl Fn() -> FsResult<T>) -> FsResult<T> {
+        match op() {
+            Err(Errno::ENOSPC) if self.reclaim_unlinked() > 0 => op(),
+            r => r,
         }
-        let _io = node.io.write().unwrap_or_else(|e| e.into_inner());
-        if node.open_handles.load(Ordering::Acquire) != 0 {
-            node.unlinked.store(true, Ordering::Release);
-        } else if matches!(self.stat_node(node), Ok(st) if st.st_nlink == 0) {
-            self.nodes.retire(node);
+    }
+
+    /// Closes the descriptors of files that have no link left and no open
+    /// handle, and returns how many. Such a node normally lives until the
+    /// kernel's FORGET, which comes on its own time after `rm` returned (or
+    /// never, while some process pins the inode, e.g. by an O_PATH
+    /// descriptor), and until then the backing filesystem cannot free the
+    /// space: `rm big; write` on a full disk would get ENOSPC. Done only on
+    /// ENOSPC, because a retired node answers ESTALE to an open that raced
+    /// the removal, which the kernel retries only once (see
+    /// `NodeTable::retire`). Scans only when a removal or a last close
+    /// happened since the previous scan.
+    pub(super) fn reclaim_unlinked(&self) -> usize {
+        let gen = self.space_gen.load(Ordering::Relaxed);
+        if self.space_scanned.swap(gen, Ordering::Relaxed) == gen {
+            return 0;
         }
+        let mut freed = 0;
+        for node in self.nodes.idle_files() {
+            let _io = node.io.write().unwrap_or_else(|e| e.into_inner());
+            if node.open_handles.load(Ordering::Acquire) == 0
+                && matches!(self.stat_node(&node), Ok(st) if st.st_nlink == 0)
+            {
+                self.nodes.retire(&node);
+                freed += 1;
+            }
+        }
+        if freed > 0 {
+            log::info!(
+                "disk full: closed {freed} removed file(s) the kernel had not forgotten yet"
+            );
+        }
+        freed
     }
 }

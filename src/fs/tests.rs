@@ -349,7 +349,7 @@ fn empty_directory_with_cut_short_key_file_is_rekeyed() {
 }
 
 #[test]
-fn removed_files_give_their_inode_back_unless_open_or_linked() {
+fn full_disk_reclaims_removed_files_unless_open_or_linked() {
     let (_d, core) = volume();
     let mk = |name: &[u8]| {
         let (a, fh) = core
@@ -358,30 +358,35 @@ fn removed_files_give_their_inode_back_unless_open_or_linked() {
         core.write(fh, 0, &[1u8; 9000]).expect("write");
         (a.ino, fh)
     };
-    // unlinked and closed: the node is gone before FORGET
     let (f, fh) = mk(b"f");
     core.release(fh);
     core.unlink(ROOT_INO, b"f").expect("unlink");
-    assert_eq!(core.getattr(f).err(), Some(Errno::ESTALE));
-    core.forget(f, 1);
-    // unlinked while open: still served through the handle, gone at release
-    let (g, fh) = mk(b"g");
+    // Until FORGET (or a full disk) the node serves an open that raced rm.
+    assert_eq!(core.getattr(f).expect("not forgotten yet").nlink, 0);
+    let (g, gfh) = mk(b"g");
     core.unlink(ROOT_INO, b"g").expect("unlink g");
-    assert_eq!(core.getattr(g).expect("open, unlinked").nlink, 0);
-    assert_eq!(core.read(fh, 0, 3).expect("read"), [1u8; 3]);
-    core.release(fh);
-    assert_eq!(core.getattr(g).err(), Some(Errno::ESTALE));
-    // another link left: the node stays
     let (h, fh) = mk(b"h");
     core.release(fh);
     core.link(h, ROOT_INO, b"h2").expect("link");
     core.unlink(ROOT_INO, b"h").expect("unlink h");
-    assert_eq!(core.getattr(h).expect("linked").nlink, 1);
-    // renamed over: the target goes, the moved file stays
     let (x, fh) = mk(b"x");
     core.release(fh);
     core.rename(ROOT_INO, b"h2", ROOT_INO, b"x", 0)
         .expect("rename over");
-    assert_eq!(core.getattr(x).err(), Some(Errno::ESTALE));
+
+    assert_eq!(core.reclaim_unlinked(), 2, "f and the renamed-over x");
+    for gone in [f, x] {
+        assert_eq!(core.getattr(gone).err(), Some(Errno::ESTALE));
+    }
+    assert_eq!(core.getattr(g).expect("open, unlinked").nlink, 0);
+    assert_eq!(core.read(gfh, 0, 3).expect("read"), [1u8; 3]);
+    assert_eq!(core.getattr(h).expect("linked as x").nlink, 1);
     assert_eq!(core.lookup(ROOT_INO, b"x").expect("x").ino, h);
+    assert_eq!(core.reclaim_unlinked(), 0, "nothing changed since");
+    core.release(gfh);
+    assert_eq!(core.reclaim_unlinked(), 1, "g after its last close");
+    assert_eq!(core.getattr(g).err(), Some(Errno::ESTALE));
+    for ino in [f, g, x] {
+        core.forget(ino, 1);
+    }
 }

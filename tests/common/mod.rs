@@ -291,6 +291,29 @@ pub fn pids_mentioning(needle: &Path) -> Vec<u32> {
     pids
 }
 
+/// Unlinked regular files (nlink 0) that process `pid` holds a descriptor
+/// of, by their /proc link text; `which(o_path)` picks O_PATH descriptors
+/// (dekfs nodes) or others (open handles). Their space cannot be freed.
+pub fn held_unlinked(pid: u32, which: impl Fn(bool) -> bool) -> Vec<String> {
+    let Ok(rd) = fs::read_dir(format!("/proc/{pid}/fd")) else {
+        return Vec::new();
+    };
+    let o_path = |fd: &std::ffi::OsStr| {
+        let info = fs::read_to_string(format!("/proc/{pid}/fdinfo/{}", fd.to_string_lossy()));
+        let flags = info.ok().and_then(|i| {
+            let l = i.lines().find(|l| l.starts_with("flags:"))?;
+            u32::from_str_radix(l["flags:".len()..].trim(), 8).ok()
+        });
+        flags.is_some_and(|f| f & libc::O_PATH as u32 != 0)
+    };
+    rd.flatten()
+        .filter(|e| which(o_path(&e.file_name())))
+        .filter(|e| fs::metadata(e.path()).is_ok_and(|m| m.nlink() == 0 && m.is_file()))
+        .filter_map(|e| fs::read_link(e.path()).ok())
+        .map(|t| t.to_string_lossy().into_owned())
+        .collect()
+}
+
 /// Polls `f` every 50 ms until it holds (true) or `timeout` passes (false).
 pub fn wait_until(timeout: Duration, mut f: impl FnMut() -> bool) -> bool {
     let t0 = Instant::now();
