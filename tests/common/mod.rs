@@ -291,10 +291,11 @@ pub fn pids_mentioning(needle: &Path) -> Vec<u32> {
     pids
 }
 
-/// Unlinked regular files (nlink 0) that process `pid` holds a descriptor
-/// of, by their /proc link text; `which(o_path)` picks O_PATH descriptors
-/// (dekfs nodes) or others (open handles). Their space cannot be freed.
-pub fn held_unlinked(pid: u32, which: impl Fn(bool) -> bool) -> Vec<String> {
+/// Regular files that process `pid` holds descriptors of, by their /proc
+/// link text (" (deleted)" once unlinked), with their link count;
+/// `which(o_path)` picks O_PATH descriptors (dekfs nodes) or the others
+/// (open handles).
+pub fn held_files(pid: u32, which: impl Fn(bool) -> bool) -> Vec<(String, u64)> {
     let Ok(rd) = fs::read_dir(format!("/proc/{pid}/fd")) else {
         return Vec::new();
     };
@@ -308,9 +309,21 @@ pub fn held_unlinked(pid: u32, which: impl Fn(bool) -> bool) -> Vec<String> {
     };
     rd.flatten()
         .filter(|e| which(o_path(&e.file_name())))
-        .filter(|e| fs::metadata(e.path()).is_ok_and(|m| m.nlink() == 0 && m.is_file()))
-        .filter_map(|e| fs::read_link(e.path()).ok())
-        .map(|t| t.to_string_lossy().into_owned())
+        .filter_map(|e| {
+            let m = fs::metadata(e.path()).ok().filter(|m| m.is_file())?;
+            let t = fs::read_link(e.path()).ok()?;
+            Some((t.to_string_lossy().into_owned(), m.nlink()))
+        })
+        .collect()
+}
+
+/// Unlinked regular files (nlink 0) that process `pid` holds a descriptor
+/// of (see `held_files`). Their space cannot be freed.
+pub fn held_unlinked(pid: u32, which: impl Fn(bool) -> bool) -> Vec<String> {
+    held_files(pid, which)
+        .into_iter()
+        .filter(|(_, nlink)| *nlink == 0)
+        .map(|(t, _)| t)
         .collect()
 }
 
