@@ -108,6 +108,19 @@ fn full_disk_takes_back_a_removed_file_the_kernel_still_pins() {
         "{}",
         v.log()
     );
+    // the same for a truncate that extends (written as encrypted zeros)
+    let pin = rustix::fs::open(
+        v.p("b"),
+        rustix::fs::OFlags::PATH | rustix::fs::OFlags::CLOEXEC,
+        rustix::fs::Mode::empty(),
+    )
+    .unwrap();
+    fs::remove_file(v.p("b")).unwrap();
+    let c = fs::File::create(v.p("c")).unwrap();
+    c.set_len(big.len() as u64)
+        .expect("truncate up after a reclaim");
+    drop((c, pin));
+    assert_eq!(read_file(&v.p("c")).unwrap(), vec![0u8; big.len()]);
     v.umount();
     let out = v.fsck();
     assert!(out.ok(), "fsck:\n{}{}", out.stdout, out.stderr);

@@ -152,7 +152,7 @@ impl CoreFs {
             )?;
         }
         if let Some(size) = set.size {
-            self.truncate(&node, set.fh, size)?;
+            self.with_space(|| self.truncate(&node, set.fh, size))?;
             if set.kill_setid && set.mode.is_none() {
                 self.kill_setid(ino)?;
             }
