@@ -96,11 +96,6 @@ fn assert_same_tree(a: &Path, b: &Path) {
     }
 }
 
-fn fsck_clean(v: &TestVolume) {
-    let out = v.fsck();
-    assert!(out.ok(), "fsck after stress:\n{}{}", out.stdout, out.stderr);
-}
-
 #[test]
 fn concurrency_two_truncaters_one_writer_one_reader() {
     require_fuse!();
@@ -159,7 +154,7 @@ fn concurrency_two_truncaters_one_writer_one_reader() {
     assert_eq!(read_file(&path).unwrap(), tail);
     let _ = data;
     v.umount();
-    fsck_clean(&v);
+    v.assert_fsck_clean("after stress");
 }
 
 #[test]
@@ -207,7 +202,7 @@ fn concurrency_rename_storm_across_directories() {
     v.remount();
     assert_same_tree(&v.mnt, &plain);
     v.umount();
-    fsck_clean(&v);
+    v.assert_fsck_clean("after stress");
 }
 
 #[test]
@@ -257,7 +252,7 @@ fn concurrency_readdir_during_create_and_unlink() {
         assert_eq!(read_file(&dir.join(&n)).unwrap(), b"x", "{n}");
     }
     v.umount();
-    fsck_clean(&v);
+    v.assert_fsck_clean("after stress");
 }
 
 #[test]
@@ -331,7 +326,7 @@ fn concurrency_sixteen_random_workloads_on_separate_files() {
         );
     }
     v.umount();
-    fsck_clean(&v);
+    v.assert_fsck_clean("after stress");
 }
 
 /// Version `b` of a replaced file: `b` repeated, at a length only `b` has,
@@ -430,5 +425,5 @@ fn concurrency_readers_keep_replaced_and_unlinked_files() {
         held_unlinked(pid, |_| true)
     );
     v.umount();
-    fsck_clean(&v);
+    v.assert_fsck_clean("after stress");
 }

@@ -90,13 +90,7 @@ fn fulldisk_writers_get_enospc_and_fsynced_files_survive() {
     }
     assert_eq!(read_file(&v.p("after")).unwrap(), b"space again");
     v.umount();
-    let out = v.fsck();
-    assert!(
-        out.ok(),
-        "fsck after full disk:\n{}{}",
-        out.stdout,
-        out.stderr
-    );
+    v.assert_fsck_clean("after full disk");
 }
 
 /// BUG (reported, in src/fs/file_io.rs, not owned here): a write that fails

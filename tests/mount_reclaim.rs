@@ -35,6 +35,12 @@ fn unlinked_fds(pid: u32) -> Vec<String> {
     held_unlinked(pid, |_| true)
 }
 
+/// An O_PATH descriptor: it holds the kernel's inode without a FUSE open.
+fn pin_inode(p: &std::path::Path) -> std::os::fd::OwnedFd {
+    use rustix::fs::{Mode, OFlags};
+    rustix::fs::open(p, OFlags::PATH | OFlags::CLOEXEC, Mode::empty()).unwrap()
+}
+
 /// Open handles of the daemon on files under `cipher`.
 fn open_handles(pid: u32, cipher: &std::path::Path) -> usize {
     let cipher = cipher.to_string_lossy().into_owned();
@@ -70,8 +76,7 @@ fn rm_then_write_on_a_full_disk_succeeds() {
     }
     assert_eq!(read_file(&v.p("big")).unwrap(), b"small");
     v.umount();
-    let out = v.fsck();
-    assert!(out.ok(), "fsck:\n{}{}", out.stdout, out.stderr);
+    v.assert_fsck_clean("after the test");
 }
 
 /// A process pins a removed file by an O_PATH descriptor (no FUSE open), so
@@ -85,12 +90,7 @@ fn full_disk_takes_back_a_removed_file_the_kernel_still_pins() {
     let pid = daemon_pid(&v);
     let big = random_bytes(2, 4 << 20);
     fs::write(v.p("a"), &big).unwrap();
-    let pin = rustix::fs::open(
-        v.p("a"),
-        rustix::fs::OFlags::PATH | rustix::fs::OFlags::CLOEXEC,
-        rustix::fs::Mode::empty(),
-    )
-    .unwrap();
+    let pin = pin_inode(&v.p("a"));
     fs::remove_file(v.p("a")).unwrap();
     wait_for(
         || held_unlinked(pid, |o_path| !o_path).is_empty(),
@@ -109,12 +109,7 @@ fn full_disk_takes_back_a_removed_file_the_kernel_still_pins() {
         v.log()
     );
     // the same for a truncate that extends (written as encrypted zeros)
-    let pin = rustix::fs::open(
-        v.p("b"),
-        rustix::fs::OFlags::PATH | rustix::fs::OFlags::CLOEXEC,
-        rustix::fs::Mode::empty(),
-    )
-    .unwrap();
+    let pin = pin_inode(&v.p("b"));
     fs::remove_file(v.p("b")).unwrap();
     let c = fs::File::create(v.p("c")).unwrap();
     c.set_len(big.len() as u64)
@@ -122,8 +117,7 @@ fn full_disk_takes_back_a_removed_file_the_kernel_still_pins() {
     drop((c, pin));
     assert_eq!(read_file(&v.p("c")).unwrap(), vec![0u8; big.len()]);
     v.umount();
-    let out = v.fsck();
-    assert!(out.ok(), "fsck:\n{}{}", out.stdout, out.stderr);
+    v.assert_fsck_clean("after the test");
 }
 
 #[test]
@@ -167,6 +161,5 @@ fn open_file_survives_rm_and_is_freed_at_last_close() {
     assert_eq!(read_file(&v.p("other")).unwrap(), data);
     assert!(!v.p("open").exists());
     v.umount();
-    let out = v.fsck();
-    assert!(out.ok(), "fsck:\n{}{}", out.stdout, out.stderr);
+    v.assert_fsck_clean("after the test");
 }

@@ -533,6 +533,13 @@ impl TestVolume {
         ])
     }
 
+    /// Panics, with fsck's output, unless `dekfs fsck` finds the volume clean.
+    #[track_caller]
+    pub fn assert_fsck_clean(&self, when: &str) {
+        let out = self.fsck();
+        assert!(out.ok(), "fsck {when}:\n{}{}", out.stdout, out.stderr);
+    }
+
     pub fn p(&self, rel: &str) -> PathBuf {
         self.mnt.join(rel.trim_start_matches('/'))
     }
