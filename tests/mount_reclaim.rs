@@ -10,7 +10,7 @@ mod common;
 use common::*;
 use std::fs;
 use std::os::unix::fs::MetadataExt;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 fn daemon_pid(v: &TestVolume) -> u32 {
     let pids = pids_mentioning(&v.cipher);
@@ -19,14 +19,10 @@ fn daemon_pid(v: &TestVolume) -> u32 {
 }
 
 fn wait_for(done: impl Fn() -> bool, what: &str) {
-    let t0 = Instant::now();
-    while !done() {
-        assert!(
-            t0.elapsed() < Duration::from_secs(10),
-            "waited 10 s for {what}"
-        );
-        std::thread::sleep(Duration::from_millis(10));
-    }
+    assert!(
+        wait_until(Duration::from_secs(10), done),
+        "waited 10 s for {what}"
+    );
 }
 
 /// Backing inodes without a link that the daemon still holds a descriptor
