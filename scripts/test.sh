@@ -50,6 +50,7 @@ check_fail() { FAILED=$((FAILED + 1)); FAILED_STEPS+=("$1"); echo "--- FAILED: $
 tree_state() {
     git status --porcelain 2>&1
     git diff HEAD --binary 2>/dev/null | sha256sum | sed 's/^/diff /'
+    git ls-files -z --others --exclude-standard 2>/dev/null | xargs -0r sha256sum 2>&1
 }
 IN_GIT=0
 git rev-parse --is-inside-work-tree >/dev/null 2>&1 && IN_GIT=1
