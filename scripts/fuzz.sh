@@ -47,8 +47,12 @@ if [ "${FUZZ_STABLE:-0}" != 1 ]; then
 fi
 if [ "${FUZZ_STABLE:-0}" = 1 ] || [ "$HAVE_FUZZ" = 0 ]; then
     echo "fuzz: cargo-fuzz unavailable or FUZZ_STABLE=1: stable harness, $SECS s per target"
+    # the harness prints only at the end of each target: a heartbeat meanwhile
+    (t0=$SECONDS; while sleep "$PROGRESS"; do echo "fuzz: +$((SECONDS - t0)) s (stable harness running)"; done) &
+    beat=$!
     DEKFS_FUZZ_STABLE_SECS=$SECS cargo test --release -- --nocapture 2>&1 | tee "$WORK/stable.log"
     rc=${PIPESTATUS[0]}
+    kill "$beat" 2>/dev/null; wait "$beat" 2>/dev/null
     n=$(echo "$TARGETS" | wc -w)
     execs=$(grep -oE '[0-9]+ mutations' "$WORK/stable.log" | awk '{s+=$1} END{print s+0}')
     echo "fuzz: $n targets, $execs execs, $([ "$rc" = 0 ] && echo 0 || echo 1) crashes (stable harness)"
@@ -88,7 +92,7 @@ progress() {
             elif [ -e "$WORK/$t.log" ]; then line+=" $t:$(execs_so_far "$t")"
             fi
         done
-        echo "fuzz: +$((SECONDS - t0)) s:${line:- starting}"
+        echo "fuzz: +$((SECONDS - t0)) s, execs so far:${line:- starting}"
     done
 }
 
