@@ -19,7 +19,7 @@
 #           many blocks), FSX_OPS/10 ops
 #   misc    sendfile, posix_fadvise and copy_file_range with reads and writes
 # Env:
-#   FSX_OPS     operations per run (default 10000, about 1.5 minutes for
+#   FSX_OPS     operations per run (default 10000, about 2 minutes for
 #               all ten runs on a 2-core machine; big runs a tenth)
 #   FSX_MODES   default "rw mmap small big misc"
 #   FSX_MOUNTS  default "default writeback"
