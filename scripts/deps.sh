@@ -9,8 +9,16 @@
 # the benchmarks), util-linux (mountpoint). Adds the `tests` dummy user that
 # pjdfstest switches to. Rust (cargo, rustfmt, clippy) must come from rustup;
 # this script does not download toolchains, it only tells you how.
-# Env: DEPS_SKIP_APT=1 skips apt (for machines where you manage packages).
+# Then it builds the test tools from crates.io at the exact versions pinned in
+# scripts/pins.sh (pjdfstest, cargo-fuzz, fsx), with `cargo install --locked`;
+# the first run takes several minutes of compiling and says so. No other
+# script installs anything.
+# Env: DEPS_SKIP_APT=1 skips apt (for machines where you manage packages);
+#      DEPS_SKIP_CARGO_TOOLS=1 skips the cargo-installed tools.
 set -euo pipefail
+REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+# shellcheck source=pins.sh
+. "$REPO/scripts/pins.sh"
 
 [ "$(id -u)" = 0 ] || { echo "deps.sh: run as root (sudo scripts/deps.sh)" >&2; exit 1; }
 
@@ -66,4 +74,20 @@ for c in rustfmt clippy; do
         fi
     fi
 done
+
+# Test tools, pinned. Each is built only when missing or at another version.
+if [ "${DEPS_SKIP_CARGO_TOOLS:-0}" != 1 ]; then
+    for spec in "pjdfstest $PJDFSTEST_VERSION" "cargo-fuzz $CARGO_FUZZ_VERSION" "fsx $FSX_VERSION"; do
+        read -r crate want <<<"$spec"
+        have=$(pinned_tool_version "$crate")
+        if [ "$have" = "$want" ]; then
+            echo "deps.sh: $crate $want present"
+            continue
+        fi
+        echo "deps.sh: installing $crate $want${have:+ (replacing $have)} with cargo install --locked; compiling takes a few minutes"
+        t0=$SECONDS
+        cargo install --locked --force "$crate" --version "$want" --quiet
+        echo "deps.sh: $crate $want installed in $((SECONDS - t0)) s"
+    done
+fi
 echo "deps.sh: ok ($(cargo --version))"

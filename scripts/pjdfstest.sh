@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # pjdfstest.sh - POSIX conformance of dekfs with pjdfstest (the Rust rewrite
-# from crates.io), as root, on a fresh volume mounted
+# from crates.io, version pinned in scripts/pins.sh and installed by
+# scripts/deps.sh; this script never installs it), as root, on a fresh volume mounted
 # -o allow_other,default_permissions.
 #
 # Usage: sudo scripts/pjdfstest.sh [dekfs] [native] [gocryptfs]
@@ -10,6 +11,7 @@
 #   PJD_MIN_PASS (default 382)  fail if dekfs passes fewer tests
 #   PJD_MAX_FAIL (default 2)    fail if dekfs fails more tests
 #   DEKFS        dekfs binary (default target/release/dekfs, built if missing)
+#   PJD          pjdfstest binary (default: the pinned one on PATH)
 #   PJD_DIR      scratch dir (default /var/tmp/dekfs-pjd)
 #   OUT          results dir (default $PJD_DIR-results)
 # Output: per target "Summary" and a line "TARGET: passed=N failed=N skipped=N",
@@ -22,18 +24,17 @@ PJD_DIR=${PJD_DIR:-/var/tmp/dekfs-pjd}
 OUT=${OUT:-$PJD_DIR-results}
 PJD_MIN_PASS=${PJD_MIN_PASS:-382}
 PJD_MAX_FAIL=${PJD_MAX_FAIL:-2}
-PJD_VERSION=0.2.2
+# shellcheck source=pins.sh
+. "$REPO/scripts/pins.sh"
 TARGETS=${*:-dekfs}
 PW=pjdfstest-password-$$
 export PATH="$HOME/.cargo/bin:$PATH"
 DEKFS=${DEKFS:-$REPO/target/release/dekfs}
 
 [ "$(id -u)" = 0 ] || { echo "pjdfstest.sh: run as root" >&2; exit 1; }
-PJD=${PJD:-$(command -v pjdfstest || echo "$HOME/.cargo/bin/pjdfstest")}
-if [ ! -x "$PJD" ]; then
-    echo "pjdfstest.sh: installing pjdfstest $PJD_VERSION (takes a few minutes)"
-    cargo install --locked pjdfstest --version "$PJD_VERSION" || exit 1
-    PJD=$HOME/.cargo/bin/pjdfstest
+if [ -z "${PJD:-}" ]; then
+    require_pinned_tool pjdfstest "$PJDFSTEST_VERSION" pjdfstest || exit 1
+    PJD=$(command -v pjdfstest)
 fi
 id tests >/dev/null 2>&1 || useradd --system --no-create-home --user-group \
     --shell /usr/sbin/nologin --comment "Dummy User for pjdfstest" tests || exit 1
@@ -42,8 +43,9 @@ if [[ " $TARGETS " == *" dekfs "* ]] && [ ! -x "$DEKFS" ]; then
 fi
 
 mkdir -p "$OUT" "$PJD_DIR"
-# Same config as the peer runs (/work/shared/bench/pjdfstest.sh): upstream's
-# ci/linux-ext4.toml features + rename_ctime; erofs tests stay skipped.
+# Upstream's ci/linux-ext4.toml features + rename_ctime (the same config for
+# every target, so dekfs, native and gocryptfs are comparable); erofs tests
+# stay skipped.
 CFG=$OUT/pjdfstest.toml
 cat >"$CFG" <<'TOML'
 [features]

@@ -3,17 +3,27 @@
 #
 #   sudo scripts/test.sh
 #
-#   1. scripts/deps.sh                    (skip: SKIP_DEPS=1)
+#   1. scripts/deps.sh                    (skip: SKIP_DEPS=1; installs the
+#                                          pinned pjdfstest, cargo-fuzz and fsx
+#                                          of scripts/pins.sh when missing)
 #   2. cargo fmt --all --check
 #   3. cargo clippy --workspace --all-targets -- -D warnings
 #   4. cargo test --release --workspace   (unit, KAT, format and the real-FUSE
 #                                          mount_* / cli_* integration tests)
 #   5. scripts/pjdfstest.sh               (skip: SKIP_PJD=1; thresholds
 #                                          PJD_MIN_PASS / PJD_MAX_FAIL)
-#   7. scripts/tpm-smoke.sh               (skip: SKIP_TPM=1; the CLI against its
-#                                          own swtpm, started and stopped there)
-#   6. scripts/fuzz.sh                    (skip: SKIP_FUZZ=1; FUZZ_SECS per
+#   6. scripts/fsx.sh                     (skip: SKIP_FSX=1; fsx modes on a
+#                                          default and a writeback_cache mount,
+#                                          then fsck; FSX_OPS per run)
+#   7. scripts/fuzz.sh                    (skip: SKIP_FUZZ=1; FUZZ_SECS per
 #                                          target, default 60, 2 in parallel)
+#   8. scripts/tpm-smoke.sh               (skip: SKIP_TPM=1; the CLI against its
+#                                          own swtpm, started and stopped there)
+#   9. clean tree                         (git status --porcelain is empty: no
+#                                          step may modify or add a file that
+#                                          .gitignore does not cover; when the
+#                                          tree was already dirty, the run must
+#                                          not change it)
 #
 # Every step runs even if an earlier one failed, so one run shows everything.
 # The last line is "N passed, N failed" summing all of it (fmt and clippy
@@ -35,6 +45,19 @@ FAILED_STEPS=()
 step() { echo; echo "=== $* ($(date +%T), +$((SECONDS - T_START)) s)"; }
 check_ok() { PASSED=$((PASSED + 1)); echo "--- ok: $1"; }
 check_fail() { FAILED=$((FAILED + 1)); FAILED_STEPS+=("$1"); echo "--- FAILED: $1"; }
+
+# tree_state: what step 9 compares (empty on a clean tree)
+tree_state() {
+    git status --porcelain 2>&1
+    git diff HEAD --binary 2>/dev/null | sha256sum | sed 's/^/diff /'
+    git ls-files -z --others --exclude-standard 2>/dev/null | xargs -0r sha256sum 2>&1
+}
+IN_GIT=0
+git rev-parse --is-inside-work-tree >/dev/null 2>&1 && IN_GIT=1
+TREE_CLEAN_AT_START=0
+[ "$IN_GIT" = 1 ] && [ -z "$(git status --porcelain 2>&1)" ] && TREE_CLEAN_AT_START=1
+TREE_BEFORE=$(tree_state)
+[ "$IN_GIT" = 0 ] || [ "$TREE_CLEAN_AT_START" = 1 ] || echo "test.sh: WARNING: the git tree is dirty before the run; step 9 only checks that the run changes nothing" >&2
 
 [ "$(id -u)" = 0 ] || echo "test.sh: WARNING: not root; FUSE mount tests and pjdfstest will be skipped or fail" >&2
 
@@ -88,6 +111,20 @@ if [ "${SKIP_PJD:-0}" != 1 ]; then
     fi
 fi
 
+if [ "${SKIP_FSX:-0}" != 1 ]; then
+    step "fsx (${FSX_OPS:-default} ops per run)"
+    scripts/fsx.sh 2>&1 | tee "$LOGS/fsx.log"
+    rc=${PIPESTATUS[0]}
+    line=$(grep -E '^fsx: [0-9]+ passed, [0-9]+ failed' "$LOGS/fsx.log" | tail -1)
+    xp=$(sed -E 's/^fsx: ([0-9]+) passed.*/\1/' <<<"$line"); xp=${xp:-0}
+    xf=$(sed -E 's/^fsx: [0-9]+ passed, ([0-9]+) failed.*/\1/' <<<"$line"); xf=${xf:-0}
+    PASSED=$((PASSED + xp)); FAILED=$((FAILED + xf))
+    if [ "$rc" != 0 ]; then
+        ((xf > 0)) || FAILED=$((FAILED + 1))   # setup failed
+        FAILED_STEPS+=("fsx (exit $rc: $xp passed, $xf failed)")
+    fi
+fi
+
 if [ "${SKIP_FUZZ:-0}" != 1 ]; then
     step "fuzz (${FUZZ_SECS:-60} s per target)"
     if scripts/fuzz.sh 2>&1 | tee "$LOGS/fuzz.log"; [ "${PIPESTATUS[0]}" = 0 ]; then
@@ -104,6 +141,19 @@ if [ "${SKIP_TPM:-0}" != 1 ]; then
     else
         check_fail "tpm smoke"
     fi
+fi
+
+step "clean tree (git status --porcelain)"
+if [ "$IN_GIT" = 0 ]; then
+    echo "not a git checkout: nothing to compare"
+elif [ "$TREE_CLEAN_AT_START" = 1 ] && [ -z "$(git status --porcelain 2>&1)" ]; then
+    check_ok "clean tree"
+elif [ "$TREE_CLEAN_AT_START" = 0 ] && [ "$(tree_state)" = "$TREE_BEFORE" ]; then
+    check_ok "clean tree (dirty before the run, unchanged by it)"
+else
+    echo "the run left files that are neither committed nor ignored:"
+    git status --porcelain 2>&1 | head -20
+    check_fail "clean tree: the run modified the git tree"
 fi
 
 echo
