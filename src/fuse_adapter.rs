@@ -3,13 +3,17 @@
 //! touch keys; every decision lives in the core (fs::policy for the ones
 //! the kernel interface asks) so it stays testable without a mount.
 
-use crate::fs::policy::{self, MountPolicy, Slot, XattrAnswer, ENTRY_TTL};
-use crate::fs::{Attr, Caller, CoreFs, Errno as CoreErrno, Kind, SetAttr, TimeSet};
+mod convert;
+mod listing;
+
+use crate::fs::policy::{self, MountPolicy};
+use crate::fs::{CoreFs, Errno as CoreErrno, SetAttr};
+use convert::{attr, caller, empty, entry, open_flags, time, xattr_reply};
 use fuser::{
-    Errno, FileAttr, FileHandle, FileType, Filesystem, FopenFlags, Generation, INodeNo,
-    KernelConfig, LockOwner, OpenFlags, RenameFlags, ReplyAttr, ReplyCreate, ReplyData,
-    ReplyDirectory, ReplyDirectoryPlus, ReplyEmpty, ReplyEntry, ReplyOpen, ReplyStatfs, ReplyWrite,
-    ReplyXattr, Request, TimeOrNow, WriteFlags,
+    Errno, FileHandle, Filesystem, FopenFlags, Generation, INodeNo, KernelConfig, LockOwner,
+    OpenFlags, RenameFlags, ReplyAttr, ReplyCreate, ReplyData, ReplyDirectory, ReplyDirectoryPlus,
+    ReplyEmpty, ReplyEntry, ReplyOpen, ReplyStatfs, ReplyWrite, ReplyXattr, Request, TimeOrNow,
+    WriteFlags,
 };
 use std::ffi::OsStr;
 use std::os::unix::ffi::OsStrExt;
@@ -25,83 +29,6 @@ pub struct DekFuse {
 
 fn err(e: CoreErrno) -> Errno {
     Errno::from_i32(e.0)
-}
-
-fn kind(k: Kind) -> FileType {
-    match k {
-        Kind::File => FileType::RegularFile,
-        Kind::Dir => FileType::Directory,
-        Kind::Symlink => FileType::Symlink,
-        Kind::Fifo => FileType::NamedPipe,
-        Kind::Socket => FileType::Socket,
-        Kind::CharDev => FileType::CharDevice,
-        Kind::BlockDev => FileType::BlockDevice,
-    }
-}
-
-fn attr(a: &Attr) -> FileAttr {
-    FileAttr {
-        ino: INodeNo(a.ino),
-        size: a.size,
-        blocks: a.blocks,
-        atime: a.atime,
-        mtime: a.mtime,
-        ctime: a.ctime,
-        crtime: a.ctime,
-        kind: kind(a.kind),
-        perm: a.perm,
-        nlink: a.nlink,
-        uid: a.uid,
-        gid: a.gid,
-        rdev: a.rdev,
-        blksize: a.blksize,
-        flags: 0,
-    }
-}
-
-fn caller(req: &Request, umask: u32) -> Caller {
-    Caller {
-        uid: req.uid(),
-        gid: req.gid(),
-        umask,
-    }
-}
-
-fn time(t: Option<TimeOrNow>) -> Option<TimeSet> {
-    t.map(|t| match t {
-        TimeOrNow::Now => TimeSet::Now,
-        TimeOrNow::SpecificTime(s) => TimeSet::At(s),
-    })
-}
-
-fn entry(reply: ReplyEntry, r: Result<Attr, CoreErrno>) {
-    match r {
-        Ok(a) => reply.entry(&policy::ttl(&a), &attr(&a), Generation(0)),
-        Err(e) => reply.error(err(e)),
-    }
-}
-
-fn empty(reply: ReplyEmpty, r: Result<(), CoreErrno>) {
-    match r {
-        Ok(()) => reply.ok(),
-        Err(e) => reply.error(err(e)),
-    }
-}
-
-fn xattr_reply(reply: ReplyXattr, size: u32, r: Result<Vec<u8>, CoreErrno>) {
-    match r.and_then(|v| policy::xattr_answer(v, size)) {
-        Ok(XattrAnswer::Size(n)) => reply.size(n),
-        Ok(XattrAnswer::Data(v)) => reply.data(&v),
-        Err(e) => reply.error(err(e)),
-    }
-}
-
-fn open_flags() -> FopenFlags {
-    if policy::KEEP_CACHE_ON_OPEN {
-        FopenFlags::FOPEN_KEEP_CACHE
-    } else {
-        FopenFlags::empty()
-    }
 }
 
 impl Filesystem for DekFuse {
@@ -382,26 +309,9 @@ impl Filesystem for DekFuse {
         ino: INodeNo,
         fh: FileHandle,
         offset: u64,
-        mut reply: ReplyDirectory,
+        reply: ReplyDirectory,
     ) {
-        let dir = match self.core.readdir_entries(fh.0) {
-            Ok(d) => d,
-            Err(e) => return reply.error(err(e)),
-        };
-        for (next, slot) in policy::listing(&dir.entries, offset) {
-            let full = match slot {
-                Slot::Dot => reply.add(ino, next, FileType::Directory, "."),
-                Slot::DotDot => reply.add(INodeNo(1), next, FileType::Directory, ".."),
-                Slot::Entry(e) => {
-                    let ino = INodeNo(self.core.fuse_ino(e.backing_ino));
-                    reply.add(ino, next, kind(e.kind), OsStr::from_bytes(&e.plain))
-                }
-            };
-            if full {
-                break;
-            }
-        }
-        reply.ok();
+        listing::readdir(&self.core, ino, fh, offset, reply);
     }
 
     fn readdirplus(
@@ -410,57 +320,9 @@ impl Filesystem for DekFuse {
         ino: INodeNo,
         fh: FileHandle,
         offset: u64,
-        mut reply: ReplyDirectoryPlus,
+        reply: ReplyDirectoryPlus,
     ) {
-        let dir = match self.core.readdir_entries(fh.0) {
-            Ok(d) => d,
-            Err(e) => return reply.error(err(e)),
-        };
-        let mut dir_attr: Option<FileAttr> = None;
-        for (next, slot) in policy::listing(&dir.entries, offset) {
-            let full = match slot {
-                Slot::Dot | Slot::DotDot => {
-                    let a = match dir_attr {
-                        Some(a) => a,
-                        None => match self.core.getattr(ino.0) {
-                            Ok(a) => *dir_attr.insert(attr(&a)),
-                            Err(e) => return reply.error(err(e)),
-                        },
-                    };
-                    // ".." is not looked up by the kernel; its attributes are
-                    // only a placeholder, as in readdir.
-                    let (i, name) = match slot {
-                        Slot::Dot => (ino, "."),
-                        _ => (a.ino, ".."),
-                    };
-                    reply.add(i, next, name, &ENTRY_TTL, &a, Generation(0))
-                }
-                Slot::Entry(e) => {
-                    // Each entry sent counts as a lookup; one that no longer
-                    // exists is skipped, one that does not fit is forgotten again.
-                    let Ok(a) = self.core.lookup_entry(ino.0, e) else {
-                        continue;
-                    };
-                    let name = OsStr::from_bytes(&e.plain);
-                    let full = reply.add(
-                        INodeNo(a.ino),
-                        next,
-                        name,
-                        &policy::ttl(&a),
-                        &attr(&a),
-                        Generation(0),
-                    );
-                    if full {
-                        self.core.forget(a.ino, 1);
-                    }
-                    full
-                }
-            };
-            if full {
-                break;
-            }
-        }
-        reply.ok();
+        listing::readdirplus(&self.core, ino, fh, offset, reply);
     }
 
     fn releasedir(
