@@ -10,10 +10,9 @@ use crate::fs::policy::{self, MountPolicy};
 use crate::fs::{CoreFs, Errno as CoreErrno, SetAttr};
 use convert::{attr, caller, empty, entry, open_flags, time, xattr_reply};
 use fuser::{
-    Errno, FileHandle, Filesystem, FopenFlags, Generation, INodeNo, KernelConfig, LockOwner,
-    OpenFlags, RenameFlags, ReplyAttr, ReplyCreate, ReplyData, ReplyDirectory, ReplyDirectoryPlus,
-    ReplyEmpty, ReplyEntry, ReplyOpen, ReplyStatfs, ReplyWrite, ReplyXattr, Request, TimeOrNow,
-    WriteFlags,
+    Errno, FileHandle, Filesystem, Generation, INodeNo, KernelConfig, LockOwner, OpenFlags,
+    RenameFlags, ReplyAttr, ReplyCreate, ReplyData, ReplyDirectory, ReplyDirectoryPlus, ReplyEmpty,
+    ReplyEntry, ReplyOpen, ReplyStatfs, ReplyWrite, ReplyXattr, Request, TimeOrNow, WriteFlags,
 };
 use std::ffi::OsStr;
 use std::os::unix::ffi::OsStrExt;
@@ -36,21 +35,7 @@ impl Filesystem for DekFuse {
         let k = self.policy.kernel();
         let _ = config.set_max_write(k.max_write);
         let _ = config.set_max_readahead(k.max_readahead);
-        let mut caps = fuser::InitFlags::empty();
-        for (want, flag) in [
-            (k.parallel_dirops, fuser::InitFlags::FUSE_PARALLEL_DIROPS),
-            (
-                k.handle_killpriv_v2,
-                fuser::InitFlags::FUSE_HANDLE_KILLPRIV_V2,
-            ),
-            (k.readdirplus_always, fuser::InitFlags::FUSE_DO_READDIRPLUS),
-            (k.writeback_cache, fuser::InitFlags::FUSE_WRITEBACK_CACHE),
-        ] {
-            if want {
-                caps |= flag;
-            }
-        }
-        let _ = config.add_capabilities(caps);
+        let _ = config.add_capabilities(convert::init_flags(&k));
         Ok(())
     }
 
@@ -298,7 +283,7 @@ impl Filesystem for DekFuse {
 
     fn opendir(&self, _req: &Request, ino: INodeNo, _flags: OpenFlags, reply: ReplyOpen) {
         match self.core.opendir(ino.0) {
-            Ok(fh) => reply.opened(FileHandle(fh), FopenFlags::empty()),
+            Ok(fh) => reply.opened(FileHandle(fh), convert::dir_open_flags()),
             Err(e) => reply.error(err(e)),
         }
     }

@@ -19,6 +19,12 @@ pub const MAX_IO: u32 = 1 << 20;
 /// their contents passes through this daemon, so a cached page is current.
 pub const KEEP_CACHE_ON_OPEN: bool = true;
 
+/// Directory listings are not kept in the kernel's cache between opens:
+/// each opendir takes a fresh snapshot, so a name added to the cipher
+/// directory behind the kernel's back (a restore from backup) shows up at
+/// the next listing.
+pub const CACHE_DIR_LISTINGS: bool = false;
+
 /// What to negotiate with the kernel at session start.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct KernelParams {

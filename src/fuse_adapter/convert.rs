@@ -2,7 +2,7 @@
 //! shapes. It must not decide anything: every choice comes from fs::policy.
 
 use super::err;
-use crate::fs::policy::{self, XattrAnswer};
+use crate::fs::policy::{self, KernelParams, XattrAnswer};
 use crate::fs::{Attr, Caller, Errno as CoreErrno, Kind, TimeSet};
 use fuser::{
     FileAttr, FileType, FopenFlags, Generation, INodeNo, ReplyEmpty, ReplyEntry, ReplyXattr,
@@ -83,5 +83,44 @@ pub(super) fn open_flags() -> FopenFlags {
         FopenFlags::FOPEN_KEEP_CACHE
     } else {
         FopenFlags::empty()
+    }
+}
+
+pub(super) fn dir_open_flags() -> FopenFlags {
+    if policy::CACHE_DIR_LISTINGS {
+        FopenFlags::FOPEN_CACHE_DIR
+    } else {
+        FopenFlags::empty()
+    }
+}
+
+pub(super) fn init_flags(k: &KernelParams) -> fuser::InitFlags {
+    use fuser::InitFlags as F;
+    [
+        (k.parallel_dirops, F::FUSE_PARALLEL_DIROPS),
+        (k.handle_killpriv_v2, F::FUSE_HANDLE_KILLPRIV_V2),
+        (k.readdirplus_always, F::FUSE_DO_READDIRPLUS),
+        (k.writeback_cache, F::FUSE_WRITEBACK_CACHE),
+    ]
+    .into_iter()
+    .filter(|(want, _)| *want)
+    .fold(F::empty(), |acc, (_, f)| acc | f)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::fs::policy::MountPolicy;
+    use fuser::InitFlags as F;
+
+    #[test]
+    fn kernel_params_become_init_flags() {
+        let base = F::FUSE_PARALLEL_DIROPS | F::FUSE_HANDLE_KILLPRIV_V2 | F::FUSE_DO_READDIRPLUS;
+        assert_eq!(init_flags(&MountPolicy::default().kernel()), base);
+        let wb = MountPolicy {
+            writeback_cache: true,
+            xattr: true,
+        };
+        assert_eq!(init_flags(&wb.kernel()), base | F::FUSE_WRITEBACK_CACHE);
     }
 }
