@@ -756,6 +756,19 @@ fn mount_option_passfile_and_unknown_option() {
     let e = fs::write(v.p("f"), b"x").expect_err("ro must hold");
     assert_eq!(errno(&e), libc::EROFS);
     v.umount();
+    // Generic kernel options reach the mount (relatime was refused before
+    // the grammar was shared).
+    v.mount_with(&["-o", "noexec,relatime,nodev"]);
+    let info = fs::read_to_string("/proc/self/mountinfo").unwrap();
+    let line = info
+        .lines()
+        .find(|l| l.split(' ').nth(4) == Some(s(&v.mnt).as_str()))
+        .expect("mountinfo line");
+    let flags: Vec<&str> = line.split(' ').nth(5).unwrap().split(',').collect();
+    for f in ["rw", "noexec", "nosuid", "nodev", "relatime"] {
+        assert!(flags.contains(&f), "{f} missing: {line}");
+    }
+    v.umount();
     // Both ways of naming a credential at once is ambiguous.
     dekfs([
         "mount",
