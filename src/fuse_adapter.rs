@@ -1,145 +1,41 @@
 //! Thin FUSE adapter: translates fuser requests into `fs::CoreFs` calls and
-//! replies. It must not contain filesystem logic or touch keys; every
-//! decision lives in the core so it stays testable without a mount.
+//! replies. It must not contain filesystem logic, make policy choices or
+//! touch keys; every decision lives in the core (fs::policy for the ones
+//! the kernel interface asks) so it stays testable without a mount.
 
-use crate::fs::{Attr, Caller, CoreFs, Errno as CoreErrno, Kind, SetAttr, TimeSet};
+mod convert;
+mod listing;
+
+use crate::fs::policy::{self, MountPolicy};
+use crate::fs::{CoreFs, Errno as CoreErrno, SetAttr};
+use convert::{attr, caller, empty, entry, open_flags, time, xattr_reply};
 use fuser::{
-    Errno, FileAttr, FileHandle, FileType, Filesystem, FopenFlags, Generation, INodeNo,
-    KernelConfig, LockOwner, OpenFlags, RenameFlags, ReplyAttr, ReplyCreate, ReplyData,
-    ReplyDirectory, ReplyDirectoryPlus, ReplyEmpty, ReplyEntry, ReplyOpen, ReplyStatfs, ReplyWrite,
-    ReplyXattr, Request, TimeOrNow, WriteFlags,
+    Errno, FileHandle, Filesystem, Generation, INodeNo, KernelConfig, LockOwner, OpenFlags,
+    RenameFlags, ReplyAttr, ReplyCreate, ReplyData, ReplyDirectory, ReplyDirectoryPlus, ReplyEmpty,
+    ReplyEntry, ReplyOpen, ReplyStatfs, ReplyWrite, ReplyXattr, Request, TimeOrNow, WriteFlags,
 };
 use std::ffi::OsStr;
 use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
-use std::time::{Duration, SystemTime};
-
-/// How long the kernel may cache attributes and entries. All changes go
-/// through this daemon, so a short TTL only guards against edits of the
-/// cipher directory behind our back.
-const TTL: Duration = Duration::from_secs(1);
-pub const MAX_WRITE: u32 = 1 << 20;
+use std::sync::Arc;
+use std::time::SystemTime;
 
 pub struct DekFuse {
-    pub core: CoreFs,
-    /// Kernel writeback caching (`-o writeback_cache`). Off by default:
-    /// with it, write(2) succeeds into the page cache and ENOSPC or EIO
-    /// only surface at fsync/close, which most programs never check, so a
-    /// full disk would lose data silently.
-    pub writeback_cache: bool,
-    /// `-o noxattr` clears this: every xattr request is answered ENOSYS,
-    /// which the kernel remembers for the mount. That saves the
-    /// `security.capability` GETXATTR it sends before every write(2) (one
-    /// round trip in five for a small-file create), at the price of
-    /// user.* xattrs. (The null passthrough_ll runs this way by default.)
-    pub xattr: bool,
+    /// Shared with the daemon, which keeps a clone for its control thread.
+    pub core: Arc<CoreFs>,
+    pub policy: MountPolicy,
 }
 
 fn err(e: CoreErrno) -> Errno {
     Errno::from_i32(e.0)
 }
 
-fn kind(k: Kind) -> FileType {
-    match k {
-        Kind::File => FileType::RegularFile,
-        Kind::Dir => FileType::Directory,
-        Kind::Symlink => FileType::Symlink,
-        Kind::Fifo => FileType::NamedPipe,
-        Kind::Socket => FileType::Socket,
-        Kind::CharDev => FileType::CharDevice,
-        Kind::BlockDev => FileType::BlockDevice,
-    }
-}
-
-fn attr(a: &Attr) -> FileAttr {
-    FileAttr {
-        ino: INodeNo(a.ino),
-        size: a.size,
-        blocks: a.blocks,
-        atime: a.atime,
-        mtime: a.mtime,
-        ctime: a.ctime,
-        crtime: a.ctime,
-        kind: kind(a.kind),
-        perm: a.perm,
-        nlink: a.nlink,
-        uid: a.uid,
-        gid: a.gid,
-        rdev: a.rdev,
-        blksize: a.blksize,
-        flags: 0,
-    }
-}
-
-fn caller(req: &Request, umask: u32) -> Caller {
-    Caller {
-        uid: req.uid(),
-        gid: req.gid(),
-        umask,
-    }
-}
-
-fn time(t: Option<TimeOrNow>) -> Option<TimeSet> {
-    t.map(|t| match t {
-        TimeOrNow::Now => TimeSet::Now,
-        TimeOrNow::SpecificTime(s) => TimeSet::At(s),
-    })
-}
-
-/// Set-id bits may be dropped by the daemon on a write or truncate (our
-/// side of KILLPRIV_V2), behind the kernel's attribute cache: never cache
-/// the attributes of such (rare) files.
-fn ttl(a: &Attr) -> Duration {
-    if a.perm & 0o6000 != 0 {
-        Duration::ZERO
-    } else {
-        TTL
-    }
-}
-
-fn entry(reply: ReplyEntry, r: Result<Attr, CoreErrno>) {
-    match r {
-        Ok(a) => reply.entry(&ttl(&a), &attr(&a), Generation(0)),
-        Err(e) => reply.error(err(e)),
-    }
-}
-
-fn empty(reply: ReplyEmpty, r: Result<(), CoreErrno>) {
-    match r {
-        Ok(()) => reply.ok(),
-        Err(e) => reply.error(err(e)),
-    }
-}
-
-fn xattr_reply(reply: ReplyXattr, size: u32, r: Result<Vec<u8>, CoreErrno>) {
-    match r {
-        Ok(v) if size == 0 => reply.size(v.len() as u32),
-        Ok(v) if v.len() > size as usize => reply.error(Errno::ERANGE),
-        Ok(v) => reply.data(&v),
-        Err(e) => reply.error(err(e)),
-    }
-}
-
 impl Filesystem for DekFuse {
     fn init(&mut self, _req: &Request, config: &mut KernelConfig) -> std::io::Result<()> {
-        let _ = config.set_max_write(MAX_WRITE);
-        let _ = config.set_max_readahead(MAX_WRITE);
-        // Readdirplus for every listing, not AUTO: AUTO uses it for the
-        // first chunk only and falls back to plain READDIR, so `find | stat`,
-        // `rm -rf` and `du` paid a LOOKUP per entry of any larger directory.
-        // An entry costs one openat+fstat here, as a LOOKUP would.
-        // KILLPRIV_V2: we clear set-id bits ourselves (write flag, setattr),
-        // so the kernel stops asking for security.capability before every
-        // write, which halves the round trips of small writes.
-        let mut caps = fuser::InitFlags::FUSE_PARALLEL_DIROPS
-            | fuser::InitFlags::FUSE_HANDLE_KILLPRIV_V2
-            | fuser::InitFlags::FUSE_DO_READDIRPLUS;
-        if self.writeback_cache {
-            // Every change to a file passes through this daemon, so the
-            // kernel may own size and mtime while pages are dirty.
-            caps |= fuser::InitFlags::FUSE_WRITEBACK_CACHE;
-        }
-        let _ = config.add_capabilities(caps);
+        let k = self.policy.kernel();
+        let _ = config.set_max_write(k.max_write);
+        let _ = config.set_max_readahead(k.max_readahead);
+        let _ = config.add_capabilities(convert::init_flags(&k));
         Ok(())
     }
 
@@ -153,7 +49,7 @@ impl Filesystem for DekFuse {
 
     fn getattr(&self, _req: &Request, ino: INodeNo, _fh: Option<FileHandle>, reply: ReplyAttr) {
         match self.core.getattr(ino.0) {
-            Ok(a) => reply.attr(&ttl(&a), &attr(&a)),
+            Ok(a) => reply.attr(&policy::ttl(&a), &attr(&a)),
             Err(e) => reply.error(err(e)),
         }
     }
@@ -184,10 +80,10 @@ impl Filesystem for DekFuse {
             atime: time(atime),
             mtime: time(mtime),
             fh: fh.map(|f| f.0),
-            kill_setid: size.is_some() && req.uid() != 0,
+            kill_setid: policy::truncate_kills_setid(size.is_some(), req.uid()),
         };
         match self.core.setattr(ino.0, set) {
-            Ok(a) => reply.attr(&ttl(&a), &attr(&a)),
+            Ok(a) => reply.attr(&policy::ttl(&a), &attr(&a)),
             Err(e) => reply.error(err(e)),
         }
     }
@@ -302,7 +198,7 @@ impl Filesystem for DekFuse {
 
     fn open(&self, _req: &Request, ino: INodeNo, flags: OpenFlags, reply: ReplyOpen) {
         match self.core.open(ino.0, flags.0) {
-            Ok(fh) => reply.opened(FileHandle(fh), FopenFlags::FOPEN_KEEP_CACHE),
+            Ok(fh) => reply.opened(FileHandle(fh), open_flags()),
             Err(e) => reply.error(err(e)),
         }
     }
@@ -342,12 +238,8 @@ impl Filesystem for DekFuse {
         _lock_owner: Option<LockOwner>,
         reply: ReplyWrite,
     ) {
-        if write_flags.contains(WriteFlags::FUSE_WRITE_KILL_SUIDGID) {
-            if let Err(e) = self.core.kill_setid(ino.0) {
-                return reply.error(err(e));
-            }
-        }
-        match self.core.write(fh.0, offset, data) {
+        let kill = write_flags.contains(WriteFlags::FUSE_WRITE_KILL_SUIDGID);
+        match self.core.write_request(ino.0, fh.0, offset, data, kill) {
             Ok(n) => reply.written(n),
             Err(e) => reply.error(err(e)),
         }
@@ -361,12 +253,7 @@ impl Filesystem for DekFuse {
         _lock_owner: LockOwner,
         reply: ReplyEmpty,
     ) {
-        // Every write has reached the backing file before it is answered and
-        // locks are the kernel's, so close() has nothing to do here. ENOSYS
-        // tells the kernel to stop sending FLUSH (one round trip less per
-        // close); it still writes back its own dirty pages and reports their
-        // errors at close without us.
-        reply.error(Errno::ENOSYS);
+        empty(reply, self.core.flush());
     }
 
     fn release(
@@ -396,7 +283,7 @@ impl Filesystem for DekFuse {
 
     fn opendir(&self, _req: &Request, ino: INodeNo, _flags: OpenFlags, reply: ReplyOpen) {
         match self.core.opendir(ino.0) {
-            Ok(fh) => reply.opened(FileHandle(fh), FopenFlags::empty()),
+            Ok(fh) => reply.opened(FileHandle(fh), convert::dir_open_flags()),
             Err(e) => reply.error(err(e)),
         }
     }
@@ -407,34 +294,9 @@ impl Filesystem for DekFuse {
         ino: INodeNo,
         fh: FileHandle,
         offset: u64,
-        mut reply: ReplyDirectory,
+        reply: ReplyDirectory,
     ) {
-        let dir = match self.core.readdir_entries(fh.0) {
-            Ok(d) => d,
-            Err(e) => return reply.error(err(e)),
-        };
-        // Offsets: 1 = ".", 2 = "..", 3.. = entries; each names the next one.
-        let mut off = offset;
-        if off == 0 {
-            if reply.add(ino, 1, FileType::Directory, ".") {
-                return reply.ok();
-            }
-            off = 1;
-        }
-        if off == 1 {
-            if reply.add(INodeNo(1), 2, FileType::Directory, "..") {
-                return reply.ok();
-            }
-            off = 2;
-        }
-        for (i, e) in dir.entries.iter().enumerate().skip((off - 2) as usize) {
-            let ft = kind(e.kind);
-            let ino = self.core.fuse_ino(e.backing_ino);
-            if reply.add(INodeNo(ino), i as u64 + 3, ft, OsStr::from_bytes(&e.plain)) {
-                break;
-            }
-        }
-        reply.ok();
+        listing::readdir(&self.core, ino, fh, offset, reply);
     }
 
     fn readdirplus(
@@ -443,49 +305,9 @@ impl Filesystem for DekFuse {
         ino: INodeNo,
         fh: FileHandle,
         offset: u64,
-        mut reply: ReplyDirectoryPlus,
+        reply: ReplyDirectoryPlus,
     ) {
-        let dir = match self.core.readdir_entries(fh.0) {
-            Ok(d) => d,
-            Err(e) => return reply.error(err(e)),
-        };
-        let mut off = offset;
-        if off < 2 {
-            match self.core.getattr(ino.0) {
-                Ok(a) => {
-                    let a = attr(&a);
-                    if off == 0 && reply.add(ino, 1, ".", &TTL, &a, Generation(0)) {
-                        return reply.ok();
-                    }
-                    // ".." is not looked up by the kernel; its attributes are
-                    // only a placeholder, as in readdir.
-                    if reply.add(a.ino, 2, "..", &TTL, &a, Generation(0)) {
-                        return reply.ok();
-                    }
-                }
-                Err(e) => return reply.error(err(e)),
-            }
-            off = 2;
-        }
-        for (i, e) in dir.entries.iter().enumerate().skip((off - 2) as usize) {
-            // Each entry sent counts as a lookup; one that no longer exists
-            // is skipped, one that does not fit is forgotten again.
-            let Ok(a) = self.core.lookup_entry(ino.0, e) else {
-                continue;
-            };
-            if reply.add(
-                INodeNo(a.ino),
-                i as u64 + 3,
-                OsStr::from_bytes(&e.plain),
-                &ttl(&a),
-                &attr(&a),
-                Generation(0),
-            ) {
-                self.core.forget(a.ino, 1);
-                break;
-            }
-        }
-        reply.ok();
+        listing::readdirplus(&self.core, ino, fh, offset, reply);
     }
 
     fn releasedir(
@@ -530,8 +352,8 @@ impl Filesystem for DekFuse {
         _position: u32,
         reply: ReplyEmpty,
     ) {
-        if !self.xattr {
-            return reply.error(Errno::ENOSYS);
+        if let Err(e) = self.policy.xattr_allowed() {
+            return reply.error(err(e));
         }
         empty(
             reply,
@@ -540,30 +362,28 @@ impl Filesystem for DekFuse {
     }
 
     fn getxattr(&self, _req: &Request, ino: INodeNo, name: &OsStr, size: u32, reply: ReplyXattr) {
-        if !self.xattr {
-            return reply.error(Errno::ENOSYS);
+        if let Err(e) = self.policy.xattr_allowed() {
+            return reply.error(err(e));
         }
         xattr_reply(reply, size, self.core.getxattr(ino.0, name.as_bytes()));
     }
 
     fn listxattr(&self, _req: &Request, ino: INodeNo, size: u32, reply: ReplyXattr) {
-        if !self.xattr {
-            return reply.error(Errno::ENOSYS);
+        if let Err(e) = self.policy.xattr_allowed() {
+            return reply.error(err(e));
         }
         xattr_reply(reply, size, self.core.listxattr(ino.0));
     }
 
     fn removexattr(&self, _req: &Request, ino: INodeNo, name: &OsStr, reply: ReplyEmpty) {
-        if !self.xattr {
-            return reply.error(Errno::ENOSYS);
+        if let Err(e) = self.policy.xattr_allowed() {
+            return reply.error(err(e));
         }
         empty(reply, self.core.removexattr(ino.0, name.as_bytes()));
     }
 
-    fn access(&self, _req: &Request, _ino: INodeNo, _mask: fuser::AccessFlags, reply: ReplyEmpty) {
-        // Permission checks are the kernel's (default_permissions) or, for a
-        // private mount, moot: only the owner reaches us.
-        reply.ok();
+    fn access(&self, _req: &Request, ino: INodeNo, _mask: fuser::AccessFlags, reply: ReplyEmpty) {
+        empty(reply, self.core.access(ino.0));
     }
 
     fn create(
@@ -581,11 +401,11 @@ impl Filesystem for DekFuse {
             .create(parent.0, name.as_bytes(), mode, flags, caller(req, umask))
         {
             Ok((a, fh)) => reply.created(
-                &ttl(&a),
+                &policy::ttl(&a),
                 &attr(&a),
                 Generation(0),
                 FileHandle(fh),
-                FopenFlags::FOPEN_KEEP_CACHE,
+                open_flags(),
             ),
             Err(e) => reply.error(err(e)),
         }

@@ -9,9 +9,11 @@ pub mod secret;
 pub mod volume;
 
 pub mod cli;
+pub mod daemon;
 pub mod fs;
 pub mod fsck;
 pub mod fuse_adapter;
 pub mod logger;
+pub mod mount_opts;
 pub mod sys;
 pub mod tpm;

@@ -721,3 +721,64 @@ fn umount_of_busy_mount_is_refused_cleanly() {
     drop(f);
     v.umount();
 }
+
+#[test]
+fn mount_option_passfile_and_unknown_option() {
+    require_fuse!();
+    let v = TestVolume::new("mountopts");
+    // An unknown option is a usage error that names it, before any unlock.
+    let out = dekfs([
+        "mount",
+        &s(&v.cipher),
+        &s(&v.mnt),
+        "--passfile",
+        &s(&v.passfile),
+        "-o",
+        "ro,bogus,nofail",
+    ]);
+    out.expect_code(exit::USAGE, "mount -o bogus")
+        .expect_one_line_error("unknown option");
+    assert!(out.stderr.contains("`bogus`"), "{}", out.stderr);
+    assert_not_mounted_and_no_daemon(&v);
+    // `-o passfile=` is the only credential: no terminal (setsid), no
+    // --passfile; fstab bookkeeping options ride along and are ignored.
+    let opts = format!(
+        "passfile={},ro,nofail,_netdev,x-systemd.automount,defaults",
+        s(&v.passfile)
+    );
+    let out = run_cmd(
+        "setsid",
+        ["-w", DEKFS, "mount", &s(&v.cipher), &s(&v.mnt), "-o", &opts],
+        None,
+    );
+    out.expect_code(exit::OK, "mount -o passfile=FILE");
+    assert!(is_mounted(&v.mnt));
+    let e = fs::write(v.p("f"), b"x").expect_err("ro must hold");
+    assert_eq!(errno(&e), libc::EROFS);
+    v.umount();
+    // Generic kernel options reach the mount (relatime was refused before
+    // the grammar was shared).
+    v.mount_with(&["-o", "noexec,relatime,nodev"]);
+    let info = fs::read_to_string("/proc/self/mountinfo").unwrap();
+    let line = info
+        .lines()
+        .find(|l| l.split(' ').nth(4) == Some(s(&v.mnt).as_str()))
+        .expect("mountinfo line");
+    let flags: Vec<&str> = line.split(' ').nth(5).unwrap().split(',').collect();
+    for f in ["rw", "noexec", "nosuid", "nodev", "relatime"] {
+        assert!(flags.contains(&f), "{f} missing: {line}");
+    }
+    v.umount();
+    // Both ways of naming a credential at once is ambiguous.
+    dekfs([
+        "mount",
+        &s(&v.cipher),
+        &s(&v.mnt),
+        "--passfile",
+        &s(&v.passfile),
+        "-o",
+        &format!("passfile={}", s(&v.passfile)),
+    ])
+    .expect_code(exit::USAGE, "--passfile with -o passfile=");
+    assert!(!is_mounted(&v.mnt));
+}

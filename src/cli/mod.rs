@@ -4,7 +4,6 @@
 mod exit;
 mod fsck;
 mod init;
-mod kmount;
 mod mount;
 mod protector;
 mod secret_input;

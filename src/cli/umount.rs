@@ -3,7 +3,7 @@
 //! any process other than the daemon recorded for that mount point.
 
 use super::exit::{CliError, CliResult, GENERIC, MOUNT_FAILED, USAGE};
-use super::mount::{mount_source, pidfile_path};
+use crate::daemon::{mount_source, pidfile_path};
 use clap::Args;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};

@@ -6,9 +6,11 @@ mod attr;
 mod blocks;
 mod dir_ops;
 pub mod file_io;
+pub mod kcache;
 mod names;
 pub mod node;
 mod open_ops;
+pub mod policy;
 mod xattr;
 
 pub use attr::{Attr, SetAttr, StatFs, TimeSet};
@@ -97,6 +99,8 @@ pub struct CoreFs {
     /// close); `reclaim_unlinked` scans only when it moved since its last scan.
     space_gen: AtomicU64,
     space_scanned: AtomicU64,
+    /// Set by the daemon once its FUSE session exists (see kcache.rs).
+    kcache: std::sync::OnceLock<Arc<dyn kcache::KernelCache>>,
 }
 
 const REPORT_WINDOW: std::time::Duration = std::time::Duration::from_secs(60);
@@ -152,6 +156,7 @@ impl CoreFs {
             ),
             space_gen: AtomicU64::new(1),
             space_scanned: AtomicU64::new(0),
+            kcache: std::sync::OnceLock::new(),
         })
     }
 
