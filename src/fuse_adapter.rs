@@ -2,7 +2,7 @@
 //! replies. It must not contain filesystem logic or touch keys; every
 //! decision lives in the core so it stays testable without a mount.
 
-use crate::fs::{Attr, Caller, CoreFs, Errno as CoreErrno, Kind, SetAttr, TimeSet};
+use crate::fs::{Attr, Caller, CoreError as CoreErrno, CoreFs, Kind, SetAttr, TimeSet};
 use fuser::{
     Errno, FileAttr, FileHandle, FileType, Filesystem, FopenFlags, Generation, INodeNo,
     KernelConfig, LockOwner, OpenFlags, RenameFlags, ReplyAttr, ReplyCreate, ReplyData,
@@ -36,7 +36,7 @@ pub struct DekFuse {
 }
 
 fn err(e: CoreErrno) -> Errno {
-    Errno::from_i32(e.0)
+    Errno::from_i32(crate::fs::user_errno(e).0)
 }
 
 fn kind(k: Kind) -> FileType {

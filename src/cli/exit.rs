@@ -75,4 +75,20 @@ impl From<std::io::Error> for CliError {
     }
 }
 
+/// A volume whose own bytes are at fault is corrupt; a system that cannot
+/// serve it (I/O, no /proc) is not.
+impl From<crate::fs::OpenError> for CliError {
+    fn from(e: crate::fs::OpenError) -> Self {
+        use crate::fs::OpenError;
+        let msg = e.to_string();
+        match e {
+            _ if e.is_damage() => CliError::new(CORRUPT, msg).hint(
+                "run `dekfs fsck` on the cipher directory; check that it is the right volume",
+            ),
+            OpenError::ProcFd(_) => CliError::new(MOUNT_FAILED, msg).hint("mount /proc"),
+            _ => CliError::new(IO, msg),
+        }
+    }
+}
+
 pub type CliResult<T> = Result<T, CliError>;

@@ -2,7 +2,7 @@
 //! mount is live, then the daemon runs detached (or in the foreground with
 //! -f). It must not put key material in argv, the environment or logs.
 
-use super::exit::{CliError, CliResult, CORRUPT, GENERIC, MOUNT_FAILED};
+use super::exit::{CliError, CliResult, GENERIC, MOUNT_FAILED};
 use super::kmount::KernelOpts;
 use super::KeySource;
 use crate::fs::CoreFs;
@@ -216,8 +216,7 @@ fn serve(
         super::init::hex(&unlocked.info.volume_id)
     );
     let opts = mount_options(cipherdir, &super::unlock::split_tpm_option(&a.options).1)?;
-    let core = CoreFs::new(cipherdir, unlocked.keys.clone(), opts.read_only)
-        .map_err(|m| CliError::new(CORRUPT, m))?;
+    let core = CoreFs::new(cipherdir, unlocked.keys.clone(), opts.read_only)?;
     drop(unlocked);
     let mut config = fuser::Config::default();
     config.acl = opts.acl;

@@ -144,7 +144,7 @@ impl CoreFs {
         }
         if let Some(mode) = set.mode {
             if node.kind == Kind::Symlink {
-                return Err(Errno::EOPNOTSUPP);
+                return Err(Errno::EOPNOTSUPP.into());
             }
             rustix::fs::chmod(
                 self.proc_path(&node).as_str(),
@@ -186,8 +186,8 @@ impl CoreFs {
     fn truncate(&self, node: &std::sync::Arc<Node>, fh: Option<u64>, size: u64) -> FsResult<()> {
         match node.kind {
             Kind::File => {}
-            Kind::Dir => return Err(Errno::EISDIR),
-            _ => return Err(Errno::EINVAL),
+            Kind::Dir => return Err(Errno::EISDIR.into()),
+            _ => return Err(Errno::EINVAL.into()),
         }
         if node.unreadable {
             return Err(self.integrity(node.ino, "entry name failed authentication"));
@@ -201,11 +201,11 @@ impl CoreFs {
         let temp = !io.is_loaded();
         if temp {
             io.load(&file, &self.keys, &dkey)
-                .map_err(|e| self.io_err(node.ino, e))?;
+                .map_err(|e| self.locate(node.ino, e))?;
         }
         let r = io
             .truncate(&file, &self.keys, &dkey, size)
-            .map_err(|e| self.io_err(node.ino, e));
+            .map_err(|e| self.locate(node.ino, e));
         if temp && node.open_handles.load(std::sync::atomic::Ordering::Acquire) == 0 {
             io.unload();
         }
