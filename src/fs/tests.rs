@@ -403,3 +403,5 @@ fn full_disk_reclaims_removed_files_unless_open_or_linked() {
         core.forget(ino, 1);
     }
 }
+
+mod size;
