@@ -185,6 +185,7 @@ impl Filesystem for DekFuse {
             mtime: time(mtime),
             fh: fh.map(|f| f.0),
             kill_setid: size.is_some() && req.uid() != 0,
+            who: crate::fs::Requester::pid(req.pid()),
         };
         match self.core.setattr(ino.0, set) {
             Ok(a) => reply.attr(&ttl(&a), &attr(&a)),
@@ -332,7 +333,7 @@ impl Filesystem for DekFuse {
 
     fn write(
         &self,
-        _req: &Request,
+        req: &Request,
         ino: INodeNo,
         fh: FileHandle,
         offset: u64,
@@ -347,7 +348,8 @@ impl Filesystem for DekFuse {
                 return reply.error(err(e));
             }
         }
-        match self.core.write(fh.0, offset, data) {
+        let who = crate::fs::Requester::pid(req.pid());
+        match self.core.write_as(who, fh.0, offset, data) {
             Ok(n) => reply.written(n),
             Err(e) => reply.error(err(e)),
         }
@@ -593,7 +595,7 @@ impl Filesystem for DekFuse {
 
     fn fallocate(
         &self,
-        _req: &Request,
+        req: &Request,
         _ino: INodeNo,
         fh: FileHandle,
         offset: u64,
@@ -601,6 +603,10 @@ impl Filesystem for DekFuse {
         mode: i32,
         reply: ReplyEmpty,
     ) {
-        empty(reply, self.core.fallocate(fh.0, offset, length, mode));
+        let who = crate::fs::Requester::pid(req.pid());
+        empty(
+            reply,
+            self.core.fallocate_as(who, fh.0, offset, length, mode),
+        );
     }
 }

@@ -91,3 +91,50 @@ fn far_writes_fail_up_front_and_leave_the_disk_free() {
     v.umount();
     v.assert_fsck_clean("after far writes");
 }
+
+/// Killing the writer of a far pwrite stops the daemon's zero fill (it
+/// used to run on until the disk was full) and gives the space back.
+#[test]
+fn killing_the_writer_stops_the_fill() {
+    require_fuse!();
+    let v = TestVolume::on_tmpfs("sizekill", "2g");
+    v.mount();
+    let path = v.p("victim");
+    fs::write(&path, b"kept").unwrap();
+    let free = free_bytes(&v.cipher);
+    let target: u64 = 1536 << 20;
+    let mut dd = std::process::Command::new("dd")
+        .arg("if=/dev/zero")
+        .arg(format!("of={}", path.display()))
+        .args(["bs=4096", "count=1", "conv=notrunc", "status=none"])
+        .arg(format!("seek={}", target / 4096))
+        .spawn()
+        .unwrap();
+    let started = wait_until(Duration::from_secs(10), || {
+        free_bytes(&v.cipher) + (8 << 20) < free
+    });
+    assert!(started, "the fill did not start");
+    let t = Instant::now();
+    dd.kill().unwrap();
+    let exited = wait_until(Duration::from_secs(5), || {
+        matches!(dd.try_wait(), Ok(Some(_)))
+    });
+    let took = t.elapsed();
+    if !exited {
+        let _ = dd.wait();
+    }
+    assert!(exited, "the killed writer hung in the fill");
+    let after = free_bytes(&v.cipher);
+    assert_eq!(
+        fs::metadata(&path).unwrap().len(),
+        4,
+        "the stopped fill was not given back (killed after {took:?})"
+    );
+    assert!(
+        after + (1 << 20) >= free,
+        "backing space not given back: {free} -> {after} bytes free"
+    );
+    assert_eq!(fs::read(&path).unwrap(), b"kept");
+    v.umount();
+    v.assert_fsck_clean("after a killed fill");
+}

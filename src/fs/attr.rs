@@ -3,7 +3,7 @@
 //! delegating size changes to `FileIo`.
 
 use super::node::{Kind, Node};
-use super::{CoreFs, Errno, FsResult};
+use super::{CoreFs, Errno, FsResult, Requester};
 use rustix::fs::{AtFlags, Gid, Mode, OFlags, Timespec, Timestamps, Uid};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -42,6 +42,8 @@ pub struct SetAttr {
     /// The caller lacks CAP_FSETID: a size change must drop set-id bits
     /// (we own that rule under FUSE_HANDLE_KILLPRIV_V2).
     pub kill_setid: bool,
+    /// Who asked: a long extension stops if they are killed.
+    pub who: Requester,
 }
 
 pub struct StatFs {
@@ -152,7 +154,7 @@ impl CoreFs {
             )?;
         }
         if let Some(size) = set.size {
-            self.with_space(|| self.truncate(&node, set.fh, size))?;
+            self.with_space(|| self.truncate(&node, set.fh, size, set.who))?;
             if set.kill_setid && set.mode.is_none() {
                 self.kill_setid(ino)?;
             }
@@ -183,7 +185,13 @@ impl CoreFs {
         self.attr_of(&node)
     }
 
-    fn truncate(&self, node: &std::sync::Arc<Node>, fh: Option<u64>, size: u64) -> FsResult<()> {
+    fn truncate(
+        &self,
+        node: &std::sync::Arc<Node>,
+        fh: Option<u64>,
+        size: u64,
+        who: Requester,
+    ) -> FsResult<()> {
         match node.kind {
             Kind::File => {}
             Kind::Dir => return Err(Errno::EISDIR.into()),
@@ -204,7 +212,7 @@ impl CoreFs {
                 .map_err(|e| self.locate(node.ino, e))?;
         }
         let r = io
-            .truncate(&file, &self.keys, &dkey, size)
+            .truncate(&file, &self.keys, &dkey, size, who)
             .map_err(|e| self.locate(node.ino, e));
         if temp && node.open_handles.load(std::sync::atomic::Ordering::Acquire) == 0 {
             io.unload();

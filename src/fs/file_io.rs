@@ -4,6 +4,7 @@
 //! write for everything that changes bytes).
 
 use super::blocks;
+use super::cancel::Requester;
 use super::{CoreError, Errno, FsResult};
 use crate::crypto::{DirKey, FileKey, VolumeKeys, BLOCK_OVERHEAD, BLOCK_SIZE, CIPHER_BLOCK_SIZE};
 use crate::format::{cipher_size, plain_size, HEADER_LEN};
@@ -33,6 +34,8 @@ const FILL_CHECK_MIN: u64 = FILL_CHUNK_BLOCKS * CBS;
 /// A long fill re-checks the free space after this many backing bytes, so
 /// concurrent writers cannot push it into the metadata reserve.
 const FILL_RECHECK: u64 = 64 * FILL_CHECK_MIN;
+/// A long fill looks whether its caller was killed after this many bytes.
+const FILL_WATCH: u64 = 16 * FILL_CHECK_MIN;
 
 /// The plaintext size to show for a backing size. A trailing stub of 1..=28
 /// bytes (a block torn by a crash, or cut by an attacker) cannot hold data;
@@ -308,8 +311,9 @@ impl FileIo {
         dir: &DirKey,
         off: u64,
         data: &[u8],
+        who: Requester,
     ) -> FsResult<usize> {
-        let r = self.write_inner(f, keys, dir, off, data);
+        let r = self.write_inner(f, keys, dir, off, data, who);
         // A header is only ever pending within one write: it is wrapped
         // under the current parent's key, which a later rename could change.
         if self.header_pending {
@@ -325,6 +329,7 @@ impl FileIo {
         dir: &DirKey,
         off: u64,
         data: &[u8],
+        who: Requester,
     ) -> FsResult<usize> {
         if data.is_empty() {
             return Ok(0);
@@ -338,7 +343,7 @@ impl FileIo {
         let end = off + data.len() as u64;
         let key = self.new_header(keys, dir)?;
         if off > self.plain_len()? {
-            self.extend(f, &key, off)?;
+            self.extend(f, &key, off, who)?;
         }
         let cur = self.plain_len()?;
         let new_len = end.max(cur);
@@ -375,7 +380,7 @@ impl FileIo {
     /// disk: an all-zero block must read as tampering, not as a hole). A
     /// fill that fails gives back what it wrote: the request failed, so
     /// the file keeps its old size.
-    fn extend(&mut self, f: &File, key: &FileKey, target: u64) -> FsResult<()> {
+    fn extend(&mut self, f: &File, key: &FileKey, target: u64, who: Requester) -> FsResult<()> {
         let cur = self.plain_len()?;
         if target <= cur {
             return Ok(());
@@ -383,7 +388,7 @@ impl FileIo {
         if target > MAX_FILE_SIZE {
             return Err(Errno::EFBIG.into());
         }
-        let r = self.fill(f, key, cur, target);
+        let r = self.fill(f, key, cur, target, who);
         if r.is_err() && self.plain_len()? > cur {
             // Best effort: if even this fails, size and blocks still agree.
             let _ = self.shrink(f, key, cur);
@@ -391,11 +396,18 @@ impl FileIo {
         r
     }
 
-    /// Writes encrypted zeros from `cur` to `target` in bounded chunks.
-    /// fuser does not deliver FUSE_INTERRUPT, so a fill cannot learn that
-    /// its caller is gone; what bounds it is the free space, checked before
-    /// the first chunk and again while it runs.
-    fn fill(&mut self, f: &File, key: &FileKey, cur: u64, target: u64) -> FsResult<()> {
+    /// Writes encrypted zeros from `cur` to `target` in bounded chunks. The
+    /// free space bounds it (checked before the first chunk and again while
+    /// it runs), and it stops with EINTR once its caller has been killed:
+    /// nobody waits for the answer any more.
+    fn fill(
+        &mut self,
+        f: &File,
+        key: &FileKey,
+        cur: u64,
+        target: u64,
+        who: Requester,
+    ) -> FsResult<()> {
         let need = |csize: u64| cipher_size(target).saturating_sub(csize);
         if need(self.csize) > FILL_CHECK_MIN {
             check_space(f, need(self.csize))?;
@@ -410,11 +422,17 @@ impl FileIo {
             pos = idx * BS + new_len as u64;
         }
         let zeros = vec![0u8; (FILL_CHUNK_BLOCKS * BS) as usize];
-        let mut checked_at = self.csize;
+        let (mut checked_at, mut watched_at) = (self.csize, self.csize);
         while pos < target {
             if self.csize - checked_at >= FILL_RECHECK {
                 check_space(f, need(self.csize))?;
                 checked_at = self.csize;
+            }
+            if self.csize - watched_at >= FILL_WATCH {
+                if who.killed() {
+                    return Err(Errno(libc::EINTR).into());
+                }
+                watched_at = self.csize;
             }
             let n = (target - pos).min(FILL_CHUNK_BLOCKS * BS) as usize;
             self.write_blocks(f, key, pos / BS, &zeros[..n])?;
@@ -429,6 +447,7 @@ impl FileIo {
         keys: &VolumeKeys,
         dir: &DirKey,
         size: u64,
+        who: Requester,
     ) -> FsResult<()> {
         let cur = self.plain_len()?;
         if size == cur {
@@ -439,7 +458,7 @@ impl FileIo {
                 return Err(Errno::EFBIG.into());
             }
             let key = self.ensure_header(f, keys, dir)?;
-            return self.extend(f, &key, size);
+            return self.extend(f, &key, size, who);
         }
         let Some(key) = self.key.clone() else {
             return Ok(());

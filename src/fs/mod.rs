@@ -4,6 +4,7 @@
 
 mod attr;
 mod blocks;
+mod cancel;
 mod dir_ops;
 pub mod error;
 pub mod file_io;
@@ -13,6 +14,7 @@ mod open_ops;
 mod xattr;
 
 pub use attr::{Attr, SetAttr, StatFs, TimeSet};
+pub use cancel::Requester;
 pub use error::{user_errno, CoreError, Damage, Errno, FsResult, OpenError};
 pub use names::RECOVERY_PREFIX;
 pub use node::{Kind, ROOT_INO};

@@ -3,7 +3,7 @@
 //! to `FileIo` under the node's lock.
 
 use super::node::{lock, Kind, Node};
-use super::{CoreFs, Errno, FsResult, OpenFile};
+use super::{CoreFs, Errno, FsResult, OpenFile, Requester};
 use rustix::fs::OFlags;
 use std::fs::File;
 use std::sync::atomic::Ordering;
@@ -88,16 +88,21 @@ impl CoreFs {
     }
 
     pub fn write(&self, fh: u64, off: u64, data: &[u8]) -> FsResult<u32> {
-        // A write cut short by ENOSPC leaves the file as it was, so it can run again.
-        self.with_space(|| self.write_once(fh, off, data))
+        self.write_as(Requester::NONE, fh, off, data)
     }
 
-    fn write_once(&self, fh: u64, off: u64, data: &[u8]) -> FsResult<u32> {
+    /// A write for `who`: a long zero fill before it stops if `who` is killed.
+    pub fn write_as(&self, who: Requester, fh: u64, off: u64, data: &[u8]) -> FsResult<u32> {
+        // A write cut short by ENOSPC leaves the file as it was, so it can run again.
+        self.with_space(|| self.write_once(fh, off, data, who))
+    }
+
+    fn write_once(&self, fh: u64, off: u64, data: &[u8], who: Requester) -> FsResult<u32> {
         let of = self.open_file(fh)?;
         let (_, dkey) = self.dir_node(of.node.parent())?;
         let mut io = of.node.io.write().unwrap_or_else(|e| e.into_inner());
         let n = io
-            .write(&of.file, &self.keys, &dkey, off, data)
+            .write(&of.file, &self.keys, &dkey, off, data, who)
             .map_err(|e| self.locate(of.node.ino, e))?;
         Ok(n as u32)
     }
@@ -124,10 +129,28 @@ impl CoreFs {
     /// Only plain allocation (mode 0) is supported: it extends with
     /// encrypted zeros. Punching holes would create unauthenticated zeros.
     pub fn fallocate(&self, fh: u64, off: u64, len: u64, mode: i32) -> FsResult<()> {
-        self.with_space(|| self.fallocate_once(fh, off, len, mode))
+        self.fallocate_as(Requester::NONE, fh, off, len, mode)
     }
 
-    fn fallocate_once(&self, fh: u64, off: u64, len: u64, mode: i32) -> FsResult<()> {
+    pub fn fallocate_as(
+        &self,
+        who: Requester,
+        fh: u64,
+        off: u64,
+        len: u64,
+        mode: i32,
+    ) -> FsResult<()> {
+        self.with_space(|| self.fallocate_once(fh, off, len, mode, who))
+    }
+
+    fn fallocate_once(
+        &self,
+        fh: u64,
+        off: u64,
+        len: u64,
+        mode: i32,
+        who: Requester,
+    ) -> FsResult<()> {
         if mode != 0 {
             return Err(Errno::EOPNOTSUPP.into());
         }
@@ -137,7 +160,7 @@ impl CoreFs {
         let mut io = of.node.io.write().unwrap_or_else(|e| e.into_inner());
         let cur = io.plain_len().map_err(|e| self.locate(of.node.ino, e))?;
         if end > cur {
-            io.truncate(&of.file, &self.keys, &dkey, end)
+            io.truncate(&of.file, &self.keys, &dkey, end, who)
                 .map_err(|e| self.locate(of.node.ino, e))?;
         }
         Ok(())
