@@ -221,7 +221,11 @@ impl OpenError {
     /// The volume's own bytes are at fault (as opposed to the system).
     pub fn is_damage(&self) -> bool {
         match self {
-            OpenError::RootMeta(e) => !matches!(e, CoreError::Sys(x) if *x != Errno::ENOENT),
+            // Missing, or something other than a file in its place.
+            OpenError::RootMeta(CoreError::Sys(e)) => {
+                [Errno::ENOENT, Errno::EISDIR, Errno(libc::ELOOP)].contains(e)
+            }
+            OpenError::RootMeta(_) => true,
             OpenError::RootKey(_) => true,
             OpenError::CipherDir(..) | OpenError::ProcFd(_) => false,
         }
