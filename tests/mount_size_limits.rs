@@ -9,7 +9,6 @@ mod common;
 
 use common::*;
 use std::fs;
-use std::os::fd::AsRawFd;
 use std::os::unix::fs::FileExt;
 use std::path::Path;
 use std::time::{Duration, Instant};

@@ -3,7 +3,7 @@
 //! delegating size changes to `FileIo`.
 
 use super::node::{Kind, Node};
-use super::{CoreFs, Errno, FsResult, Requester};
+use super::{CoreError, CoreFs, Errno, FsResult, Requester};
 use rustix::fs::{AtFlags, Gid, Mode, OFlags, Timespec, Timestamps, Uid};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -107,7 +107,16 @@ impl CoreFs {
         let kind = Kind::from_mode(st.st_mode);
         let size = match kind {
             Kind::File => super::file_io::visible_size(st.st_size as u64),
-            Kind::Symlink => self.readlink(node.ino).map(|t| t.len() as u64).unwrap_or(0),
+            Kind::Symlink => match self.readlink(node.ino) {
+                Ok(t) => t.len() as u64,
+                // stat still answers, so no error carries the damage out.
+                Err(e) => {
+                    if let CoreError::Damage(d) = &e {
+                        super::error::report(d);
+                    }
+                    0
+                }
+            },
             _ => st.st_size as u64,
         };
         Ok(Attr {
