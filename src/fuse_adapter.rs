@@ -7,7 +7,7 @@ mod convert;
 mod listing;
 
 use crate::fs::policy::{self, MountPolicy};
-use crate::fs::{CoreFs, Errno as CoreErrno, SetAttr};
+use crate::fs::{CoreError as CoreErrno, CoreFs, Requester, SetAttr};
 use convert::{attr, caller, empty, entry, open_flags, time, xattr_reply};
 use fuser::{
     Errno, FileHandle, Filesystem, Generation, INodeNo, KernelConfig, LockOwner, OpenFlags,
@@ -27,7 +27,7 @@ pub struct DekFuse {
 }
 
 fn err(e: CoreErrno) -> Errno {
-    Errno::from_i32(e.0)
+    Errno::from_i32(crate::fs::user_errno(e).0)
 }
 
 impl Filesystem for DekFuse {
@@ -81,6 +81,7 @@ impl Filesystem for DekFuse {
             mtime: time(mtime),
             fh: fh.map(|f| f.0),
             kill_setid: policy::truncate_kills_setid(size.is_some(), req.uid()),
+            who: Requester::pid(req.pid()),
         };
         match self.core.setattr(ino.0, set) {
             Ok(a) => reply.attr(&policy::ttl(&a), &attr(&a)),
@@ -228,7 +229,7 @@ impl Filesystem for DekFuse {
 
     fn write(
         &self,
-        _req: &Request,
+        req: &Request,
         ino: INodeNo,
         fh: FileHandle,
         offset: u64,
@@ -239,7 +240,11 @@ impl Filesystem for DekFuse {
         reply: ReplyWrite,
     ) {
         let kill = write_flags.contains(WriteFlags::FUSE_WRITE_KILL_SUIDGID);
-        match self.core.write_request(ino.0, fh.0, offset, data, kill) {
+        let who = Requester::pid(req.pid());
+        match self
+            .core
+            .write_request(who, ino.0, fh.0, offset, data, kill)
+        {
             Ok(n) => reply.written(n),
             Err(e) => reply.error(err(e)),
         }
@@ -413,7 +418,7 @@ impl Filesystem for DekFuse {
 
     fn fallocate(
         &self,
-        _req: &Request,
+        req: &Request,
         _ino: INodeNo,
         fh: FileHandle,
         offset: u64,
@@ -421,6 +426,10 @@ impl Filesystem for DekFuse {
         mode: i32,
         reply: ReplyEmpty,
     ) {
-        empty(reply, self.core.fallocate(fh.0, offset, length, mode));
+        let who = crate::fs::Requester::pid(req.pid());
+        empty(
+            reply,
+            self.core.fallocate_as(who, fh.0, offset, length, mode),
+        );
     }
 }

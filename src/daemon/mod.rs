@@ -47,6 +47,22 @@ pub enum DaemonError {
     Setup(String),
 }
 
+/// A volume whose own bytes are at fault is corrupt (exit 14); a system
+/// that cannot serve it is not: no /proc is a mount failure (15), any other
+/// I/O error is I/O (16).
+impl From<crate::fs::OpenError> for DaemonError {
+    fn from(e: crate::fs::OpenError) -> Self {
+        let msg = e.to_string();
+        if e.is_damage() {
+            DaemonError::Volume(msg)
+        } else if matches!(e, crate::fs::OpenError::ProcFd(_)) {
+            DaemonError::Mount(msg)
+        } else {
+            DaemonError::Setup(msg)
+        }
+    }
+}
+
 impl DaemonError {
     fn kind(&self) -> &'static str {
         match self {

@@ -24,7 +24,7 @@ pub fn serve(
     crate::logger::init(cfg.log_file.as_deref(), cfg.foreground)?;
     log::info!("unlocked volume {}", super::hex(&unlocked.info.volume_id));
     let core = CoreFs::new(&cfg.cipherdir, unlocked.keys.clone(), cfg.options.read_only)
-        .map_err(|e| DaemonError::Volume(e.to_string()))?;
+        .map_err(DaemonError::from)?;
     drop(unlocked);
     // The daemon keeps this clone for the life of the mount: the control
     // thread reaches the core through it while the session serves.

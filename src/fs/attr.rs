@@ -3,7 +3,7 @@
 //! delegating size changes to `FileIo`.
 
 use super::node::{Kind, Node};
-use super::{CoreFs, Errno, FsResult};
+use super::{CoreError, CoreFs, Errno, FsResult, Requester};
 use rustix::fs::{AtFlags, Gid, Mode, OFlags, Timespec, Timestamps, Uid};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -42,6 +42,8 @@ pub struct SetAttr {
     /// The caller lacks CAP_FSETID: a size change must drop set-id bits
     /// (we own that rule under FUSE_HANDLE_KILLPRIV_V2).
     pub kill_setid: bool,
+    /// Who asked: a long extension stops if they are killed.
+    pub who: Requester,
 }
 
 pub struct StatFs {
@@ -105,7 +107,16 @@ impl CoreFs {
         let kind = Kind::from_mode(st.st_mode);
         let size = match kind {
             Kind::File => super::file_io::visible_size(st.st_size as u64),
-            Kind::Symlink => self.readlink(node.ino).map(|t| t.len() as u64).unwrap_or(0),
+            Kind::Symlink => match self.readlink(node.ino) {
+                Ok(t) => t.len() as u64,
+                // stat still answers, so no error carries the damage out.
+                Err(e) => {
+                    if let CoreError::Damage(d) = &e {
+                        super::error::report(d);
+                    }
+                    0
+                }
+            },
             _ => st.st_size as u64,
         };
         Ok(Attr {
@@ -144,7 +155,7 @@ impl CoreFs {
         }
         if let Some(mode) = set.mode {
             if node.kind == Kind::Symlink {
-                return Err(Errno::EOPNOTSUPP);
+                return Err(Errno::EOPNOTSUPP.into());
             }
             rustix::fs::chmod(
                 self.proc_path(&node).as_str(),
@@ -152,7 +163,7 @@ impl CoreFs {
             )?;
         }
         if let Some(size) = set.size {
-            self.with_space(|| self.truncate(&node, set.fh, size))?;
+            self.with_space(|| self.truncate(&node, set.fh, size, set.who))?;
             if set.kill_setid && set.mode.is_none() {
                 self.kill_setid(ino)?;
             }
@@ -183,11 +194,17 @@ impl CoreFs {
         self.attr_of(&node)
     }
 
-    fn truncate(&self, node: &std::sync::Arc<Node>, fh: Option<u64>, size: u64) -> FsResult<()> {
+    fn truncate(
+        &self,
+        node: &std::sync::Arc<Node>,
+        fh: Option<u64>,
+        size: u64,
+        who: Requester,
+    ) -> FsResult<()> {
         match node.kind {
             Kind::File => {}
-            Kind::Dir => return Err(Errno::EISDIR),
-            _ => return Err(Errno::EINVAL),
+            Kind::Dir => return Err(Errno::EISDIR.into()),
+            _ => return Err(Errno::EINVAL.into()),
         }
         if node.unreadable {
             return Err(self.integrity(node.ino, "entry name failed authentication"));
@@ -201,11 +218,11 @@ impl CoreFs {
         let temp = !io.is_loaded();
         if temp {
             io.load(&file, &self.keys, &dkey)
-                .map_err(|e| self.io_err(node.ino, e))?;
+                .map_err(|e| self.locate(node.ino, e))?;
         }
         let r = io
-            .truncate(&file, &self.keys, &dkey, size)
-            .map_err(|e| self.io_err(node.ino, e));
+            .truncate(&file, &self.keys, &dkey, size, who)
+            .map_err(|e| self.locate(node.ino, e));
         if temp && node.open_handles.load(std::sync::atomic::Ordering::Acquire) == 0 {
             io.unload();
         }

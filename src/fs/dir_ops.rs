@@ -4,7 +4,9 @@
 
 use super::names::{self, BackingName};
 use super::node::{lock, Kind, Location, Node};
-use super::{read_small, write_small_atomic, Attr, Caller, CoreFs, Errno, FsResult, OpenDir};
+use super::{
+    read_small, write_small_atomic, Attr, Caller, CoreError, CoreFs, Errno, FsResult, OpenDir,
+};
 use crate::crypto::DirKey;
 use crate::format::{DIR_META_LEN, DIR_META_NAME};
 use rustix::fs::{AtFlags, Gid, Mode, OFlags, RenameFlags, Uid};
@@ -88,18 +90,22 @@ impl CoreFs {
                 Ok(k) => return Some(Arc::new(k)),
                 Err(e) => format!("directory key: {e}"),
             },
-            Err(Errno(libc::ENOENT)) => match self.rekey_empty_dir(fd, pkey) {
+            Err(e) if e == Errno::ENOENT => match self.rekey_empty_dir(fd, pkey) {
                 Some(k) => return Some(k),
                 None => "directory key metadata missing".into(),
             },
-            Err(e) => format!("directory key unreadable: errno {}", e.0),
+            Err(e) => format!("directory key unreadable: {e}"),
         };
         let parent_path = self.plain_path(loc.parent);
-        log::error!(
-            "integrity error: {}/{} (inode {ino}): {what}",
-            parent_path.trim_end_matches('/'),
-            String::from_utf8_lossy(&loc.plain_name)
-        );
+        super::error::report(&super::Damage {
+            ino,
+            path: format!(
+                "{}/{}",
+                parent_path.trim_end_matches('/'),
+                String::from_utf8_lossy(&loc.plain_name)
+            ),
+            what,
+        });
         None
     }
 
@@ -137,7 +143,7 @@ impl CoreFs {
         let (pnode, pkey) = self.dir_node(parent)?;
         let bn = BackingName::encode(&pkey, name)?;
         let (node, st) = match self.attach(&pnode, &pkey, bn.name(), name, false) {
-            Err(Errno::ENOENT) if name.starts_with(names::RECOVERY_PREFIX.as_bytes()) => {
+            Err(e) if e == Errno::ENOENT && name.starts_with(names::RECOVERY_PREFIX.as_bytes()) => {
                 let cipher = names::find_recovery(&pnode.fd, name)?;
                 self.attach(&pnode, &pkey, &cipher, name, true)?
             }
@@ -307,7 +313,7 @@ impl CoreFs {
         let perm = mode & !who.umask & 0o7777;
         rustix::fs::mkdirat(&pnode.fd, bn.name(), Mode::from_raw_mode(perm))?;
         let made = (|| -> FsResult<(OwnedFd, DirKey)> {
-            let (key, meta) = self.keys.create_dir(&pkey).map_err(|_| Errno::EIO)?;
+            let (key, meta) = self.keys.create_dir(&pkey).map_err(CoreError::Crypto)?;
             let dfd = rustix::fs::openat(
                 &pnode.fd,
                 bn.name(),
@@ -345,9 +351,9 @@ impl CoreFs {
 
     pub fn symlink(&self, parent: u64, name: &[u8], target: &[u8], who: Caller) -> FsResult<Attr> {
         let (pnode, pkey) = self.dir_node(parent)?;
-        let enc = pkey.encrypt_symlink(target).map_err(|_| Errno::EIO)?;
+        let enc = pkey.encrypt_symlink(target).map_err(CoreError::Crypto)?;
         if enc.len() >= libc::PATH_MAX as usize {
-            return Err(Errno::ENAMETOOLONG);
+            return Err(Errno::ENAMETOOLONG.into());
         }
         let (bn, _g) = self.begin_create(&pnode, &pkey, name)?;
         rustix::fs::symlinkat(enc.as_str(), &pnode.fd, bn.name())?;
@@ -359,7 +365,7 @@ impl CoreFs {
     pub fn readlink(&self, ino: u64) -> FsResult<Vec<u8>> {
         let node = self.node(ino)?;
         if node.kind != Kind::Symlink {
-            return Err(Errno::EINVAL);
+            return Err(Errno::EINVAL.into());
         }
         let (_, pkey) = self.dir_node(node.parent())?;
         let raw = rustix::fs::readlinkat(&node.fd, "", Vec::new())?;
@@ -417,7 +423,7 @@ impl CoreFs {
             let e = e?;
             let n = e.file_name().to_bytes();
             if n != b"." && n != b".." && n != DIR_META_NAME.as_bytes() {
-                return Err(Errno::ENOTEMPTY);
+                return Err(Errno::ENOTEMPTY.into());
             }
         }
         let dfd = d.fd()?;
@@ -435,12 +441,12 @@ impl CoreFs {
     pub fn link(&self, ino: u64, newparent: u64, newname: &[u8]) -> FsResult<Attr> {
         let node = self.node(ino)?;
         if node.kind == Kind::Dir {
-            return Err(Errno::EPERM);
+            return Err(Errno::EPERM.into());
         }
         // A file's DEK is wrapped under its directory's key, so a hard link
         // into another directory could not be opened there (fscrypt does the same).
         if node.parent() != newparent && matches!(node.kind, Kind::File | Kind::Symlink) {
-            return Err(Errno::EXDEV);
+            return Err(Errno::EXDEV.into());
         }
         let (pnode, pkey) = self.dir_node(newparent)?;
         let (bn, _g) = self.begin_create(&pnode, &pkey, newname)?;
@@ -475,7 +481,7 @@ impl CoreFs {
         let st = rustix::fs::statat(&pnode.fd, src.name(), AtFlags::SYMLINK_NOFOLLOW)?;
         let kind = Kind::from_mode(st.st_mode);
         if parent != newparent && rflags.contains(RenameFlags::EXCHANGE) {
-            return Err(Errno::EXDEV);
+            return Err(Errno::EXDEV.into());
         }
         // An empty target directory still holds its metadata file.
         if !rflags.intersects(RenameFlags::EXCHANGE | RenameFlags::NOREPLACE) {
@@ -542,7 +548,7 @@ impl CoreFs {
         moved: Option<&Node>,
     ) -> FsResult<()> {
         match kind {
-            Kind::File if st.st_nlink > 1 => Err(Errno::EXDEV),
+            Kind::File if st.st_nlink > 1 => Err(Errno::EXDEV.into()),
             Kind::File => {
                 let fd = rustix::fs::openat(
                     &pnode.fd,
@@ -559,16 +565,13 @@ impl CoreFs {
                 let mut h = [0u8; crate::format::HEADER_LEN];
                 f.read_exact_at(&mut h, 0)?;
                 let fk = self.keys.open_file(pkey, &h).map_err(|e| {
-                    log::error!(
-                        "integrity error: moving file {}: header: {e}",
-                        String::from_utf8_lossy(src.name().as_bytes())
-                    );
-                    Errno::EIO
+                    let name = src.name();
+                    CoreError::damage(format!("moving file {name}: header: {e}"))
                 })?;
                 let (both, fin) = self
                     .keys
                     .rewrap_file_move(&fk, pkey, npkey, &h)
-                    .map_err(|_| Errno::EIO)?;
+                    .map_err(CoreError::Crypto)?;
                 f.write_all_at(&both, 0)?;
                 f.sync_data()?;
                 rustix::fs::renameat(&pnode.fd, src.name(), &npnode.fd, dst.name())?;
@@ -588,11 +591,14 @@ impl CoreFs {
                     Mode::empty(),
                 )?;
                 let meta = read_small(&dfd, DIR_META_NAME, DIR_META_LEN)?;
-                let dkey = self.keys.open_dir(pkey, &meta).map_err(|_| Errno::EIO)?;
+                let dkey = self
+                    .keys
+                    .open_dir(pkey, &meta)
+                    .map_err(|e| CoreError::damage(format!("moving directory: key: {e}")))?;
                 let (both, fin) = self
                     .keys
                     .rewrap_dir_move(&dkey, pkey, npkey, &meta)
-                    .map_err(|_| Errno::EIO)?;
+                    .map_err(CoreError::Crypto)?;
                 write_small_atomic(&dfd, DIR_META_NAME, &both)?;
                 rustix::fs::renameat(&pnode.fd, src.name(), &npnode.fd, dst.name())?;
                 write_small_atomic(&dfd, DIR_META_NAME, &fin)?;
@@ -602,8 +608,8 @@ impl CoreFs {
                 let raw = rustix::fs::readlinkat(&pnode.fd, src.name(), Vec::new())?;
                 let target = pkey
                     .decrypt_symlink(raw.as_bytes())
-                    .map_err(|_| Errno::EIO)?;
-                let enc = npkey.encrypt_symlink(&target).map_err(|_| Errno::EIO)?;
+                    .map_err(|e| CoreError::damage(format!("moving symlink: target: {e}")))?;
+                let enc = npkey.encrypt_symlink(&target).map_err(CoreError::Crypto)?;
                 let tmp = format!("dekfs.tmp.{}", std::process::id());
                 let _ = rustix::fs::unlinkat(&npnode.fd, tmp.as_str(), AtFlags::empty());
                 rustix::fs::symlinkat(enc.as_str(), &npnode.fd, tmp.as_str())?;
@@ -630,10 +636,7 @@ impl CoreFs {
     pub fn opendir(&self, ino: u64) -> FsResult<u64> {
         let (node, key) = self.dir_node(ino)?;
         let entries = names::list(&key, &node.fd, |cipher| {
-            log::error!(
-                "integrity error: {}: entry name {cipher} failed authentication",
-                self.plain_path(ino)
-            );
+            self.report_damage(ino, format!("entry name {cipher} failed authentication"));
         })?;
         let fh = self.new_fh();
         lock(&self.dirs).insert(fh, Arc::new(OpenDir { entries }));
@@ -641,7 +644,10 @@ impl CoreFs {
     }
 
     pub fn readdir_entries(&self, fh: u64) -> FsResult<Arc<OpenDir>> {
-        lock(&self.dirs).get(&fh).cloned().ok_or(Errno::EBADF)
+        lock(&self.dirs)
+            .get(&fh)
+            .cloned()
+            .ok_or(Errno::EBADF.into())
     }
 
     pub fn releasedir(&self, fh: u64) {

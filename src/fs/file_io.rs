@@ -4,7 +4,8 @@
 //! write for everything that changes bytes).
 
 use super::blocks;
-use super::Errno;
+use super::cancel::Requester;
+use super::{CoreError, Errno, FsResult};
 use crate::crypto::{DirKey, FileKey, VolumeKeys, BLOCK_OVERHEAD, BLOCK_SIZE, CIPHER_BLOCK_SIZE};
 use crate::format::{plain_size, HEADER_LEN};
 use rustix::fs::Advice;
@@ -19,27 +20,9 @@ const HL: u64 = HEADER_LEN as u64;
 /// Block encryptions one DEK may perform with random 96-bit nonces before it
 /// must be rolled: 2^31, half of NIST SP 800-38D's 2^32 bound, as margin.
 pub const NONCE_LIMIT: u64 = 1 << 31;
-/// Largest zero-fill written in one go when a file is extended.
-const FILL_CHUNK_BLOCKS: u64 = 256;
+pub use size::MAX_FILE_SIZE;
 
-/// What went wrong, for the caller to log with the file's path.
-pub enum IoError {
-    Sys(Errno),
-    Integrity(String),
-}
-
-impl From<Errno> for IoError {
-    fn from(e: Errno) -> Self {
-        IoError::Sys(e)
-    }
-}
-impl From<std::io::Error> for IoError {
-    fn from(e: std::io::Error) -> Self {
-        IoError::Sys(e.into())
-    }
-}
-
-pub type IoResult<T> = Result<T, IoError>;
+mod size;
 
 /// The plaintext size to show for a backing size. A trailing stub of 1..=28
 /// bytes (a block torn by a crash, or cut by an attacker) cannot hold data;
@@ -76,7 +59,7 @@ impl FileIo {
 
     /// Reads the header and size. A previous session may have used its whole
     /// reservation, so this session starts with no budget.
-    pub fn load(&mut self, f: &File, keys: &VolumeKeys, dir: &DirKey) -> IoResult<()> {
+    pub fn load(&mut self, f: &File, keys: &VolumeKeys, dir: &DirKey) -> FsResult<()> {
         let csize = f.metadata()?.len();
         self.csize = csize;
         self.key = None;
@@ -85,7 +68,7 @@ impl FileIo {
         self.step = 0;
         if csize > 0 {
             if csize < HL {
-                return Err(IoError::Integrity(format!(
+                return Err(CoreError::damage(format!(
                     "header cut short ({csize} bytes)"
                 )));
             }
@@ -93,7 +76,7 @@ impl FileIo {
             f.read_exact_at(&mut h, 0)?;
             let key = keys
                 .open_file(dir, &h)
-                .map_err(|e| IoError::Integrity(format!("header: {e}")))?;
+                .map_err(|e| CoreError::damage(format!("header: {e}")))?;
             self.reserved = key.nonce_reserved();
             self.key = Some(Arc::new(key));
             self.header = Some(h);
@@ -114,7 +97,7 @@ impl FileIo {
         *self = FileIo::default();
     }
 
-    pub fn plain_len(&self) -> IoResult<u64> {
+    pub fn plain_len(&self) -> FsResult<u64> {
         Ok(visible_size(self.csize))
     }
 
@@ -137,7 +120,7 @@ impl FileIo {
         f: &File,
         keys: &VolumeKeys,
         dir: &DirKey,
-    ) -> IoResult<Arc<FileKey>> {
+    ) -> FsResult<Arc<FileKey>> {
         let key = self.new_header(keys, dir)?;
         self.flush_header(f)?;
         Ok(key)
@@ -146,13 +129,11 @@ impl FileIo {
     /// Creates the header and DEK in memory only; the first block write
     /// (`write_blocks`) then carries it in the same pwrite, saving a syscall
     /// per new file.
-    fn new_header(&mut self, keys: &VolumeKeys, dir: &DirKey) -> IoResult<Arc<FileKey>> {
+    fn new_header(&mut self, keys: &VolumeKeys, dir: &DirKey) -> FsResult<Arc<FileKey>> {
         if let Some(k) = &self.key {
             return Ok(k.clone());
         }
-        let (key, header) = keys
-            .create_file(dir)
-            .map_err(|_| IoError::Sys(Errno::EIO))?;
+        let (key, header) = keys.create_file(dir).map_err(CoreError::Crypto)?;
         self.reserved = key.nonce_reserved();
         self.budget = self.reserved;
         self.step = self.reserved;
@@ -164,7 +145,7 @@ impl FileIo {
     }
 
     /// Writes a header that exists only in memory.
-    fn flush_header(&mut self, f: &File) -> IoResult<()> {
+    fn flush_header(&mut self, f: &File) -> FsResult<()> {
         let (true, Some(h)) = (self.header_pending, self.header) else {
             return Ok(());
         };
@@ -188,24 +169,25 @@ impl FileIo {
     }
 
     /// Makes sure `n` more block encryptions fit the persisted reservation.
-    fn reserve(&mut self, f: &File, n: u64) -> IoResult<()> {
+    fn reserve(&mut self, f: &File, n: u64) -> FsResult<()> {
         if n <= self.budget {
             self.budget -= n;
             return Ok(());
         }
         let (Some(key), Some(h)) = (&self.key, &self.header) else {
-            return Err(IoError::Sys(Errno::EIO));
+            // Only reached with a key, which always comes with its header.
+            return Err(Errno::EIO.into());
         };
         self.step = (self.step * 2).clamp(1024, 1 << 20).max(n);
         let new_reserved = self.reserved.saturating_add(self.step);
         if new_reserved > NONCE_LIMIT {
-            return Err(IoError::Integrity(
-                "DEK usage limit reached: the file needs a data rekey".into(),
+            return Err(CoreError::damage(
+                "DEK usage limit reached: the file needs a data rekey",
             ));
         }
         let nh = key
             .header_with_reservation(h, new_reserved)
-            .map_err(|_| IoError::Sys(Errno::EIO))?;
+            .map_err(CoreError::Crypto)?;
         // Only the fixed part and its MAC change; the key slots stay untouched.
         // A header still pending goes to disk whole with the first block.
         if !self.header_pending {
@@ -218,20 +200,20 @@ impl FileIo {
     }
 
     /// Decrypts block `idx` (its stored length follows from the file size).
-    fn read_block(&self, f: &File, key: &FileKey, idx: u64, out: &mut [u8]) -> IoResult<usize> {
+    fn read_block(&self, f: &File, key: &FileKey, idx: u64, out: &mut [u8]) -> FsResult<usize> {
         let off = HL + idx * CBS;
         let len = (self.csize.saturating_sub(off)).min(CBS) as usize;
         if len <= BLOCK_OVERHEAD {
             // Callers only read blocks inside the file: a stub this short is a
             // torn or truncated block, never an empty one.
-            return Err(IoError::Integrity(format!(
+            return Err(CoreError::damage(format!(
                 "block {idx} cut short ({len} bytes)"
             )));
         }
         let mut buf = vec![0u8; len];
         f.read_exact_at(&mut buf, off)?;
         key.open_block(idx, &buf, out)
-            .map_err(|_| IoError::Integrity(format!("block {idx} failed authentication")))
+            .map_err(|_| CoreError::damage(format!("block {idx} failed authentication")))
     }
 
     /// Decrypts `size` bytes at `off` (fewer at the end of the file) and
@@ -242,14 +224,14 @@ impl FileIo {
         off: u64,
         size: u32,
         reply: impl FnOnce(&[u8]) -> R,
-    ) -> IoResult<R> {
+    ) -> FsResult<R> {
         let plen = self.plain_len()?;
         if off >= plen || size == 0 {
             return Ok(reply(&[]));
         }
         let end = (off + size as u64).min(plen);
         let Some(key) = &self.key else {
-            return Err(IoError::Integrity("content without a header".into()));
+            return Err(CoreError::damage("content without a header"));
         };
         let (first, last) = (off / BS, (end - 1) / BS);
         let coff = HL + first * CBS;
@@ -258,7 +240,7 @@ impl FileIo {
         blocks::with_scratch(clen, plen, |cbuf, plain| {
             f.read_exact_at(cbuf, coff)?;
             let filled = blocks::open_run(key, first, cbuf, plain)
-                .map_err(|idx| IoError::Integrity(format!("block {idx} failed authentication")))?;
+                .map_err(|idx| CoreError::damage(format!("block {idx} failed authentication")))?;
             let start = (off - first * BS) as usize;
             let stop = ((end - first * BS) as usize).min(filled).max(start);
             Ok(reply(&plain[start..stop]))
@@ -267,14 +249,14 @@ impl FileIo {
 
     /// Seals consecutive plaintext blocks starting at block `first` and
     /// writes them with one pwrite (with the header in front, if pending).
-    fn write_blocks(&mut self, f: &File, key: &FileKey, first: u64, plain: &[u8]) -> IoResult<()> {
+    fn write_blocks(&mut self, f: &File, key: &FileKey, first: u64, plain: &[u8]) -> FsResult<()> {
         let n = plain.len().div_ceil(BLOCK_SIZE);
         self.reserve(f, n as u64)?;
         let off = HL + first * CBS;
         let sealed = blocks::sealed_len(plain.len());
         blocks::with_scratch(HEADER_LEN + sealed, 0, |buf, _| {
             blocks::seal_run(key, first, plain, &mut buf[HEADER_LEN..])
-                .map_err(|_| IoError::Sys(Errno::EIO))?;
+                .map_err(CoreError::Crypto)?;
             if self.header_pending {
                 if first != 0 {
                     self.flush_header(f)?;
@@ -316,8 +298,9 @@ impl FileIo {
         dir: &DirKey,
         off: u64,
         data: &[u8],
-    ) -> IoResult<usize> {
-        let r = self.write_inner(f, keys, dir, off, data);
+        who: Requester,
+    ) -> FsResult<usize> {
+        let r = self.write_inner(f, keys, dir, off, data, who);
         // A header is only ever pending within one write: it is wrapped
         // under the current parent's key, which a later rename could change.
         if self.header_pending {
@@ -333,16 +316,21 @@ impl FileIo {
         dir: &DirKey,
         off: u64,
         data: &[u8],
-    ) -> IoResult<usize> {
+        who: Requester,
+    ) -> FsResult<usize> {
         if data.is_empty() {
             return Ok(0);
         }
-        let end = off
-            .checked_add(data.len() as u64)
-            .ok_or(IoError::Sys(Errno::EFBIG))?;
+        if off >= MAX_FILE_SIZE {
+            return Err(Errno::EFBIG.into());
+        }
+        // Like the kernel at a filesystem's maximum: a write that crosses
+        // it is cut short there, and the next one gets EFBIG.
+        let data = &data[..data.len().min((MAX_FILE_SIZE - off) as usize)];
+        let end = off + data.len() as u64;
         let key = self.new_header(keys, dir)?;
         if off > self.plain_len()? {
-            self.extend(f, &key, off)?;
+            self.extend(f, &key, off, who)?;
         }
         let cur = self.plain_len()?;
         let new_len = end.max(cur);
@@ -373,66 +361,6 @@ impl FileIo {
         buf[s..s + data.len()].copy_from_slice(data);
         self.write_blocks(f, &key, first, &buf)?;
         Ok(data.len())
-    }
-
-    /// Grows the plaintext to `target` with encrypted zeros (no holes on
-    /// disk: an all-zero block must read as tampering, not as a hole).
-    fn extend(&mut self, f: &File, key: &FileKey, target: u64) -> IoResult<()> {
-        let cur = self.plain_len()?;
-        if target <= cur {
-            return Ok(());
-        }
-        let mut pos = cur;
-        if cur % BS != 0 {
-            let idx = cur / BS;
-            let mut blk = vec![0u8; BLOCK_SIZE];
-            self.read_block(f, key, idx, &mut blk)?;
-            let new_len = (target - idx * BS).min(BS) as usize;
-            self.write_blocks(f, key, idx, &blk[..new_len])?;
-            pos = idx * BS + new_len as u64;
-        }
-        let zeros = vec![0u8; (FILL_CHUNK_BLOCKS * BS) as usize];
-        while pos < target {
-            let n = (target - pos).min(FILL_CHUNK_BLOCKS * BS) as usize;
-            self.write_blocks(f, key, pos / BS, &zeros[..n])?;
-            pos += n as u64;
-        }
-        Ok(())
-    }
-
-    pub fn truncate(
-        &mut self,
-        f: &File,
-        keys: &VolumeKeys,
-        dir: &DirKey,
-        size: u64,
-    ) -> IoResult<()> {
-        let cur = self.plain_len()?;
-        if size == cur {
-            return Ok(());
-        }
-        if size > cur {
-            let key = self.ensure_header(f, keys, dir)?;
-            return self.extend(f, &key, size);
-        }
-        let Some(key) = self.key.clone() else {
-            return Ok(());
-        };
-        let idx = size / BS;
-        let keep = (size % BS) as usize;
-        let mut blk = vec![0u8; BLOCK_SIZE];
-        if keep > 0 {
-            self.read_block(f, &key, idx, &mut blk)?;
-        }
-        // Cut at the block start first: a crash then loses at most the tail
-        // of one block instead of leaving a torn block behind.
-        let cut = HL + idx * CBS;
-        f.set_len(cut)?;
-        self.csize = cut;
-        if keep > 0 {
-            self.write_blocks(f, &key, idx, &blk[..keep])?;
-        }
-        Ok(())
     }
 }
 

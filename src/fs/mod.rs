@@ -4,7 +4,9 @@
 
 mod attr;
 mod blocks;
+mod cancel;
 mod dir_ops;
+pub mod error;
 pub mod file_io;
 pub mod kcache;
 mod names;
@@ -14,6 +16,8 @@ pub mod policy;
 mod xattr;
 
 pub use attr::{Attr, SetAttr, StatFs, TimeSet};
+pub use cancel::Requester;
+pub use error::{user_errno, CoreError, Damage, Errno, FsResult, OpenError};
 pub use names::RECOVERY_PREFIX;
 pub use node::{Kind, ROOT_INO};
 
@@ -27,44 +31,6 @@ use std::os::fd::{AsFd, OwnedFd};
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-
-/// An errno value; the only error type the core hands to adapters.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Errno(pub i32);
-
-impl Errno {
-    pub const EIO: Errno = Errno(libc::EIO);
-    pub const ENOENT: Errno = Errno(libc::ENOENT);
-    pub const ENOTDIR: Errno = Errno(libc::ENOTDIR);
-    pub const EISDIR: Errno = Errno(libc::EISDIR);
-    pub const EINVAL: Errno = Errno(libc::EINVAL);
-    pub const ESTALE: Errno = Errno(libc::ESTALE);
-    pub const EXDEV: Errno = Errno(libc::EXDEV);
-    pub const EPERM: Errno = Errno(libc::EPERM);
-    pub const ENOTEMPTY: Errno = Errno(libc::ENOTEMPTY);
-    pub const ENAMETOOLONG: Errno = Errno(libc::ENAMETOOLONG);
-    pub const ENODATA: Errno = Errno(libc::ENODATA);
-    pub const EOPNOTSUPP: Errno = Errno(libc::EOPNOTSUPP);
-    pub const ERANGE: Errno = Errno(libc::ERANGE);
-    pub const EBADF: Errno = Errno(libc::EBADF);
-    pub const EFBIG: Errno = Errno(libc::EFBIG);
-    pub const EEXIST: Errno = Errno(libc::EEXIST);
-    pub const ENOSPC: Errno = Errno(libc::ENOSPC);
-}
-
-impl From<rustix::io::Errno> for Errno {
-    fn from(e: rustix::io::Errno) -> Self {
-        Errno(e.raw_os_error())
-    }
-}
-
-impl From<std::io::Error> for Errno {
-    fn from(e: std::io::Error) -> Self {
-        Errno(e.raw_os_error().unwrap_or(libc::EIO))
-    }
-}
-
-pub type FsResult<T> = Result<T, Errno>;
 
 /// Who is asking: new entries are owned by the caller.
 #[derive(Clone, Copy, Debug)]
@@ -92,7 +58,6 @@ pub struct CoreFs {
     next_fh: AtomicU64,
     proc_fd: OwnedFd,
     read_only: bool,
-    reported: Mutex<HashMap<u64, std::time::Instant>>,
     /// The daemon's (euid, egid): entries it creates are already owned so.
     daemon_id: (u32, u32),
     /// Bumped when space may have become reclaimable (a removal, a last
@@ -103,29 +68,30 @@ pub struct CoreFs {
     kcache: std::sync::OnceLock<Arc<dyn kcache::KernelCache>>,
 }
 
-const REPORT_WINDOW: std::time::Duration = std::time::Duration::from_secs(60);
-
 impl CoreFs {
     /// Opens the cipher directory root with an already unlocked volume.
-    pub fn new(cipherdir: &Path, keys: Arc<VolumeKeys>, read_only: bool) -> Result<CoreFs, String> {
+    pub fn new(
+        cipherdir: &Path,
+        keys: Arc<VolumeKeys>,
+        read_only: bool,
+    ) -> Result<CoreFs, OpenError> {
+        let dir_err = |e: rustix::io::Errno| OpenError::CipherDir(cipherdir.into(), e.into());
         let root_fd = rustix::fs::open(
             cipherdir,
             OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC,
             Mode::empty(),
         )
-        .map_err(|e| format!("cannot open {}: {e}", cipherdir.display()))?;
-        let st = rustix::fs::fstat(&root_fd).map_err(|e| format!("stat root: {e}"))?;
+        .map_err(dir_err)?;
+        let st = rustix::fs::fstat(&root_fd).map_err(dir_err)?;
         let meta = read_small(&root_fd, DIR_META_NAME, crate::format::DIR_META_LEN)
-            .map_err(|e| format!("cannot read root {DIR_META_NAME}: errno {}", e.0))?;
-        let root_key = keys
-            .open_root_dir(&meta)
-            .map_err(|e| format!("root directory key: {e}"))?;
+            .map_err(OpenError::RootMeta)?;
+        let root_key = keys.open_root_dir(&meta).map_err(OpenError::RootKey)?;
         let proc_fd = rustix::fs::open(
             "/proc/self/fd",
             OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC,
             Mode::empty(),
         )
-        .map_err(|e| format!("/proc/self/fd: {e}"))?;
+        .map_err(|e| OpenError::ProcFd(e.into()))?;
         let nodes = NodeTable::default();
         let loc = Location {
             parent: ROOT_INO,
@@ -149,7 +115,6 @@ impl CoreFs {
             next_fh: AtomicU64::new(1),
             proc_fd,
             read_only,
-            reported: Mutex::new(HashMap::new()),
             daemon_id: (
                 rustix::process::geteuid().as_raw(),
                 rustix::process::getegid().as_raw(),
@@ -182,7 +147,7 @@ impl CoreFs {
     }
 
     fn node(&self, ino: u64) -> FsResult<Arc<Node>> {
-        self.nodes.get(ino)
+        Ok(self.nodes.get(ino)?)
     }
 
     /// Before a child becomes durable, so must every key it depends on:
@@ -207,7 +172,7 @@ impl CoreFs {
 
     fn check_writable(&self) -> FsResult<()> {
         if self.read_only {
-            Err(Errno(libc::EROFS))
+            Err(Errno(libc::EROFS).into())
         } else {
             Ok(())
         }
@@ -237,29 +202,29 @@ impl CoreFs {
         format!("/{}", parts.join("/"))
     }
 
-    /// One log line per integrity failure, naming the file; the only place
-    /// the core reports tampering.
-    /// The kernel retries a failed read page by page, so the same failure
-    /// is reported at most once per minute per file.
-    fn integrity(&self, ino: u64, what: &str) -> Errno {
-        let now = std::time::Instant::now();
-        let fresh = {
-            let mut seen = node::lock(&self.reported);
-            if seen.len() > 4096 {
-                seen.clear();
-            }
-            match seen.get(&ino) {
-                Some(t) if now.duration_since(*t) < REPORT_WINDOW => false,
-                _ => {
-                    seen.insert(ino, now);
-                    true
-                }
-            }
-        };
-        if fresh {
-            log::error!("integrity error: {}: {what}", self.plain_path(ino));
+    /// A damage of `ino`, located by its plaintext path. It does not log:
+    /// `error::report` does, once, at the boundary (see the error module).
+    fn integrity(&self, ino: u64, what: impl Into<String>) -> CoreError {
+        CoreError::Damage(Damage {
+            ino,
+            path: self.plain_path(ino),
+            what: what.into(),
+        })
+    }
+
+    /// Ties a damage found below the node layer (file I/O) to its file.
+    fn locate(&self, ino: u64, e: CoreError) -> CoreError {
+        match e {
+            CoreError::Damage(d) if d.ino == 0 => self.integrity(ino, d.what),
+            e => e,
         }
-        Errno::EIO
+    }
+
+    /// Reports a damage the core steps over instead of failing on it.
+    fn report_damage(&self, ino: u64, what: impl Into<String>) {
+        if let CoreError::Damage(d) = self.integrity(ino, what) {
+            error::report(&d);
+        }
     }
 
     /// Reopens a node's O_PATH descriptor for I/O through /proc/self/fd, the
@@ -316,7 +281,9 @@ fn read_small(dir: &impl AsFd, name: &str, max: usize) -> FsResult<Vec<u8>> {
     let mut buf = Vec::with_capacity(max);
     File::from(fd).take(max as u64 + 1).read_to_end(&mut buf)?;
     if buf.len() > max {
-        return Err(Errno::EIO);
+        return Err(CoreError::damage(format!(
+            "{name} is longer than {max} bytes"
+        )));
     }
     Ok(buf)
 }

@@ -37,12 +37,12 @@ impl BackingName {
     pub fn encode(dir: &DirKey, plain: &[u8]) -> FsResult<BackingName> {
         if plain.is_empty() || plain.len() > 255 || plain.contains(&b'/') || plain.contains(&0) {
             return Err(if plain.len() > 255 {
-                Errno::ENAMETOOLONG
+                Errno::ENAMETOOLONG.into()
             } else {
-                Errno::EINVAL
+                Errno::EINVAL.into()
             });
         }
-        let enc = dir.encrypt_name(plain).map_err(|_| Errno::EIO)?;
+        let enc = dir.encrypt_name(plain).map_err(super::CoreError::Crypto)?;
         if enc.len() <= MAX_BACKING_NAME {
             return Ok(BackingName::Short(enc));
         }
@@ -210,5 +210,5 @@ pub fn find_recovery(dirfd: &impl AsFd, wanted: &[u8]) -> FsResult<String> {
             }
         }
     }
-    Err(Errno::ENOENT)
+    Err(Errno::ENOENT.into())
 }

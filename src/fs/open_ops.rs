@@ -2,24 +2,19 @@
 //! must not resolve names; it maps handles to nodes and delegates the bytes
 //! to `FileIo` under the node's lock.
 
-use super::file_io::IoError;
 use super::node::{lock, Kind, Node};
-use super::{CoreFs, Errno, FsResult, OpenFile};
+use super::{CoreFs, Errno, FsResult, OpenFile, Requester};
 use rustix::fs::OFlags;
 use std::fs::File;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 impl CoreFs {
-    pub(super) fn io_err(&self, ino: u64, e: IoError) -> Errno {
-        match e {
-            IoError::Sys(e) => e,
-            IoError::Integrity(what) => self.integrity(ino, &what),
-        }
-    }
-
     pub(super) fn open_file(&self, fh: u64) -> FsResult<Arc<OpenFile>> {
-        lock(&self.files).get(&fh).cloned().ok_or(Errno::EBADF)
+        lock(&self.files)
+            .get(&fh)
+            .cloned()
+            .ok_or(Errno::EBADF.into())
     }
 
     /// Registers an open backing file; the first handle loads header and DEK
@@ -38,7 +33,7 @@ impl CoreFs {
                 } else {
                     let (_, dkey) = self.dir_node(node.parent())?;
                     io.load(&file, &self.keys, &dkey)
-                        .map_err(|e| self.io_err(node.ino, e))?;
+                        .map_err(|e| self.locate(node.ino, e))?;
                 }
             }
             node.open_handles.fetch_add(1, Ordering::AcqRel);
@@ -53,8 +48,8 @@ impl CoreFs {
         let node = self.node(ino)?;
         match node.kind {
             Kind::File => {}
-            Kind::Dir => return Err(Errno::EISDIR),
-            _ => return Err(Errno::EINVAL),
+            Kind::Dir => return Err(Errno::EISDIR.into()),
+            _ => return Err(Errno::EINVAL.into()),
         }
         if node.unreadable {
             return Err(self.integrity(ino, "entry name failed authentication"));
@@ -85,7 +80,7 @@ impl CoreFs {
         let of = self.open_file(fh)?;
         let io = of.node.io.read().unwrap_or_else(|e| e.into_inner());
         io.read_with(&of.file, off, size, reply)
-            .map_err(|e| self.io_err(of.node.ino, e))
+            .map_err(|e| self.locate(of.node.ino, e))
     }
 
     pub fn read(&self, fh: u64, off: u64, size: u32) -> FsResult<Vec<u8>> {
@@ -93,17 +88,22 @@ impl CoreFs {
     }
 
     pub fn write(&self, fh: u64, off: u64, data: &[u8]) -> FsResult<u32> {
-        // A write cut short by ENOSPC leaves the file as it was, so it can run again.
-        self.with_space(|| self.write_once(fh, off, data))
+        self.write_as(Requester::NONE, fh, off, data)
     }
 
-    fn write_once(&self, fh: u64, off: u64, data: &[u8]) -> FsResult<u32> {
+    /// A write for `who`: a long zero fill before it stops if `who` is killed.
+    pub fn write_as(&self, who: Requester, fh: u64, off: u64, data: &[u8]) -> FsResult<u32> {
+        // A write cut short by ENOSPC leaves the file as it was, so it can run again.
+        self.with_space(|| self.write_once(fh, off, data, who))
+    }
+
+    fn write_once(&self, fh: u64, off: u64, data: &[u8], who: Requester) -> FsResult<u32> {
         let of = self.open_file(fh)?;
         let (_, dkey) = self.dir_node(of.node.parent())?;
         let mut io = of.node.io.write().unwrap_or_else(|e| e.into_inner());
         let n = io
-            .write(&of.file, &self.keys, &dkey, off, data)
-            .map_err(|e| self.io_err(of.node.ino, e))?;
+            .write(&of.file, &self.keys, &dkey, off, data, who)
+            .map_err(|e| self.locate(of.node.ino, e))?;
         Ok(n as u32)
     }
 
@@ -129,21 +129,39 @@ impl CoreFs {
     /// Only plain allocation (mode 0) is supported: it extends with
     /// encrypted zeros. Punching holes would create unauthenticated zeros.
     pub fn fallocate(&self, fh: u64, off: u64, len: u64, mode: i32) -> FsResult<()> {
-        self.with_space(|| self.fallocate_once(fh, off, len, mode))
+        self.fallocate_as(Requester::NONE, fh, off, len, mode)
     }
 
-    fn fallocate_once(&self, fh: u64, off: u64, len: u64, mode: i32) -> FsResult<()> {
+    pub fn fallocate_as(
+        &self,
+        who: Requester,
+        fh: u64,
+        off: u64,
+        len: u64,
+        mode: i32,
+    ) -> FsResult<()> {
+        self.with_space(|| self.fallocate_once(fh, off, len, mode, who))
+    }
+
+    fn fallocate_once(
+        &self,
+        fh: u64,
+        off: u64,
+        len: u64,
+        mode: i32,
+        who: Requester,
+    ) -> FsResult<()> {
         if mode != 0 {
-            return Err(Errno::EOPNOTSUPP);
+            return Err(Errno::EOPNOTSUPP.into());
         }
         let of = self.open_file(fh)?;
         let end = off.checked_add(len).ok_or(Errno::EFBIG)?;
         let (_, dkey) = self.dir_node(of.node.parent())?;
         let mut io = of.node.io.write().unwrap_or_else(|e| e.into_inner());
-        let cur = io.plain_len().map_err(|e| self.io_err(of.node.ino, e))?;
+        let cur = io.plain_len().map_err(|e| self.locate(of.node.ino, e))?;
         if end > cur {
-            io.truncate(&of.file, &self.keys, &dkey, end)
-                .map_err(|e| self.io_err(of.node.ino, e))?;
+            io.truncate(&of.file, &self.keys, &dkey, end, who)
+                .map_err(|e| self.locate(of.node.ino, e))?;
         }
         Ok(())
     }
@@ -165,7 +183,7 @@ impl CoreFs {
     /// (`reclaim_unlinked`) and, if that found any, runs it once more.
     pub(super) fn with_space<T>(&self, op: impl Fn() -> FsResult<T>) -> FsResult<T> {
         match op() {
-            Err(Errno::ENOSPC) if self.reclaim_unlinked() > 0 => op(),
+            Err(e) if e == Errno::ENOSPC && self.reclaim_unlinked() > 0 => op(),
             r => r,
         }
     }

@@ -32,6 +32,11 @@ fn reopen(dir: &Path) -> CoreFs {
     CoreFs::new(dir, Arc::new(test_keys()), false).expect("core")
 }
 
+/// The errno a user would see (without reporting: tests assert causes).
+fn errno<T>(r: FsResult<T>) -> Option<Errno> {
+    r.err().map(|e| e.errno())
+}
+
 fn backing_files(dir: &Path) -> Vec<std::path::PathBuf> {
     let mut out = Vec::new();
     for e in std::fs::read_dir(dir).expect("readdir") {
@@ -166,9 +171,9 @@ fn rename_across_directories_rewraps() {
     let fh = core.open(g, libc::O_RDONLY).expect("open g");
     assert_eq!(core.read(fh, 0, 100).expect("read g"), b"gee");
     core.release(fh);
-    assert_eq!(core.link(g, a2, b"cross").err(), Some(Errno::EXDEV));
+    assert_eq!(errno(core.link(g, a2, b"cross")), Some(Errno::EXDEV));
     core.link(g, b, b"g4").expect("link in same dir");
-    assert_eq!(core.rmdir(b, b"a2"), Err(Errno::ENOTEMPTY));
+    assert_eq!(errno(core.rmdir(b, b"a2")), Some(Errno::ENOTEMPTY));
 }
 
 #[test]
@@ -194,7 +199,13 @@ fn tampered_block_is_eio_and_others_still_read() {
         core.read(fh, 0, 4096).expect("first block intact").len(),
         4096
     );
-    assert_eq!(core.read(fh, 4096, 4096), Err(Errno::EIO));
+    match core.read(fh, 4096, 4096) {
+        Err(CoreError::Damage(d)) => {
+            assert_eq!((d.ino, d.path.as_str()), (victim, "/victim"));
+            assert_eq!(d.what, "block 1 failed authentication");
+        }
+        r => panic!("expected a located damage, got {:?}", r.map(|v| v.len())),
+    }
     core.release(fh);
     let other = core.lookup(ROOT_INO, b"bystander").expect("lookup").ino;
     let fh = core.open(other, libc::O_RDONLY).expect("open");
@@ -268,7 +279,9 @@ fn torn_stub_after_full_blocks_fails_only_itself() {
         core.read(fh, 0, 8192).expect("intact blocks"),
         vec![3u8; 8192]
     );
-    assert_eq!(core.read(fh, 8192, 1), Err(Errno::EIO));
+    assert!(
+        matches!(core.read(fh, 8192, 1), Err(CoreError::Damage(d)) if d.what == "block 2 failed authentication")
+    );
     core.release(fh);
     // Truncating back to the intact blocks repairs the file.
     let set = SetAttr {
@@ -342,8 +355,8 @@ fn empty_directory_with_cut_short_key_file_is_rekeyed() {
         .expect("an empty directory is re-keyed and usable");
     let f = core.lookup(ROOT_INO, b"full").expect("lookup full");
     assert_eq!(
-        core.lookup(f.ino, b"f").map(|_| ()),
-        Err(Errno::EIO),
+        errno(core.lookup(f.ino, b"f")),
+        Some(Errno::EIO),
         "a non-empty directory without its key stays an integrity error"
     );
 }
@@ -376,7 +389,7 @@ fn full_disk_reclaims_removed_files_unless_open_or_linked() {
 
     assert_eq!(core.reclaim_unlinked(), 2, "f and the renamed-over x");
     for gone in [f, x] {
-        assert_eq!(core.getattr(gone).err(), Some(Errno::ESTALE));
+        assert_eq!(errno(core.getattr(gone)), Some(Errno::ESTALE));
     }
     assert_eq!(core.getattr(g).expect("open, unlinked").nlink, 0);
     assert_eq!(core.read(gfh, 0, 3).expect("read"), [1u8; 3]);
@@ -385,8 +398,11 @@ fn full_disk_reclaims_removed_files_unless_open_or_linked() {
     assert_eq!(core.reclaim_unlinked(), 0, "nothing changed since");
     core.release(gfh);
     assert_eq!(core.reclaim_unlinked(), 1, "g after its last close");
-    assert_eq!(core.getattr(g).err(), Some(Errno::ESTALE));
+    assert_eq!(errno(core.getattr(g)), Some(Errno::ESTALE));
     for ino in [f, g, x] {
         core.forget(ino, 1);
     }
 }
+
+mod open;
+mod size;

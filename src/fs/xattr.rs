@@ -4,7 +4,7 @@
 //! capabilities, security labels) belong to the backing inode, not the user.
 
 use super::node::{Kind, Node};
-use super::{CoreFs, Errno, FsResult};
+use super::{CoreError, CoreFs, Errno, FsResult};
 use crate::crypto::XattrCipher;
 use rustix::fs::{OFlags, XattrFlags};
 use std::sync::Arc;
@@ -34,13 +34,13 @@ impl CoreFs {
                 let temp = !io.is_loaded();
                 if temp {
                     io.load(&file, &self.keys, &dkey)
-                        .map_err(|e| self.io_err(node.ino, e))?;
+                        .map_err(|e| self.locate(node.ino, e))?;
                 }
                 let key = match (io.key().cloned(), create) {
                     (Some(k), _) => Some(k),
                     (None, true) => Some(
                         io.ensure_header(&file, &self.keys, &dkey)
-                            .map_err(|e| self.io_err(node.ino, e))?,
+                            .map_err(|e| self.locate(node.ino, e))?,
                     ),
                     (None, false) => None,
                 };
@@ -50,20 +50,20 @@ impl CoreFs {
                 drop(io);
                 match key {
                     Some(k) => f(k.xattr()),
-                    None => Err(Errno::ENODATA),
+                    None => Err(Errno::ENODATA.into()),
                 }
             }
-            _ => Err(Errno::EPERM),
+            _ => Err(Errno::EPERM.into()),
         }
     }
 
     pub fn setxattr(&self, ino: u64, name: &[u8], value: &[u8], flags: i32) -> FsResult<()> {
         self.check_writable()?;
         if !name.starts_with(USER) {
-            return Err(Errno::EOPNOTSUPP);
+            return Err(Errno::EOPNOTSUPP.into());
         }
         if value.len() > MAX_VALUE {
-            return Err(Errno(libc::E2BIG));
+            return Err(Errno(libc::E2BIG).into());
         }
         let node = self.node(ino)?;
         let path = self.proc_path(&node);
@@ -85,12 +85,12 @@ impl CoreFs {
 
     pub fn getxattr(&self, ino: u64, name: &[u8]) -> FsResult<Vec<u8>> {
         if !name.starts_with(USER) {
-            return Err(Errno::ENODATA);
+            return Err(Errno::ENODATA.into());
         }
         let node = self.node(ino)?;
         let path = self.proc_path(&node);
         self.with_xattr(&node, false, |x| {
-            let bname = x.encrypt_name(name).map_err(|_| Errno::EIO)?;
+            let bname = x.encrypt_name(name).map_err(CoreError::Crypto)?;
             let mut buf = vec![0u8; MAX_VALUE + 64];
             let n = rustix::fs::getxattr(path.as_str(), bname.as_str(), &mut buf[..])?;
             x.open_value(&bname, &buf[..n])
@@ -124,10 +124,9 @@ impl CoreFs {
                         out.extend_from_slice(&p);
                         out.push(0);
                     }
-                    Err(_) => log::error!(
-                        "integrity error: {}: extended attribute name failed authentication",
-                        self.plain_path(ino)
-                    ),
+                    Err(_) => {
+                        self.report_damage(ino, "extended attribute name failed authentication")
+                    }
                 }
             }
             Ok(out)
@@ -144,12 +143,12 @@ impl CoreFs {
     pub fn removexattr(&self, ino: u64, name: &[u8]) -> FsResult<()> {
         self.check_writable()?;
         if !name.starts_with(USER) {
-            return Err(Errno::ENODATA);
+            return Err(Errno::ENODATA.into());
         }
         let node = self.node(ino)?;
         let path = self.proc_path(&node);
         self.with_xattr(&node, false, |x| {
-            let bname = x.encrypt_name(name).map_err(|_| Errno::EIO)?;
+            let bname = x.encrypt_name(name).map_err(CoreError::Crypto)?;
             Ok(rustix::fs::removexattr(path.as_str(), bname.as_str())?)
         })
     }

@@ -3,7 +3,7 @@
 
 use super::err;
 use crate::fs::policy::{self, KernelParams, XattrAnswer};
-use crate::fs::{Attr, Caller, Errno as CoreErrno, Kind, TimeSet};
+use crate::fs::{Attr, Caller, CoreError as CoreErrno, Kind, TimeSet};
 use fuser::{
     FileAttr, FileType, FopenFlags, Generation, INodeNo, ReplyEmpty, ReplyEntry, ReplyXattr,
     Request, TimeOrNow,
