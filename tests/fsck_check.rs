@@ -255,7 +255,12 @@ fn long_entry_without_record_and_short_name_in_long_form_are_refused() {
     b.v.umount();
     let out = fsck(&b.v, &["--repair"]);
     out.expect_code(exit::CORRUPT, "repair still reports what it found");
-    assert_eq!(out.stdout.matches("quarantined: ").count(), 2, "{}", out.stdout);
+    assert_eq!(
+        out.stdout.matches("quarantined: ").count(),
+        2,
+        "{}",
+        out.stdout
+    );
     assert!(
         !bdir.join(format!("dekfs.ln.{h}.name")).exists(),
         "the record goes with its entry"

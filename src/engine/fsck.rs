@@ -121,11 +121,7 @@ fn open_ro(at: &Entry<'_>) -> std::io::Result<File> {
 impl Fsck<'_> {
     /// Authenticates a file's header and every block; what is wrong, if
     /// anything.
-    fn check_file(
-        &mut self,
-        at: &Entry<'_>,
-        dir: &DirKey,
-    ) -> std::io::Result<Result<(), String>> {
+    fn check_file(&mut self, at: &Entry<'_>, dir: &DirKey) -> std::io::Result<Result<(), String>> {
         let f = open_ro(at)?;
         let csize = f.metadata()?.len();
         let psize = match plain_size(csize) {

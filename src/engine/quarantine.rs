@@ -27,7 +27,10 @@ pub(super) fn repair(cipherdir: &Path, report: &mut Report) -> std::io::Result<(
         v.dedup();
         v
     };
-    let (damaged, orphans) = (of_kind(ProblemKind::Damaged), of_kind(ProblemKind::OrphanRecord));
+    let (damaged, orphans) = (
+        of_kind(ProblemKind::Damaged),
+        of_kind(ProblemKind::OrphanRecord),
+    );
     for rel in orphans {
         // A record is a regular file dekfs wrote; anything else is left.
         let p = cipherdir.join(&rel);

@@ -148,7 +148,12 @@ impl<'v, S: Source, V: Visitor> Walker<'v, S, V> {
             let Some(cipher) = e.name.as_deref() else {
                 let raw = String::from_utf8_lossy(&e.raw).into_owned();
                 let (p, b) = (join(&plain, &raw), backing.join(&raw));
-                self.problem(p, b, "backing name is not ASCII".into(), ProblemKind::Damaged);
+                self.problem(
+                    p,
+                    b,
+                    "backing name is not ASCII".into(),
+                    ProblemKind::Damaged,
+                );
                 continue;
             };
             match layout::classify(cipher) {
@@ -213,4 +218,3 @@ impl<'v, S: Source, V: Visitor> Walker<'v, S, V> {
         }
     }
 }
-

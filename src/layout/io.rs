@@ -4,7 +4,7 @@
 //! them. It must not follow symlinks or read more than a record's limit.
 
 use super::classify::record_name;
-use super::names::{check_record, Damage};
+use super::names::{parse_record, Damage};
 use super::{DIR_META_LEN, DIR_META_NAME, MAX_LONG_RECORD};
 use rustix::fs::{FileType, Mode, OFlags};
 use rustix::io::Errno;
@@ -58,7 +58,7 @@ pub fn read_dir_meta(dir: &impl AsFd) -> rustix::io::Result<Vec<u8>> {
 /// against `hash` and refused if it would fit the short form.
 pub fn read_record(dir: &impl AsFd, hash: &str) -> Result<String, Damage> {
     match read_small(dir, &record_name(hash), MAX_LONG_RECORD) {
-        Ok(bytes) => check_record(hash, bytes),
+        Ok(bytes) => parse_record(hash, bytes),
         Err(Errno::NOENT) => Err(Damage::RecordMissing),
         Err(Errno::FBIG) => Err(Damage::RecordTooLarge),
         Err(e) => Err(Damage::RecordUnreadable(e)),

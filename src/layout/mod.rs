@@ -19,7 +19,7 @@ pub use io::{
     list, only_dir_meta, open_dir, read_dir_meta, read_record, read_small, write_small_atomic,
     RawEntry,
 };
-pub use names::{decode, BackingName, Damage, Decoded};
+pub use names::{decode, decode_with, parse_record, BackingName, Damage, Decoded};
 pub use recovery::{find_recovery, is_recovery_name, recovery_name, RECOVERY_PREFIX};
 
 pub use crate::format::{

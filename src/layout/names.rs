@@ -5,7 +5,7 @@
 
 use super::classify::{classify, long_entry_name, record_name, Class};
 use super::io::{read_record, write_small_atomic};
-use super::MAX_SHORT_NAME;
+use super::{MAX_LONG_RECORD, MAX_SHORT_NAME};
 use crate::crypto::names::{long_name_hash, MAX_NAME_LEN};
 use crate::crypto::DirKey;
 use rustix::io::Errno;
@@ -15,7 +15,10 @@ use std::os::fd::AsFd;
 pub enum BackingName {
     Short(String),
     /// `hashed` is the on-disk entry; `full` goes into the `.name` record.
-    Long { hashed: String, full: String },
+    Long {
+        hashed: String,
+        full: String,
+    },
 }
 
 impl BackingName {
@@ -117,9 +120,20 @@ pub enum Decoded {
 
 /// Decodes one backing entry name of the directory open at `dirfd`.
 pub fn decode(dir: &DirKey, dirfd: &impl AsFd, cipher: &str) -> Decoded {
+    decode_with(dir, cipher, |hash| read_record(dirfd, hash))
+}
+
+/// `decode` with the record of a long-form entry supplied by `record`
+/// (called only for long-form names): the whole decoder without I/O, which
+/// is what the fuzz targets drive.
+pub fn decode_with(
+    dir: &DirKey,
+    cipher: &str,
+    record: impl FnOnce(&str) -> Result<String, Damage>,
+) -> Decoded {
     let encoded = match classify(cipher) {
         Class::Short(s) => s.to_owned(),
-        Class::Long { hash } => match read_record(dirfd, hash) {
+        Class::Long { hash } => match record(hash) {
             Ok(full) => full,
             Err(d) => return Decoded::Unreadable(d),
         },
@@ -133,9 +147,12 @@ pub fn decode(dir: &DirKey, dirfd: &impl AsFd, cipher: &str) -> Decoded {
     }
 }
 
-/// Checks a long-name record's bytes against the hash in its entry's name;
-/// the encoded name on success.
-pub(super) fn check_record(hash: &str, bytes: Vec<u8>) -> Result<String, super::Damage> {
+/// Checks a long-name record's bytes against the hash in its entry's name:
+/// the encoded name it holds, or why a reader must refuse it.
+pub fn parse_record(hash: &str, bytes: Vec<u8>) -> Result<String, Damage> {
+    if bytes.len() > MAX_LONG_RECORD {
+        return Err(Damage::RecordTooLarge);
+    }
     let full = String::from_utf8(bytes).map_err(|_| Damage::RecordNotAscii)?;
     if !full.is_ascii() {
         return Err(Damage::RecordNotAscii);

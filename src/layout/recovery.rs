@@ -22,9 +22,11 @@ pub fn recovery_name(cipher: &str) -> Vec<u8> {
 
 /// True if a plaintext name has the exact shape of a recovery name.
 pub fn is_recovery_name(plain: &[u8]) -> bool {
-    plain.strip_prefix(RECOVERY_PREFIX.as_bytes()).is_some_and(|h| {
-        h.len() == RECOVERY_HEX && h.iter().all(|c| matches!(c, b'0'..=b'9' | b'a'..=b'f'))
-    })
+    plain
+        .strip_prefix(RECOVERY_PREFIX.as_bytes())
+        .is_some_and(|h| {
+            h.len() == RECOVERY_HEX && h.iter().all(|c| matches!(c, b'0'..=b'9' | b'a'..=b'f'))
+        })
 }
 
 /// Finds the backing entry behind a recovery name (slow path, rare).

@@ -177,7 +177,14 @@ fn metadata_reads_are_capped_and_do_not_follow_symlinks() {
 #[test]
 fn non_entries_decode_as_internal() {
     let (k, (_d, fd)) = (key(2), tmp());
-    for n in [".", "..", "dekfs.dir", "dekfs.conf", "a.b", "dekfs.quarantine"] {
+    for n in [
+        ".",
+        "..",
+        "dekfs.dir",
+        "dekfs.conf",
+        "a.b",
+        "dekfs.quarantine",
+    ] {
         assert_eq!(decode(&k, &fd, n), Decoded::Internal, "{n}");
     }
     assert_eq!(
