@@ -15,10 +15,12 @@ use std::os::fd::{AsFd, OwnedFd};
 /// Reads a small file `name` of the directory open at `dir`; a file larger
 /// than `max` is `EFBIG` (never read in full).
 pub fn read_small(dir: &impl AsFd, name: &str, max: usize) -> rustix::io::Result<Vec<u8>> {
+    // NONBLOCK: a FIFO planted under a metadata name must read as empty
+    // (and be refused), not hang the reader.
     let fd = rustix::fs::openat(
         dir,
         name,
-        OFlags::RDONLY | OFlags::CLOEXEC | OFlags::NOFOLLOW,
+        OFlags::RDONLY | OFlags::CLOEXEC | OFlags::NOFOLLOW | OFlags::NONBLOCK,
         Mode::empty(),
     )?;
     let mut buf = Vec::with_capacity(max.min(4096));

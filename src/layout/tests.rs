@@ -172,6 +172,16 @@ fn metadata_reads_are_capped_and_do_not_follow_symlinks() {
         Err(Damage::RecordUnreadable(_))
     ));
     assert!(!only_dir_meta(&fd).unwrap());
+    // a FIFO in place of a record is refused, not waited on
+    rustix::fs::mknodat(
+        &fd,
+        "dekfs.ln.fifo.name",
+        rustix::fs::FileType::Fifo,
+        rustix::fs::Mode::RWXU,
+        0,
+    )
+    .unwrap();
+    assert_eq!(read_record(&fd, "fifo"), Err(Damage::RecordHashMismatch));
 }
 
 #[test]
