@@ -9,3 +9,5 @@ pub mod source;
 pub mod walk;
 
 pub use walk::{Entry, Problem, ProblemKind, Visitor, Walker};
+#[cfg(test)]
+mod tests;

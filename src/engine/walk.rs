@@ -15,6 +15,7 @@ use rustix::fs::{AtFlags, FileType};
 use std::collections::BTreeSet;
 use std::io;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::os::unix::ffi::OsStrExt;
 use std::path::PathBuf;
 use std::sync::Arc;
 
@@ -146,8 +147,8 @@ impl<'v, S: Source, V: Visitor> Walker<'v, S, V> {
         let mut orphans = Vec::new();
         for e in &entries {
             let Some(cipher) = e.name.as_deref() else {
-                let raw = String::from_utf8_lossy(&e.raw).into_owned();
-                let (p, b) = (join(&plain, &raw), backing.join(&raw));
+                let raw = std::ffi::OsStr::from_bytes(&e.raw);
+                let (p, b) = (join(&plain, &raw.to_string_lossy()), backing.join(raw));
                 self.problem(
                     p,
                     b,
