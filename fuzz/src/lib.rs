@@ -11,8 +11,11 @@ use dekfs::layout;
 use dekfs::secret::{Key32, RecoveryKey};
 use std::sync::OnceLock;
 
+/// One fuzz target body.
+pub type Target = fn(&[u8]);
+
 /// Every target by name, for the harness and for `cargo fuzz list` parity.
-pub const TARGETS: &[(&str, fn(&[u8]))] = &[
+pub const TARGETS: &[(&str, Target)] = &[
     ("config", config),
     ("protector", protector),
     ("dirmeta", dirmeta),
@@ -119,7 +122,11 @@ pub fn names(data: &[u8]) {
     });
     if let layout::Decoded::Name(plain) = decoded {
         let canonical = layout::BackingName::encode(&f.root, &plain).expect("decoded names encode");
-        assert_eq!(canonical.name(), name, "a decoded name has one backing form");
+        assert_eq!(
+            canonical.name(),
+            name,
+            "a decoded name has one backing form"
+        );
     }
     let _ = f.root.decrypt_symlink(data);
     let x = f.root.xattr();
