@@ -6,7 +6,9 @@
 //! records, directories whose key does not open. It must not write, follow
 //! backing symlinks, or decide what a visitor does about a problem. Where
 //! directories and keys come from is the `Source`'s business (offline now,
-//! online through the core next; see source.rs).
+//! online through the core next; see source.rs). It holds one directory
+//! descriptor per level of the path being walked, so the descriptor limit
+//! bounds the depth it can walk (an EMFILE stops the walk as an I/O error).
 
 use super::source::{DirKeyState, Source};
 use crate::crypto::DirKey;
