@@ -5,13 +5,14 @@
 
 pub mod crypto;
 pub mod format;
+pub mod layout;
 pub mod secret;
 pub mod volume;
 
 pub mod cli;
 pub mod daemon;
+pub mod engine;
 pub mod fs;
-pub mod fsck;
 pub mod fuse_adapter;
 pub mod logger;
 pub mod mount_opts;

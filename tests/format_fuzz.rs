@@ -7,6 +7,7 @@ use dekfs::format::{
     cipher_size, plain_size, DirMeta, FileHeader, KekRecord, KekState, PassphraseBody,
     ProtectorBody, ProtectorRecord, RecoveryBody, VolumeConfig, KDF_ARGON2ID_V13,
 };
+use dekfs::layout;
 use dekfs::secret::{Key32, RecoveryKey};
 use proptest::prelude::*;
 use std::sync::OnceLock;
@@ -192,5 +193,38 @@ proptest! {
             }
             Err(_) => prop_assert!(!valid),
         }
+    }
+
+    /// The decoder the daemon runs (dekfs::layout): total on any backing
+    /// name and record, and whatever it accepts is the one canonical backing
+    /// form of its plaintext (no name can be listed twice).
+    #[test]
+    fn layout_decoder_total_and_canonical(
+        s in ".{0,300}",
+        rec in proptest::collection::vec(any::<u8>(), 0..400),
+    ) {
+        let f = fixture();
+        for name in [s.clone(), format!("dekfs.ln.{s}"), format!("dekfs.ln.{s}.name")] {
+            let _ = layout::classify(&name);
+            let d = layout::decode_with(&f.root, &name, |h| layout::parse_record(h, rec.clone()));
+            if let layout::Decoded::Name(p) = d {
+                let bn = layout::BackingName::encode(&f.root, &p).unwrap();
+                prop_assert_eq!(bn.name(), name.as_str());
+            }
+        }
+    }
+
+    #[test]
+    fn layout_names_round_trip(name in proptest::collection::vec(1u8..=255, 1..=255)) {
+        let f = fixture();
+        let Ok(bn) = layout::BackingName::encode(&f.root, &name) else {
+            return Ok(());
+        };
+        let full = match &bn {
+            layout::BackingName::Short(e) => e.clone(),
+            layout::BackingName::Long { full, .. } => full.clone(),
+        };
+        let got = layout::decode_with(&f.root, bn.name(), |h| layout::parse_record(h, full.clone().into_bytes()));
+        prop_assert_eq!(got, layout::Decoded::Name(name));
     }
 }

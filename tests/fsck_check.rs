@@ -161,3 +161,113 @@ fn empty_directory_with_cut_short_key_file_is_a_note_and_is_rekeyed() {
         out.stdout
     );
 }
+
+/// The long-name records in a backing directory.
+fn records(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+    let mut v: Vec<_> = fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.to_string_lossy().ends_with(".name"))
+        .collect();
+    v.sort();
+    v
+}
+
+fn expect_reported(out: &Out, path_prefix: &str, class: &str) {
+    assert!(
+        out.stdout
+            .lines()
+            .any(|l| l.starts_with(&format!("corrupt: {path_prefix}")) && l.contains(class)),
+        "fsck must report {path_prefix}... ({class}):\n{}",
+        out.stdout
+    );
+}
+
+#[test]
+fn orphan_long_name_record_is_reported_and_repair_removes_it() {
+    require_fuse!();
+    let b = bench("fsck-orphan");
+    fs::create_dir(b.v.p("c")).unwrap();
+    b.put(&format!("/c/{}", "O".repeat(220)), b"soon an orphan");
+    let cdir = b.backing("/c");
+    b.v.umount();
+    b.v.assert_fsck_clean("before the orphan");
+    // What a refused rename used to leave: the record without its entry.
+    let rec = records(&cdir).pop().expect("one record");
+    let entry = rec.to_string_lossy().trim_end_matches(".name").to_string();
+    fs::remove_file(&entry).unwrap();
+    let before = snapshot(&b.v.cipher);
+    let out = fsck(&b.v, &[]);
+    out.expect_code(exit::CORRUPT, "fsck with an orphan record");
+    expect_reported(&out, "/c/dekfs.ln.", "orphan long-name record");
+    assert!(out.stdout.contains("1 problem(s)"), "{}", out.stdout);
+    assert_eq!(before, snapshot(&b.v.cipher), "fsck wrote without --repair");
+    let out = fsck(&b.v, &["--repair"]);
+    out.expect_code(exit::CORRUPT, "repair still reports what it found");
+    assert!(
+        out.stdout.contains("removed orphan record: "),
+        "{}",
+        out.stdout
+    );
+    assert_eq!(out.stdout.matches("quarantined: ").count(), 0);
+    assert!(!rec.exists(), "the orphan record is still there");
+    b.v.assert_fsck_clean("after repair");
+    b.v.mount();
+    fs::remove_dir(b.v.p("c")).expect("rmdir of the emptied directory");
+    b.check_rest_works();
+}
+
+#[test]
+fn long_entry_without_record_and_short_name_in_long_form_are_refused() {
+    require_fuse!();
+    let b = bench("fsck-longform");
+    let lost = "N".repeat(230);
+    b.put(&format!("/a/{lost}"), b"loses its record");
+    b.put("/b/dup", b"one name, one entry");
+    let (adir, dup) = (b.backing("/a"), b.backing("/b/dup"));
+    b.v.umount();
+    b.v.assert_fsck_clean("before tampering");
+    fs::remove_file(records(&adir).pop().expect("one record")).unwrap();
+    // A short name stored in long form, built by hand (dekfs never writes
+    // it): a copy of the entry under dekfs.ln.<H> with a record naming it.
+    let short = dup.file_name().unwrap().to_str().unwrap().to_string();
+    let h = dekfs::crypto::names::long_name_hash(&short);
+    let bdir = dup.parent().unwrap();
+    fs::copy(&dup, bdir.join(format!("dekfs.ln.{h}"))).unwrap();
+    fs::write(bdir.join(format!("dekfs.ln.{h}.name")), &short).unwrap();
+    let out = fsck(&b.v, &[]);
+    out.expect_code(exit::CORRUPT, "fsck with long-form anomalies");
+    expect_reported(&out, "/a/dekfs.ln.", "long-name record missing");
+    expect_reported(&out, "/b/dekfs.ln.", "fits the short form");
+    assert!(out.stdout.contains("2 problem(s)"), "{}", out.stdout);
+    // The daemon refuses it too: one "dup", never two.
+    b.v.mount();
+    let names = dir_names(&b.v.p("/b"));
+    assert_eq!(names.iter().filter(|n| *n == "dup").count(), 1, "{names:?}");
+    assert_eq!(
+        names
+            .iter()
+            .filter(|n| n.starts_with(".dekfs-unreadable-"))
+            .count(),
+        1,
+        "{names:?}"
+    );
+    b.v.umount();
+    let out = fsck(&b.v, &["--repair"]);
+    out.expect_code(exit::CORRUPT, "repair still reports what it found");
+    assert_eq!(
+        out.stdout.matches("quarantined: ").count(),
+        2,
+        "{}",
+        out.stdout
+    );
+    assert!(
+        !bdir.join(format!("dekfs.ln.{h}.name")).exists(),
+        "the record goes with its entry"
+    );
+    b.v.assert_fsck_clean("after repair");
+    b.v.mount();
+    assert_eq!(read_file(&b.v.p("/b/dup")).unwrap(), b"one name, one entry");
+    assert!(!dir_names(&b.v.p("/a")).contains(&lost));
+    b.check_rest_works();
+}

@@ -7,11 +7,15 @@
 
 use dekfs::crypto::{DirKey, VolumeKeys};
 use dekfs::format::{self, DirMeta, FileHeader, VolumeConfig};
+use dekfs::layout;
 use dekfs::secret::{Key32, RecoveryKey};
 use std::sync::OnceLock;
 
+/// One fuzz target body.
+pub type Target = fn(&[u8]);
+
 /// Every target by name, for the harness and for `cargo fuzz list` parity.
-pub const TARGETS: &[(&str, fn(&[u8]))] = &[
+pub const TARGETS: &[(&str, Target)] = &[
     ("config", config),
     ("protector", protector),
     ("dirmeta", dirmeta),
@@ -89,20 +93,47 @@ pub fn header(data: &[u8]) {
     let _ = f.keys.open_file(&f.root, data);
 }
 
-/// Encrypted names, long-name records, symlink targets, xattr names/values.
+/// The backing-name decoder the daemon, fsck and every walker run
+/// (`dekfs::layout`): classification of any name, long-name record parsing,
+/// and decoding under the fixture directory key, with the input split at its
+/// first NUL into (backing name, record bytes). Whatever decodes must be the
+/// one canonical backing name of its plaintext, or readdir could show one
+/// name twice. Also symlink targets, xattr names/values, recovery keys.
 pub fn names(data: &[u8]) {
     let f = fixture();
-    let s = String::from_utf8_lossy(data);
-    let _ = f.root.decrypt_name(&s);
+    let (name, record) = match data.iter().position(|&b| b == 0) {
+        Some(i) => (&data[..i], &data[i + 1..]),
+        None => (data, &[][..]),
+    };
+    let name = String::from_utf8_lossy(name);
+    match layout::classify(&name) {
+        layout::Class::Short(s) => assert!(!s.contains('.') && !s.is_empty()),
+        layout::Class::Long { hash } | layout::Class::LongRecord { hash } => {
+            assert!(!hash.contains('.') && !hash.is_empty())
+        }
+        _ => {}
+    }
+    let _ = layout::is_recovery_name(data);
+    if let Ok(full) = layout::parse_record(&name, record.to_vec()) {
+        assert!(full.len() > layout::MAX_SHORT_NAME && full.len() <= layout::MAX_LONG_RECORD);
+    }
+    let decoded = layout::decode_with(&f.root, &name, |hash| {
+        layout::parse_record(hash, record.to_vec())
+    });
+    if let layout::Decoded::Name(plain) = decoded {
+        let canonical = layout::BackingName::encode(&f.root, &plain).expect("decoded names encode");
+        assert_eq!(
+            canonical.name(),
+            name,
+            "a decoded name has one backing form"
+        );
+    }
     let _ = f.root.decrypt_symlink(data);
-    let _ = format::longname_hash(&s);
-    let _ = format::is_reserved_name(&s);
-    let _ = dekfs::crypto::names::long_name_hash(&s);
     let x = f.root.xattr();
-    let _ = x.decrypt_name(&s);
-    let (name, value) = data.split_at(data.len().min(64));
-    let _ = x.open_value(&String::from_utf8_lossy(name), value);
-    let _ = RecoveryKey::parse(&s);
+    let _ = x.decrypt_name(&name);
+    let (xname, value) = data.split_at(data.len().min(64));
+    let _ = x.open_value(&String::from_utf8_lossy(xname), value);
+    let _ = RecoveryKey::parse(&String::from_utf8_lossy(data));
 }
 
 /// Size rule on any 8-byte backing size.

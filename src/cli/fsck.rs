@@ -61,7 +61,7 @@ pub fn run(a: FsckArgs) -> CliResult<()> {
         unlocked.info.keks.len(),
         unlocked.info.protectors.len()
     );
-    let r = crate::fsck::check(&cipherdir, &unlocked.keys, a.repair)
+    let r = crate::engine::fsck::check(&cipherdir, &unlocked.keys, a.repair)
         .map_err(|e| CliError::new(IO, format!("fsck of {}: {e}", cipherdir.display())))?;
     for n in &r.notes {
         println!("note: {n}");
@@ -73,6 +73,9 @@ pub fn run(a: FsckArgs) -> CliResult<()> {
             p.what,
             p.backing.display()
         );
+    }
+    for rec in &r.removed {
+        println!("removed orphan record: {}", rec.display());
     }
     for (from, to) in &r.quarantined {
         println!("quarantined: {} -> {}", from.display(), to.display());

@@ -67,40 +67,10 @@ impl std::fmt::Display for FormatError {
 
 impl std::error::Error for FormatError {}
 
-/// True for backing names dekfs owns (base64url never yields '.', so any dot means "ours").
-pub fn is_reserved_name(backing: &str) -> bool {
-    backing.contains('.')
-}
-
-/// For a backing name `dekfs.ln.<H>` returns `H`; `None` for everything else, including the
-/// companion `dekfs.ln.<H>.name` file (which is not a directory entry of its own).
-pub fn longname_hash(backing: &str) -> Option<&str> {
-    let h = backing.strip_prefix(LONGNAME_PREFIX)?;
-    let ok = h.len() == 43
-        && h.bytes()
-            .all(|c| c.is_ascii_alphanumeric() || c == b'-' || c == b'_');
-    ok.then_some(h)
-}
-
 pub(crate) fn check_required_features(bits: u32) -> Result<(), FormatError> {
     let unknown = bits & !KNOWN_REQUIRED_FEATURES;
     if unknown != 0 {
         return Err(FormatError::UnknownRequiredFeature(unknown));
     }
     Ok(())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn longname_helpers() {
-        let h = "A".repeat(43);
-        assert_eq!(longname_hash(&format!("dekfs.ln.{h}")), Some(h.as_str()));
-        assert_eq!(longname_hash(&format!("dekfs.ln.{h}.name")), None);
-        assert_eq!(longname_hash("dekfs.ln.short"), None);
-        assert!(is_reserved_name(DIR_META_NAME));
-        assert!(!is_reserved_name("abc-_"));
-    }
 }

@@ -1,0 +1,13 @@
+//! Whole-tree work over a cipher directory: one walker (walk.rs) over the
+//! layout/ rules and its visitors, fsck first. It must not define naming or
+//! metadata rules of its own (that is layout/'s job) and must not know about
+//! FUSE.
+
+pub mod fsck;
+mod quarantine;
+pub mod source;
+pub mod walk;
+
+pub use walk::{Entry, Problem, ProblemKind, Visitor, Walker};
+#[cfg(test)]
+mod tests;
