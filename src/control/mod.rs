@@ -78,3 +78,6 @@ impl std::fmt::Display for ControlError {
 }
 
 impl std::error::Error for ControlError {}
+
+#[cfg(test)]
+mod tests;

@@ -360,7 +360,7 @@ mod tests {
         fn parsing_structured_garbage_is_total(bytes in jsonish()) {
             match Wire::parse(&bytes) {
                 Ok(w) => prop_assert_eq!(Wire::parse(&w.to_json()), Ok(w)),
-                Err(r) => prop_assert!(matches!(r, Response::Error { .. })),
+                Err(r) => prop_assert!(matches!(r, Response::Error { .. }), "not an error: {:?}", r),
             }
             let _ = Response::parse(&bytes);
         }
