@@ -85,6 +85,22 @@ fn candidates(mnt: &Path) -> Result<Vec<PathBuf>, ClientError> {
     Ok(out)
 }
 
+/// Before sending anything (an unlock sends keys), the listener must be root, ourselves, or the
+/// owner of the socket's directory: never a third user who managed to place a socket there.
+fn check_server(s: &UnixStream, path: &Path) -> Result<(), ClientError> {
+    let cred = rustix::net::sockopt::socket_peercred(s)
+        .map_err(|e| ClientError::Protocol(format!("no peer credentials: {e}")))?;
+    let uid = cred.uid.as_raw();
+    let me = rustix::process::geteuid().as_raw();
+    if uid == 0 || uid == me || path.parent().and_then(owner_of) == Some(uid) {
+        return Ok(());
+    }
+    Err(ClientError::Protocol(format!(
+        "{} is served by uid {uid}, who owns neither it nor this session; not talking to it",
+        path.display()
+    )))
+}
+
 impl Client {
     /// Connects to the daemon serving `mnt` and exchanges hellos.
     pub fn connect(mnt: &Path) -> Result<Client, ClientError> {
@@ -116,6 +132,7 @@ impl Client {
             }
             _ => ClientError::Protocol(format!("{}: {e}", path.display())),
         })?;
+        check_server(&s, path)?;
         let mut c = Client {
             s,
             timeout: Duration::from_secs(120),
@@ -186,20 +203,37 @@ impl Client {
         req: &Request,
         progress: &mut dyn FnMut(&Response),
     ) -> Result<Response, ClientError> {
-        let (wire, keys): (Wire, &[(u32, Key32)]) = match req {
-            Request::Status => (Wire::Status, &[]),
-            Request::Lock => (Wire::Lock, &[]),
-            Request::Rekey => (Wire::Rekey, &[]),
-            Request::Shred { path } => (Wire::Shred { path: path.clone() }, &[]),
-            Request::Unlock(keys) => (
-                Wire::Unlock {
-                    kek_versions: keys.iter().map(|(v, _)| *v).collect(),
-                },
-                keys,
-            ),
+        match req {
+            Request::Status => self.exchange(&Wire::Status, &[], progress),
+            Request::Lock => self.exchange(&Wire::Lock, &[], progress),
+            Request::Rekey => self.exchange(&Wire::Rekey, &[], progress),
+            Request::Shred { path } => {
+                self.exchange(&Wire::Shred { path: path.clone() }, &[], progress)
+            }
+            Request::Unlock(keys) => {
+                let borrowed: Vec<(u32, &Key32)> = keys.iter().map(|(v, k)| (*v, k)).collect();
+                self.unlock(&borrowed)
+            }
+        }
+    }
+
+    /// Unlocks with KEKs the caller holds (as `volume::unlock` produced them), borrowed so no
+    /// copy of a key is made on the way to the socket.
+    pub fn unlock(&mut self, keks: &[(u32, &Key32)]) -> Result<Response, ClientError> {
+        let wire = Wire::Unlock {
+            kek_versions: keks.iter().map(|(v, _)| *v).collect(),
         };
+        self.exchange(&wire, keks, &mut |_| {})
+    }
+
+    fn exchange(
+        &mut self,
+        wire: &Wire,
+        keks: &[(u32, &Key32)],
+        progress: &mut dyn FnMut(&Response),
+    ) -> Result<Response, ClientError> {
         self.send(&wire.to_json())?;
-        for (_, k) in keys {
+        for (_, k) in keks {
             // Straight from the locked slot into the socket.
             self.send(k.expose())?;
         }
