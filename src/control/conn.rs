@@ -81,7 +81,8 @@ pub(super) fn serve(s: UnixStream, peer: Peer, handler: &dyn Handler, idle: Dura
         }
         let req = match to_request(&s, wire, deadline) {
             Ok(req) => req,
-            Err((r, fatal)) => {
+            Err(e) => {
+                let (r, fatal) = *e;
                 if !send(&s, &r) || fatal {
                     return;
                 }
@@ -102,11 +103,15 @@ pub(super) fn serve(s: UnixStream, peer: Peer, handler: &dyn Handler, idle: Dura
 
 /// Turns a parsed message into a request, reading an unlock's key frames into locked memory.
 /// The error carries the response and whether the connection must close (framing lost).
-fn to_request(s: &UnixStream, wire: Wire, deadline: Instant) -> Result<Request, (Response, bool)> {
+fn to_request(
+    s: &UnixStream,
+    wire: Wire,
+    deadline: Instant,
+) -> Result<Request, Box<(Response, bool)>> {
     Ok(match wire {
         Wire::Hello { .. } => {
             let r = Response::error(ErrorCode::BadRequest, "hello was already exchanged");
-            return Err((r, false));
+            return Err(Box::new((r, false)));
         }
         Wire::Status => Request::Status,
         Wire::Lock => Request::Lock,
@@ -124,7 +129,7 @@ fn to_request(s: &UnixStream, wire: Wire, deadline: Instant) -> Result<Request, 
                         ),
                         e => Response::error(ErrorCode::BadRequest, format!("key frame: {e}")),
                     };
-                    (r, true)
+                    Box::new((r, true))
                 })?;
                 keys.push((v, key));
             }
