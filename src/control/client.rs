@@ -143,7 +143,14 @@ impl Client {
             version: VERSION,
             client: format!("dekfs {}", env!("CARGO_PKG_VERSION")),
         };
-        c.send(&hello.to_json())?;
+        if let Err(e) = c.send(&hello.to_json()) {
+            // A refusing server writes its reason and closes before reading our hello: the
+            // reason is still waiting in our receive buffer.
+            return Err(match c.next() {
+                Ok(r) => c.unexpected(r, mnt),
+                Err(_) => e,
+            });
+        }
         match c.next() {
             Ok(Response::Hello {
                 version,

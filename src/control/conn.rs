@@ -24,7 +24,7 @@ fn frame_error_response(e: &FrameError) -> Option<Response> {
 }
 
 /// Serves `s` until the peer closes, misbehaves beyond recovery, or stays silent for `idle`.
-pub(super) fn serve(s: UnixStream, peer: Peer, handler: &dyn Handler, idle: Duration) {
+pub(super) fn serve(s: &UnixStream, peer: Peer, handler: &dyn Handler, idle: Duration) {
     // A peer that does not read must not block the handler's writes forever either.
     let _ = s.set_write_timeout(Some(idle));
     let mut greeted = false;

@@ -134,7 +134,7 @@ fn claim(path: &Path) -> Result<OwnedFd, ControlError> {
         Mode::from_raw_mode(0o600),
     )
     .map_err(|e| io(e.into()))?;
-    if rustix::fs::flock(&lock, FlockOperation::NonBlockingLockExclusive).is_err() {
+    if !flock_briefly(&lock) {
         let pid = UnixStream::connect(path)
             .ok()
             .and_then(|s| peer_of(&s).ok())
@@ -164,6 +164,19 @@ fn claim(path: &Path) -> Result<OwnedFd, ControlError> {
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(lock),
         Err(e) => Err(io(e)),
     }
+}
+
+/// A lock file descriptor is shared with any child forked in the instant before its exec
+/// (close-on-exec only closes it at exec), so a just-stopped server's lock can outlive it by a
+/// moment. A live daemon holds it for good; a short retry tells the two apart.
+fn flock_briefly(lock: &OwnedFd) -> bool {
+    for _ in 0..20 {
+        if rustix::fs::flock(lock, FlockOperation::NonBlockingLockExclusive).is_ok() {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    false
 }
 
 /// Binds a listening socket that is 0600 from the moment its name exists: the mode is set on
@@ -264,8 +277,11 @@ fn accept_loop(
         let spawned = std::thread::Builder::new()
             .name("dekfs-control-conn".into())
             .spawn(move || {
-                let _slot = slot;
-                conn::serve(s, peer, &*handler, idle);
+                conn::serve(&s, peer, &*handler, idle);
+                // The slot is free before the peer sees the close, so a client that reconnects
+                // at once is not told `busy`.
+                drop(slot);
+                drop(s);
             });
         if let Err(e) = spawned {
             log::warn!("control: cannot start a connection thread: {e}");

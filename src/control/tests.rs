@@ -43,7 +43,7 @@ impl Handler for Probe {
 
 fn start() -> (UnixStream, std::thread::JoinHandle<()>) {
     let (a, b) = UnixStream::pair().unwrap();
-    let t = std::thread::spawn(move || conn::serve(b, PEER, &Probe, Duration::from_secs(5)));
+    let t = std::thread::spawn(move || conn::serve(&b, PEER, &Probe, Duration::from_secs(5)));
     (a, t)
 }
 
@@ -141,7 +141,7 @@ fn unlock_keys_travel_as_frames() {
 #[test]
 fn silent_or_oversized_peers_are_cut_off() {
     let (a, b) = UnixStream::pair().unwrap();
-    let t = std::thread::spawn(move || conn::serve(b, PEER, &Probe, Duration::from_millis(200)));
+    let t = std::thread::spawn(move || conn::serve(&b, PEER, &Probe, Duration::from_millis(200)));
     (&a).write_all(&[0, 0]).unwrap();
     assert_eq!(code(next(&a)), ErrorCode::Timeout);
     t.join().unwrap();
@@ -185,7 +185,7 @@ proptest! {
     fn any_stream_is_served_without_panic(chunks in prop::collection::vec(chunk(), 0..12)) {
         let (a, b) = UnixStream::pair().unwrap();
         let t = std::thread::spawn(move || {
-            conn::serve(b, PEER, &Probe, Duration::from_millis(300))
+            conn::serve(&b, PEER, &Probe, Duration::from_millis(300))
         });
         let bytes = chunks.concat();
         let _ = (&a).write_all(&bytes);
