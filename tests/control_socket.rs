@@ -180,6 +180,13 @@ fn round_trip_with_streamed_progress() {
         Client::connect_socket(&path, &s.mnt),
         Err(ClientError::NoDaemon(_))
     ));
+    // By mountpoint (root's /run/dekfs and /run/user/*/dekfs): nobody serves a fresh tempdir.
+    match Client::connect(&s.mnt) {
+        Err(e @ ClientError::NoDaemon(_)) => {
+            assert!(e.to_string().contains("no dekfs daemon is serving"), "{e}")
+        }
+        other => panic!("{:?}", other.err()),
+    }
 }
 
 #[test]
@@ -262,6 +269,12 @@ fn stale_socket_after_kill9_is_replaced_and_live_one_refuses() {
     let server = Server::start(config(&s.runtime, &s.mnt), daemon()).unwrap();
     let c = Client::connect_socket(server.socket_path(), &s.mnt).unwrap();
     assert_eq!(c.server_pid, std::process::id());
+    let log = std::fs::read_to_string(log_file()).unwrap();
+    let line = format!("replacing the stale control socket {}", path.display());
+    assert!(
+        log.contains(&line),
+        "no stale-socket line in the log:\n{log}"
+    );
 }
 
 #[test]
