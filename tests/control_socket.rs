@@ -207,6 +207,7 @@ fn socket_is_0600_and_runtime_dir_0700_even_under_umask_0() {
 
 #[test]
 fn foreign_uid_is_refused_and_logged() {
+    let uid = run_id_u("tests");
     let s = setup();
     let server = Server::start(config(&s.runtime, &s.mnt), daemon()).unwrap();
     // Open the file-permission layers so only the peer-credential check stands in the way.
@@ -225,7 +226,6 @@ fn foreign_uid_is_refused_and_logged() {
     let text = String::from_utf8_lossy(&run.stdout);
     assert!(text.contains("RESULT permission denied"), "{text}");
     assert!(text.contains("only uid 0 or root"), "{text}");
-    let uid = run_id_u("tests");
     let log = std::fs::read_to_string(log_file()).unwrap();
     assert!(
         log.contains(&format!("refused connection from uid {uid} ")),
@@ -238,7 +238,12 @@ fn foreign_uid_is_refused_and_logged() {
 
 fn run_id_u(user: &str) -> String {
     let o = Command::new("id").args(["-u", user]).output().unwrap();
-    String::from_utf8_lossy(&o.stdout).trim().to_string()
+    let uid = String::from_utf8_lossy(&o.stdout).trim().to_string();
+    assert!(
+        !uid.is_empty(),
+        "no user {user:?} (scripts/deps.sh creates it)"
+    );
+    uid
 }
 
 #[test]
@@ -388,6 +393,7 @@ fn malformed_oversized_and_silent_clients_do_not_stop_the_server() {
 
 #[test]
 fn non_root_runtime_dir_needs_xdg_runtime_dir() {
+    let uid = run_id_u("tests");
     let without = Command::new("setpriv")
         .args(["--reuid=tests", "--regid=tests", "--clear-groups"])
         .arg(std::env::current_exe().unwrap())
@@ -415,15 +421,61 @@ fn non_root_runtime_dir_needs_xdg_runtime_dir() {
             "-q",
         ])
         .env(HELPER, "-")
-        .env("XDG_RUNTIME_DIR", "/run/user/999")
+        .env("XDG_RUNTIME_DIR", format!("/run/user/{uid}"))
         .output()
         .unwrap();
     let text = String::from_utf8_lossy(&with.stdout);
-    assert!(text.contains("RESULT /run/user/999/dekfs"), "{text}");
+    assert!(
+        text.contains(&format!("RESULT /run/user/{uid}/dekfs")),
+        "{text}"
+    );
     assert_eq!(
         dekfs::control::paths::runtime_dir().unwrap(),
         PathBuf::from("/run/dekfs"),
         "root daemons use /run/dekfs"
+    );
+}
+
+#[test]
+fn normal_user_serves_and_connects_by_mountpoint() {
+    let uid: u32 = run_id_u("tests").parse().unwrap();
+    let tmp = tempfile::tempdir().unwrap();
+    let (xdg, mnt) = (tmp.path().join("xdg"), tmp.path().join("mnt"));
+    for d in [&xdg, &mnt] {
+        std::fs::create_dir(d).unwrap();
+        std::os::unix::fs::chown(d, Some(uid), None).unwrap();
+    }
+    std::fs::set_permissions(&xdg, std::fs::Permissions::from_mode(0o700)).unwrap();
+    std::fs::set_permissions(tmp.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let run = Command::new("setpriv")
+        .args(["--reuid=tests", "--regid=tests", "--clear-groups"])
+        .arg(std::env::current_exe().unwrap())
+        .args([
+            "--exact",
+            "helper_user_session",
+            "--ignored",
+            "--nocapture",
+            "-q",
+        ])
+        .env(HELPER, &mnt)
+        .env("XDG_RUNTIME_DIR", &xdg)
+        .stderr(Stdio::inherit())
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&run.stdout);
+    assert!(text.contains("RESULT status from pid "), "{text}");
+    assert!(
+        text.contains("RESULT socket mode 600 dir mode 700"),
+        "{text}"
+    );
+    let left: Vec<_> = std::fs::read_dir(xdg.join("dekfs"))
+        .unwrap()
+        .flatten()
+        .collect();
+    assert_eq!(
+        left.len(),
+        1,
+        "only the lock file stays after shutdown: {left:?}"
     );
 }
 
@@ -460,4 +512,23 @@ fn helper_runtime_dir() {
         Ok(p) => println!("RESULT {}", p.display()),
         Err(e) => println!("RESULT {e}"),
     }
+}
+
+/// Helper process (a normal user): serves its own mount's socket under $XDG_RUNTIME_DIR and
+/// talks to it by mountpoint.
+#[test]
+#[ignore = "helper process for normal_user_serves_and_connects_by_mountpoint"]
+fn helper_user_session() {
+    let Some(args) = helper_args() else { return };
+    let cfg = ServerConfig::for_mount(&args[0]).unwrap();
+    let server = Server::start(cfg, daemon()).unwrap();
+    let st = Client::connect(&args[0]).unwrap().status().unwrap();
+    println!("RESULT status from pid {}", st.pid);
+    let dir = server.socket_path().parent().unwrap();
+    println!(
+        "RESULT socket mode {:o} dir mode {:o}",
+        mode(server.socket_path()),
+        mode(dir)
+    );
+    server.shutdown();
 }
