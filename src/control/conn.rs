@@ -30,11 +30,11 @@ pub(super) fn serve(s: &UnixStream, peer: Peer, handler: &dyn Handler, idle: Dur
     let mut greeted = false;
     loop {
         let deadline = Instant::now() + idle;
-        let body = match read_frame(&s, deadline) {
+        let body = match read_frame(s, deadline) {
             Ok(b) => b,
             Err(e) => {
                 if let Some(r) = frame_error_response(&e) {
-                    send(&s, &r);
+                    send(s, &r);
                 }
                 return;
             }
@@ -43,7 +43,7 @@ pub(super) fn serve(s: &UnixStream, peer: Peer, handler: &dyn Handler, idle: Dur
             Ok(w) => w,
             Err(r) => {
                 // The frame boundary is intact, so the connection can go on.
-                if !send(&s, &r) {
+                if !send(s, &r) {
                     return;
                 }
                 continue;
@@ -53,7 +53,7 @@ pub(super) fn serve(s: &UnixStream, peer: Peer, handler: &dyn Handler, idle: Dur
             match wire {
                 Wire::Hello { version, .. } if version == VERSION => {
                     greeted = send(
-                        &s,
+                        s,
                         &Response::Hello {
                             version: VERSION,
                             server: format!("dekfs {}", env!("CARGO_PKG_VERSION")),
@@ -68,22 +68,22 @@ pub(super) fn serve(s: &UnixStream, peer: Peer, handler: &dyn Handler, idle: Dur
                     let msg = format!(
                         "client speaks version {version}, this daemon speaks version {VERSION}"
                     );
-                    send(&s, &Response::error(ErrorCode::VersionMismatch, msg));
+                    send(s, &Response::error(ErrorCode::VersionMismatch, msg));
                     return;
                 }
                 _ => {
                     let r = Response::error(ErrorCode::HelloRequired, "send hello first");
-                    send(&s, &r);
+                    send(s, &r);
                     return;
                 }
             }
             continue;
         }
-        let req = match to_request(&s, wire, deadline) {
+        let req = match to_request(s, wire, deadline) {
             Ok(req) => req,
             Err(e) => {
                 let (r, fatal) = *e;
-                if !send(&s, &r) || fatal {
+                if !send(s, &r) || fatal {
                     return;
                 }
                 continue;
@@ -95,7 +95,7 @@ pub(super) fn serve(s: &UnixStream, peer: Peer, handler: &dyn Handler, idle: Dur
             peer.uid,
             peer.pid
         );
-        if !answer(&s, peer, handler, req) {
+        if !answer(s, peer, handler, req) {
             return;
         }
     }
