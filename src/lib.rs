@@ -10,6 +10,7 @@ pub mod secret;
 pub mod volume;
 
 pub mod cli;
+pub mod control;
 pub mod daemon;
 pub mod engine;
 pub mod fs;
