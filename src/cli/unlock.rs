@@ -52,6 +52,11 @@ pub fn explicit_credential(k: &KeySource) -> bool {
     k.passfile.is_some() || k.passphrase_fd.is_some() || k.recovery_key_file.is_some()
 }
 
+/// The KDF cost policy for this command: the machine's limits unless --allow-kdf-cost.
+pub fn unlock_policy(k: &KeySource) -> volume::UnlockPolicy {
+    volume::UnlockPolicy::from_env(k.allow_kdf_cost)
+}
+
 pub fn read_credential(k: &KeySource) -> CliResult<Credential> {
     Ok(match (&k.passfile, k.passphrase_fd, &k.recovery_key_file) {
         (Some(p), _, _) => Credential::Passphrase(secret_input::from_file(p)?),
@@ -119,7 +124,7 @@ pub fn unlock_volume(
         }
     }
     let cred = read_credential(key)?;
-    Ok(volume::unlock(cipherdir, &cred)?)
+    Ok(volume::unlock_with(cipherdir, &cred, &unlock_policy(key))?)
 }
 
 /// `-o tpm_tcti=swtpm:host=H,port=N` arrives split at commas; rejoin the TCTI's own
