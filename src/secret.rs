@@ -6,6 +6,7 @@ use crate::crypto::CryptoError;
 use std::alloc::Layout;
 use std::collections::BTreeMap;
 use std::ptr::NonNull;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Mutex, OnceLock};
 use subtle::ConstantTimeEq;
 use zeroize::Zeroize;
@@ -38,8 +39,43 @@ fn page_range(ptr: *const u8, len: usize) -> Option<(usize, usize)> {
     Some((start, end))
 }
 
+// A failed mlock is not an error (see lock_region), but it must not be silent either.
+static LOCK_FAILED: AtomicBool = AtomicBool::new(false);
+static LOGGED: AtomicBool = AtomicBool::new(false);
+static SHOWN: AtomicBool = AtomicBool::new(false);
+
+const LOCK_WARNING: &str = "cannot lock memory (RLIMIT_MEMLOCK too low, or no CAP_IPC_LOCK): \
+     secrets may be written to swap; raise the limit (e.g. LimitMEMLOCK= in a systemd unit)";
+
+fn note_lock_failure() {
+    LOCK_FAILED.store(true, Ordering::Relaxed);
+    // Before a logger is installed a warning would vanish; the next failure after it logs.
+    if log::max_level() != log::LevelFilter::Off && !LOGGED.swap(true, Ordering::Relaxed) {
+        log::warn!("{LOCK_WARNING}");
+    }
+}
+
+/// False once any mlock of secret memory failed in this process.
+pub fn memory_locked() -> bool {
+    !LOCK_FAILED.load(Ordering::Relaxed)
+}
+
+/// Tries to lock one page of secret memory now, so a process that holds no secret yet (e.g.
+/// `dekfs status`) can report whether it could; returns `memory_locked()`.
+pub fn probe_memory_lock() -> bool {
+    drop(SecretBytes::zeroed(page_size()));
+    memory_locked()
+}
+
+/// The warning text, once per process, after a lock failure: for a front end to print (the log
+/// gets its own copy).
+pub fn lock_warning_once() -> Option<&'static str> {
+    (!memory_locked() && !SHOWN.swap(true, Ordering::Relaxed)).then_some(LOCK_WARNING)
+}
+
 /// Best effort: failure (RLIMIT_MEMLOCK, no privilege) leaves the secret swappable but is not an
-/// error, because refusing to run would be worse for users than the residual swap risk.
+/// error, because refusing to run would be worse for users than the residual swap risk. The
+/// failure is recorded for `memory_locked` and logged once.
 fn lock_region(ptr: *const u8, len: usize) {
     let Some((start, end)) = page_range(ptr, len) else {
         return;
@@ -57,6 +93,7 @@ fn lock_region(ptr: *const u8, len: usize) {
             let rc = unsafe { libc::mlock(p as *const libc::c_void, page) };
             if rc != 0 {
                 pages.remove(&p);
+                note_lock_failure();
                 p += page;
                 continue;
             }
@@ -99,13 +136,17 @@ pub fn relock_after_fork() {
     for &p in pages.keys() {
         // SAFETY: p is a page-aligned address of a live allocation inherited from the parent
         // (entries are removed before their memory is freed); mlock only changes paging.
-        unsafe { libc::mlock(p as *const libc::c_void, page) };
+        if unsafe { libc::mlock(p as *const libc::c_void, page) } != 0 {
+            note_lock_failure();
+        }
     }
     drop(pages);
     for &p in pool().pages.iter() {
         // SAFETY: p is the base of a live, never-freed pool page of one page size;
         // mlock only changes paging.
-        unsafe { libc::mlock(p as *const libc::c_void, page) };
+        if unsafe { libc::mlock(p as *const libc::c_void, page) } != 0 {
+            note_lock_failure();
+        }
     }
 }
 
@@ -156,7 +197,9 @@ fn slot_alloc() -> NonNull<[u8; SLOT]> {
             }
             // SAFETY: base..base+size is our own fresh allocation, never freed; mlock only
             // changes paging attributes. Best effort, like lock_region.
-            unsafe { libc::mlock(base as *const libc::c_void, layout.size()) };
+            if unsafe { libc::mlock(base as *const libc::c_void, layout.size()) } != 0 {
+                note_lock_failure();
+            }
             p.pages.push(base as usize);
             let base = base as usize;
             p.free
@@ -271,6 +314,25 @@ impl SecretBytes {
         lock_region(v.as_ptr(), v.capacity());
         SecretBytes {
             repr: Repr::Heap(v),
+        }
+    }
+
+    /// Drops the bytes from `len` on, wiping them first; the allocation (and its lock) is kept
+    /// until drop, so no copy is made.
+    pub(crate) fn truncate(&mut self, len: usize) {
+        match &mut self.repr {
+            Repr::Slot { len: l, .. } if len < *l => {
+                let old = *l;
+                self.expose_mut()[len..old].zeroize();
+                if let Repr::Slot { len: l, .. } = &mut self.repr {
+                    *l = len;
+                }
+            }
+            Repr::Heap(v) if len < v.len() => {
+                v[len..].zeroize();
+                v.truncate(len);
+            }
+            _ => {}
         }
     }
 

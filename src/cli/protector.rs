@@ -177,8 +177,8 @@ pub fn run(c: ProtectorCmd) -> CliResult<()> {
 fn list(cipherdir: PathBuf) -> CliResult<()> {
     let info = volume::read_info(&cipherdir)?;
     println!(
-        "{:<12} {:<32} {:>3} {:<20} {:>10}",
-        "KIND", "ID", "KEK", "PCRS", "CREATED"
+        "{:<12} {:<32} {:>3} {:<20} {}",
+        "KIND", "ID", "KEK", "PCRS", "CREATED (UTC)"
     );
     for p in &info.protectors {
         let detail = match (&p.tpm2, &p.kdf) {
@@ -190,8 +190,12 @@ fn list(cipherdir: PathBuf) -> CliResult<()> {
             (None, _) => "-".to_string(),
         };
         println!(
-            "{:<12} {:<32} {:>3} {:<20} {:>10}",
-            p.kind, p.id, p.kek_version, detail, p.created
+            "{:<12} {:<32} {:>3} {:<20} {}",
+            p.kind,
+            p.id,
+            p.kek_version,
+            detail,
+            super::status::utc_time(p.created)
         );
     }
     Ok(())
