@@ -88,6 +88,21 @@ fn try_tpm(
     Ok(volume::unlock_tpm2(cipherdir, &tcti, pin.as_ref()))
 }
 
+/// Records sealed before SRK pinning (template 1) still open; say once how to gain the pin.
+fn reseal_hint(u: &UnlockedVolume) {
+    let old = u.info.protectors.iter().any(|p| {
+        p.tpm2
+            .as_ref()
+            .is_some_and(|t| t.template_version == crate::format::TPM2_TEMPLATE_V1)
+    });
+    if old {
+        let msg = "the TPM protector does not pin the TPM's storage key (sealed by an older \
+                   dekfs); `dekfs protector reseal --tpm2 CIPHERDIR` adds the pin";
+        log::warn!("{msg}");
+        eprintln!("dekfs: note: {msg}");
+    }
+}
+
 /// Unlocks `cipherdir`: the TPM first when `tpm_first` (no prompt; a PIN only if the protector
 /// has one), then the given credential, else a terminal prompt. Without any other credential a
 /// TPM refusal is the error (exit 11), with its reason and what to do.
@@ -102,7 +117,10 @@ pub fn unlock_volume(
     if tpm_first {
         let t0 = std::time::Instant::now();
         match try_tpm(cipherdir, tpm, tcti_option)? {
-            Ok(u) => return Ok(u),
+            Ok(u) => {
+                reseal_hint(&u);
+                return Ok(u);
+            }
             Err(VolumeError::NoSuchProtector(_)) => {}
             Err(e @ (VolumeError::Tpm(_) | VolumeError::Corrupt(_))) => {
                 let ms = t0.elapsed().as_millis();
