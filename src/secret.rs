@@ -584,6 +584,24 @@ mod tests {
     }
 
     #[test]
+    fn truncate_keeps_the_buffer_and_wipes_the_tail() {
+        for cap in [16usize, 4097] {
+            let mut s = SecretBytes::zeroed(cap);
+            s.expose_mut()[..5].copy_from_slice(b"pw\r\nx");
+            let before = s.expose().as_ptr();
+            s.truncate(2);
+            assert_eq!(s.expose(), b"pw");
+            assert_eq!(s.expose().as_ptr(), before);
+            s.truncate(9);
+            assert_eq!(s.len(), 2);
+            if let Repr::Heap(v) = &s.repr {
+                // The wiped tail is still owned (and wiped again on drop).
+                assert!(v.capacity() >= cap);
+            }
+        }
+    }
+
+    #[test]
     fn secret_bytes_basics() {
         let s = SecretBytes::new(Vec::with_capacity(100));
         assert!(s.is_empty());

@@ -207,6 +207,11 @@ fn config_kdf_cost_inflated_is_refused_quickly_and_the_override_works() {
         "1",
     ]);
     init.expect_code(exit::OK, "init t=17");
+    assert!(
+        init.stderr.contains("unlocking will need --allow-kdf-cost"),
+        "{}",
+        init.stderr
+    );
     let out = v.try_mount(&[]);
     out.expect_code(exit::USAGE, "mount above the unlock limit");
     assert!(

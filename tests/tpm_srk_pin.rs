@@ -117,6 +117,12 @@ fn a_template_1_record_still_unseals_and_hints_to_reseal() {
     let old = tpm_body(&v.cipher);
     assert_eq!((old.template_version, old.srk_name), (1, None));
 
+    let (c, pf) = (
+        v.cipher.display().to_string(),
+        v.passfile.display().to_string(),
+    );
+    let list = dekfs(["protector", "list", &c]);
+    assert!(list.stdout.contains("(no SRK pin)"), "{}", list.stdout);
     let out = mount_tpm(&v, &t, &[]);
     out.expect_code(exit::OK, "template-1 TPM mount");
     assert_eq!(

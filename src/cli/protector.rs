@@ -185,7 +185,17 @@ fn list(cipherdir: PathBuf) -> CliResult<()> {
             (Some(t), _) if t.error.is_some() => "(record unreadable)".to_string(),
             (Some(t), _) => {
                 let v: Vec<String> = t.pcrs.iter().map(|x| x.to_string()).collect();
-                format!("sha256:{}{}", v.join(","), if t.pin { " +PIN" } else { "" })
+                format!(
+                    "sha256:{}{}{}",
+                    v.join(","),
+                    if t.pin { " +PIN" } else { "" },
+                    // Template 1 predates SRK pinning.
+                    if t.template_version == 1 {
+                        " (no SRK pin)"
+                    } else {
+                        ""
+                    }
+                )
             }
             (None, _) => "-".to_string(),
         };
