@@ -128,3 +128,54 @@ fn init_refusal_names_the_bounds() {
         "{msg}"
     );
 }
+
+#[test]
+fn retiring_records_beyond_the_limit_are_refused_before_any_runs() {
+    use crate::format::{KekRecord, KekState};
+    let t = tempfile::tempdir().unwrap();
+    let dir = t.path().join("v");
+    make(&dir, "pw", FAST);
+    let conf = dir.join(CONFIG_NAME);
+    let mut c = VolumeConfig::parse(&fs::read(&conf).unwrap()).unwrap();
+    let ProtectorBody::Passphrase(b) = c.protectors[0].body.clone() else {
+        panic!("passphrase record")
+    };
+    // KEK v4 active and opened by a valid record; v1..v3 retiring with records that never
+    // open (garbage wraps): the count alone must stop the unlock before they are tried.
+    let pk = protector::passphrase_key(b"pw", &b.salt, &FAST).unwrap();
+    let kek4 = crate::secret::Key32::random().unwrap();
+    let mut active = c.protectors[0].clone();
+    if let ProtectorBody::Passphrase(b4) = &mut active.body {
+        b4.wrapped_kek = protector::wrap_kek(&pk, &kek4, &c.volume_id, 4).unwrap();
+    }
+    active.kek_version = 4;
+    c.keks[0].state = KekState::Retiring;
+    for v in 2..=3 {
+        let mut r = c.protectors[0].clone();
+        r.kek_version = v;
+        c.protectors.push(r);
+        c.keks.push(KekRecord {
+            version: v,
+            state: KekState::Retiring,
+            created: 1,
+        });
+    }
+    c.protectors.insert(0, active);
+    c.keks.push(KekRecord {
+        version: 4,
+        state: KekState::Active,
+        created: 1,
+    });
+    fs::write(&conf, c.to_bytes()).unwrap();
+    let msg = refused_msg(unlock_with(&dir, &pass("pw"), &UnlockPolicy::local()));
+    assert!(
+        msg.contains("3 retiring KEK records") && msg.contains("limit of 2"),
+        "{msg}"
+    );
+    // Lifted, they are tried: v2's record (a copy of v1's) names the wrong version.
+    match unlock_with(&dir, &pass("pw"), &UnlockPolicy::unlimited()) {
+        Err(VolumeError::Corrupt(m)) => assert!(m.contains("another volume"), "{m}"),
+        Err(e) => panic!("expected Corrupt, got {e:?}"),
+        Ok(_) => panic!("expected Corrupt, got Ok"),
+    }
+}

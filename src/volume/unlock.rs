@@ -125,35 +125,40 @@ pub fn unlock_with(
         return Err(VolumeError::WrongKey);
     };
 
-    // Older (retiring) KEKs are reachable through records of the same protector.
-    let mut keks = vec![(active, active_kek)];
-    let mut retiring = 0usize;
+    // Older (retiring) KEKs are reachable through records of the same protector. Their count
+    // and cost are checked before any of them runs the KDF.
+    let mut retiring = Vec::new();
     for k in config.keks.iter().filter(|k| k.version != active) {
         let rec = of_kind
             .iter()
             .find(|r| r.protector_id == protector_id && r.kek_version == k.version);
         if let Some(rec) = rec {
-            retiring += 1;
-            if retiring > policy.max_retiring {
-                return Err(VolumeError::Refused(format!(
-                    "more than {} retiring KEK records for one protector (unlock limit; \
-                     --allow-kdf-cost or {}=1 opens them all)",
-                    policy.max_retiring,
-                    super::policy::ALLOW_KDF_COST_ENV
-                )));
-            }
-            if let ProtectorBody::Passphrase(b) = &rec.body {
-                super::protector::check_kdf_bounds(&params_of(b))?;
-                policy.check(&params_of(b))?;
-            }
-            let kek = try_record(cred, rec, &vid)?.ok_or_else(|| {
-                VolumeError::Corrupt(format!(
-                    "protector record for KEK version {} does not open",
-                    k.version
-                ))
-            })?;
-            keks.push((k.version, kek));
+            retiring.push((k.version, *rec));
         }
+    }
+    if retiring.len() > policy.max_retiring {
+        return Err(VolumeError::Refused(format!(
+            "{} retiring KEK records for one protector, more than the unlock limit of {} \
+             (--allow-kdf-cost or {}=1 opens them all)",
+            retiring.len(),
+            policy.max_retiring,
+            super::policy::ALLOW_KDF_COST_ENV
+        )));
+    }
+    for (_, rec) in &retiring {
+        if let ProtectorBody::Passphrase(b) = &rec.body {
+            super::protector::check_kdf_bounds(&params_of(b))?;
+            policy.check(&params_of(b))?;
+        }
+    }
+    let mut keks = vec![(active, active_kek)];
+    for (version, rec) in retiring {
+        let kek = try_record(cred, rec, &vid)?.ok_or_else(|| {
+            VolumeError::Corrupt(format!(
+                "protector record for KEK version {version} does not open"
+            ))
+        })?;
+        keks.push((version, kek));
     }
     let keys = VolumeKeys::from_parts(vid, keks, active)?;
     finish_unlock(cipherdir, &raw, &config, keys)
