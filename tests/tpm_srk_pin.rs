@@ -132,10 +132,6 @@ fn a_template_1_record_still_unseals_and_hints_to_reseal() {
         out.stderr
     );
     v.umount();
-    let (c, pf) = (
-        v.cipher.display().to_string(),
-        v.passfile.display().to_string(),
-    );
     dekfs([
         "protector",
         "reseal",
@@ -148,6 +144,8 @@ fn a_template_1_record_still_unseals_and_hints_to_reseal() {
     ])
     .expect_code(exit::OK, "reseal");
     assert_eq!(tpm_body(&v.cipher).template_version, 2);
+    let list = dekfs(["protector", "list", &c]);
+    assert!(!list.stdout.contains("SRK pin"), "{}", list.stdout);
     let out = mount_tpm(&v, &t, &[]);
     out.expect_code(exit::OK, "pinned TPM mount");
     assert!(!out.stderr.contains("reseal"), "{}", out.stderr);

@@ -177,8 +177,8 @@ pub fn run(c: ProtectorCmd) -> CliResult<()> {
 fn list(cipherdir: PathBuf) -> CliResult<()> {
     let info = volume::read_info(&cipherdir)?;
     println!(
-        "{:<12} {:<32} {:>3} {:<20} {}",
-        "KIND", "ID", "KEK", "PCRS", "CREATED (UTC)"
+        "{:<12} {:<32} {:>3} {:<20} CREATED (UTC)",
+        "KIND", "ID", "KEK", "PCRS"
     );
     for p in &info.protectors {
         let detail = match (&p.tpm2, &p.kdf) {
