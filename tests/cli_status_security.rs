@@ -1,6 +1,7 @@
-//! `status` and `protector list` as users read them: creation times in UTC ISO 8601 (epoch kept
-//! in `--json`), and the memory-lock state with the once-only warning when secrets cannot be
-//! locked (CAP_IPC_LOCK dropped, RLIMIT_MEMLOCK 0). Must NOT mount anything.
+//! `status`, `protector list` and `init` as users read them: creation times in UTC ISO 8601
+//! (epoch kept in `--json`), KDF refusals that state the bounds, and the memory-lock state with
+//! the once-only warning when secrets cannot be locked (CAP_IPC_LOCK dropped, RLIMIT_MEMLOCK 0).
+//! Must NOT mount anything.
 
 mod common;
 
@@ -125,4 +126,21 @@ fn memory_lock_state_is_shown_and_its_failure_warned_once() {
         "{}",
         quiet.stderr
     );
+}
+
+#[test]
+fn init_kdf_refusal_states_the_bounds() {
+    let v = TestVolume::uninitialised("init-bounds");
+    let (c, pf) = (
+        v.cipher.display().to_string(),
+        v.passfile.display().to_string(),
+    );
+    let out = dekfs(["init", &c, "--passfile", &pf, "--kdf-time", "65"]);
+    assert!(!out.ok(), "{}", out.stderr);
+    assert!(
+        out.stderr.contains("KDF parameters outside the allowed bounds: m_cost=65536 KiB, t_cost=65, p_lanes=4 (allowed m 8192..=4194304 KiB, t 1..=64, p 1..=16)"),
+        "{}",
+        out.stderr
+    );
+    assert_eq!(std::fs::read_dir(&v.cipher).unwrap().count(), 0);
 }

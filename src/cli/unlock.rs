@@ -119,6 +119,8 @@ pub fn unlock_volume(
         match try_tpm(cipherdir, tpm, tcti_option)? {
             Ok(u) => {
                 reseal_hint(&u);
+                // No passphrase was read, so the reader's lock warning has not run yet.
+                secret_input::warn_if_unlocked();
                 return Ok(u);
             }
             Err(VolumeError::NoSuchProtector(_)) => {}
