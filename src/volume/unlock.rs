@@ -92,8 +92,15 @@ pub fn unlock_with(
     if candidates.is_empty() {
         return Err(VolumeError::NoSuchProtector(cred.kind_name()));
     }
-    // The config is not authenticated yet: cap how many records its author makes us try.
-    let tried = &candidates[..candidates.len().min(policy.max_records)];
+    // The config is not authenticated yet: cap how many Argon2 runs its author makes us do
+    // (recovery records cost one HKDF each and are not capped).
+    let costly = matches!(cred, Credential::Passphrase(_));
+    let cap = if costly {
+        policy.max_records
+    } else {
+        usize::MAX
+    };
+    let tried = &candidates[..candidates.len().min(cap)];
     // All bounds first: a lowered cost anywhere is a downgrade attempt and is refused outright,
     // an inflated one is refused before any memory is allocated for it.
     for rec in tried {
@@ -136,7 +143,7 @@ pub fn unlock_with(
             retiring.push((k.version, *rec));
         }
     }
-    if retiring.len() > policy.max_retiring {
+    if costly && retiring.len() > policy.max_retiring {
         return Err(VolumeError::Refused(format!(
             "{} retiring KEK records for one protector, more than the unlock limit of {} \
              (--allow-kdf-cost or {}=1 opens them all)",
