@@ -1,0 +1,79 @@
+//! The passphrase leaves no copy behind: after `dekfs mount --passfile` the daemon (forked from
+//! the process that read and used the passphrase, so it inherits its heap and stack) holds no
+//! 12-byte piece of it anywhere in readable memory. Needs root. Must not modify the daemon.
+
+mod common;
+
+use common::*;
+use std::collections::HashSet;
+use std::fs;
+use std::os::unix::fs::FileExt;
+
+/// Number of places in the readable memory of `pid` holding 12 consecutive bytes of `pass`
+/// (all capital letters: only runs of capitals need a closer look).
+fn hits(pid: u32, pass: &[u8]) -> usize {
+    let pieces: HashSet<&[u8]> = pass.windows(12).collect();
+    let maps = fs::read_to_string(format!("/proc/{pid}/maps")).unwrap();
+    let mem = fs::File::open(format!("/proc/{pid}/mem")).unwrap();
+    let mut n = 0;
+    for l in maps.lines() {
+        let f: Vec<&str> = l.split_whitespace().collect();
+        if !f[1].starts_with('r') || l.contains("[vvar") || l.contains("[vsyscall]") {
+            continue;
+        }
+        let (a, b) = f[0].split_once('-').unwrap();
+        let (a, b) = (
+            u64::from_str_radix(a, 16).unwrap(),
+            u64::from_str_radix(b, 16).unwrap(),
+        );
+        let mut buf = vec![0u8; (b - a) as usize];
+        if mem.read_exact_at(&mut buf, a).is_err() {
+            continue;
+        }
+        for run in buf.split(|b| !b.is_ascii_uppercase()) {
+            if run.len() >= 12 && run.windows(12).any(|w| pieces.contains(w)) {
+                n += 1;
+            }
+        }
+    }
+    n
+}
+
+#[test]
+fn no_piece_of_the_passphrase_in_the_daemon() {
+    require_fuse!();
+    let v = TestVolume::uninitialised("memory-pass");
+    // A long passphrase: a growing buffer would leave its earlier, shorter copies behind.
+    let pass: Vec<u8> = (0..200u32).map(|i| b'A' + (i * 7 % 26) as u8).collect();
+    let mut line = pass.clone();
+    line.push(b'\n');
+    fs::write(&v.passfile, &line).unwrap();
+    let (c, pf) = (
+        v.cipher.display().to_string(),
+        v.passfile.display().to_string(),
+    );
+    let mut args = vec!["init", c.as_str(), "--passfile", pf.as_str()];
+    args.extend(FAST_KDF);
+    dekfs(&args).expect_code(exit::OK, "init");
+    // Positive control: a marker of the same alphabet in the daemon's environment must be found.
+    let marker: Vec<u8> = (0..40u32).map(|i| b'A' + (i * 11 % 26) as u8).collect();
+    let ok = std::process::Command::new(DEKFS)
+        .args(["mount", &c, &v.mnt.display().to_string(), "--passfile", &pf])
+        .env("DEKFS_TEST_MARKER", std::str::from_utf8(&marker).unwrap())
+        .status()
+        .unwrap()
+        .success();
+    assert!(ok && is_mounted(&v.mnt), "mount");
+    let pids = pids_mentioning(&v.cipher);
+    assert_eq!(pids.len(), 1, "one daemon expected: {pids:?}");
+    assert!(
+        hits(pids[0], &marker) > 0,
+        "the scan cannot see the environment"
+    );
+    let found = hits(pids[0], &pass);
+    v.umount();
+    assert_eq!(
+        found, 0,
+        "pieces of the passphrase found in the daemon's memory"
+    );
+}
