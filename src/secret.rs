@@ -49,8 +49,17 @@ const LOCK_WARNING: &str = "cannot lock memory (RLIMIT_MEMLOCK too low, or no CA
 
 fn note_lock_failure() {
     LOCK_FAILED.store(true, Ordering::Relaxed);
-    // Before a logger is installed a warning would vanish; the next failure after it logs.
-    if log::max_level() != log::LevelFilter::Off && !LOGGED.swap(true, Ordering::Relaxed) {
+    log_lock_failure_once();
+}
+
+/// Logs the warning once, as soon as a logger is installed: the daemon's first failure (the
+/// re-lock after fork) happens before its logger exists, so every new key also checks.
+fn log_lock_failure_once() {
+    if LOCK_FAILED.load(Ordering::Relaxed)
+        && !LOGGED.load(Ordering::Relaxed)
+        && log::max_level() != log::LevelFilter::Off
+        && !LOGGED.swap(true, Ordering::Relaxed)
+    {
         log::warn!("{LOCK_WARNING}");
     }
 }
@@ -180,6 +189,7 @@ fn pool() -> std::sync::MutexGuard<'static, KeyPool> {
 }
 
 fn slot_alloc() -> NonNull<[u8; SLOT]> {
+    log_lock_failure_once();
     let mut p = pool();
     let addr = match p.free.pop() {
         Some(a) => a,

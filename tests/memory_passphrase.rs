@@ -1,6 +1,7 @@
-//! The passphrase leaves no copy behind: after `dekfs mount --passfile` the daemon (forked from
-//! the process that read and used the passphrase, so it inherits its heap and stack) holds no
-//! 12-byte piece of it anywhere in readable memory. Needs root. Must not modify the daemon.
+//! The passphrase in the mount daemon: no copy is left behind (the daemon is forked from the
+//! process that read and used it, so it inherits its heap and stack), and when memory cannot be
+//! locked the daemon's log and mount's stderr each say so once. Needs root. Must not modify the
+//! daemon.
 
 mod common;
 
@@ -75,5 +76,62 @@ fn no_piece_of_the_passphrase_in_the_daemon() {
     assert_eq!(
         found, 0,
         "pieces of the passphrase found in the daemon's memory"
+    );
+}
+
+#[test]
+fn unlockable_memory_is_warned_once_on_stderr_and_once_in_the_daemon_log() {
+    require_fuse!();
+    let v = TestVolume::new("memory-mlock-log");
+    let (c, m, pf, log) = (
+        v.cipher.display().to_string(),
+        v.mnt.display().to_string(),
+        v.passfile.display().to_string(),
+        v.logfile.display().to_string(),
+    );
+    // Without CAP_IPC_LOCK and with RLIMIT_MEMLOCK 0 every mlock fails.
+    let out = run_cmd(
+        "setpriv",
+        [
+            "--bounding-set",
+            "-ipc_lock",
+            "--inh-caps",
+            "-ipc_lock",
+            "prlimit",
+            "--memlock=0",
+            DEKFS,
+            "mount",
+            &c,
+            &m,
+            "--passfile",
+            &pf,
+            "--log-file",
+            &log,
+        ],
+        None,
+    );
+    out.expect_code(exit::OK, "mount without mlock");
+    assert_eq!(
+        out.stderr.matches("cannot lock memory").count(),
+        1,
+        "{}",
+        out.stderr
+    );
+    fs::write(v.p("f"), b"data").unwrap();
+    assert_eq!(fs::read(v.p("f")).unwrap(), b"data");
+    v.umount();
+    let text = fs::read_to_string(&v.logfile).unwrap();
+    assert_eq!(text.matches("cannot lock memory").count(), 1, "{text}");
+    // With the limit in place nothing is said.
+    let out = v.try_mount(&[]);
+    out.expect_code(exit::OK, "mount");
+    v.umount();
+    assert!(!out.stderr.contains("cannot lock memory"), "{}", out.stderr);
+    assert_eq!(
+        fs::read_to_string(&v.logfile)
+            .unwrap()
+            .matches("cannot lock memory")
+            .count(),
+        1
     );
 }
