@@ -169,3 +169,57 @@ fn config_protector_record_copied_from_another_volume() {
         "belongs to another volume",
     );
 }
+
+#[test]
+fn config_kdf_cost_inflated_is_refused_quickly_and_the_override_works() {
+    require_fuse!();
+    // A forged config asks for the format's maximum (4 GiB, t=64): refused before Argon2 runs,
+    // naming the parameters and the limit. No MAC fix-up needed: the refusal comes first.
+    let b = bench_unmounted("conf-kdf-huge");
+    let t0 = std::time::Instant::now();
+    refused(
+        &b,
+        |c| {
+            put_u32(c, OFF_M_COST, 4_194_304);
+            put_u32(c, OFF_T_COST, 64);
+        },
+        exit::USAGE,
+        "m_cost=4194304 KiB, t_cost=64, p_lanes=1 (limit m ≤",
+    );
+    assert!(t0.elapsed() < std::time::Duration::from_secs(60));
+
+    // A volume made above the limit on purpose (t=17) opens with --allow-kdf-cost only.
+    let v = TestVolume::uninitialised("conf-kdf-slow");
+    let (c, pf) = (
+        v.cipher.display().to_string(),
+        v.passfile.display().to_string(),
+    );
+    let init = dekfs([
+        "init",
+        &c,
+        "--passfile",
+        &pf,
+        "--kdf-memory",
+        "8192",
+        "--kdf-time",
+        "17",
+        "--kdf-lanes",
+        "1",
+    ]);
+    init.expect_code(exit::OK, "init t=17");
+    assert!(
+        init.stderr.contains("unlocking will need --allow-kdf-cost"),
+        "{}",
+        init.stderr
+    );
+    let out = v.try_mount(&[]);
+    out.expect_code(exit::USAGE, "mount above the unlock limit");
+    assert!(
+        out.stderr.contains("t_cost=17") && out.stderr.contains("--allow-kdf-cost"),
+        "{}",
+        out.stderr
+    );
+    assert!(!is_mounted(&v.mnt));
+    v.mount_with(&["--allow-kdf-cost"]);
+    v.umount();
+}

@@ -1,10 +1,10 @@
-//! Kind-3 (tpm2) protector body: frozen v1 vector, and property tests that parsing is total on
+//! Kind-3 (tpm2) protector body: frozen template-1 and template-2 vectors, and property tests that parsing is total on
 //! arbitrary and mutated-valid bytes, round-trips, and never makes a config unparseable. Must
 //! NOT need a TPM.
 
 use dekfs::format::{
     KekRecord, KekState, ProtectorBody, ProtectorRecord, Tpm2Body, VolumeConfig,
-    PROTECTOR_KIND_TPM2, TPM2_ALG_SHA256, TPM2_FLAG_PIN,
+    PROTECTOR_KIND_TPM2, TPM2_ALG_SHA256, TPM2_FLAG_PIN, TPM2_NAME_LEN, TPM2_TEMPLATE_V2,
 };
 use dekfs::tpm::policy::policy_digest;
 use proptest::prelude::*;
@@ -21,18 +21,20 @@ fn frozen_body() -> Tpm2Body {
         pcr_values: values,
         public: (0u8..78).collect(),
         private: (0u8..160).map(|b| b.wrapping_mul(3)).collect(),
+        srk_name: None,
     }
+}
+
+fn field(text: &str, k: &str) -> String {
+    text.lines()
+        .find_map(|l| l.strip_prefix(k))
+        .map(|v| v.trim().to_string())
+        .unwrap()
 }
 
 fn vector() -> (String, String) {
     let text = include_str!("vectors/dekfs-tpm2-record-v1.txt");
-    let get = |k: &str| {
-        text.lines()
-            .find_map(|l| l.strip_prefix(k))
-            .map(|v| v.trim().to_string())
-            .unwrap()
-    };
-    (get("body = "), get("policy_digest = "))
+    (field(text, "body = "), field(text, "policy_digest = "))
 }
 
 #[test]
@@ -44,6 +46,36 @@ fn frozen_tpm2_body_v1() {
     assert_eq!(hex::encode(&bytes), body_hex);
     assert_eq!(bytes.len(), 40 + 64 + 2 + 78 + 2 + 160);
     assert_eq!(Tpm2Body::parse(&hex::decode(body_hex).unwrap()).unwrap(), b);
+}
+
+/// Template 2: the v1 example with the SRK name pinned (34 bytes appended, byte 0 = 2).
+#[test]
+fn frozen_tpm2_body_v2_with_srk_name() {
+    let text = include_str!("vectors/dekfs-tpm2-record-v2.txt");
+    let name: [u8; TPM2_NAME_LEN] = hex::decode(field(text, "srk_name = "))
+        .unwrap()
+        .try_into()
+        .unwrap();
+    let b = Tpm2Body {
+        template_version: TPM2_TEMPLATE_V2,
+        srk_name: Some(name),
+        ..frozen_body()
+    };
+    assert_eq!(
+        hex::encode(b.policy_digest),
+        field(text, "policy_digest = ")
+    );
+    let bytes = b.to_bytes().unwrap();
+    assert_eq!(hex::encode(&bytes), field(text, "body = "));
+    assert_eq!(bytes.len(), 40 + 64 + 2 + 78 + 2 + 160 + 34);
+    assert_eq!(bytes[0], 2);
+    assert_eq!(bytes[bytes.len() - 34..], name);
+    let (v1_hex, _) = vector();
+    assert_eq!(
+        bytes[1..bytes.len() - 34],
+        hex::decode(v1_hex).unwrap()[1..]
+    );
+    assert_eq!(Tpm2Body::parse(&bytes).unwrap(), b);
 }
 
 fn config_with(body: Vec<u8>) -> VolumeConfig {

@@ -47,12 +47,7 @@ pub fn run(a: InitArgs) -> CliResult<()> {
     if passphrase.is_empty() {
         return Err(super::CliError::new(super::exit::USAGE, "empty passphrase"));
     }
-    let d = KdfParams::default();
-    let kdf = KdfParams {
-        m_cost_kib: a.kdf_memory.unwrap_or(d.m_cost_kib),
-        t_cost: a.kdf_time.unwrap_or(d.t_cost),
-        p_lanes: a.kdf_lanes.unwrap_or(d.p_lanes),
-    };
+    let kdf = kdf_of(&a);
     let out = volume::init(
         &a.cipherdir,
         InitOptions {
@@ -66,6 +61,7 @@ pub fn run(a: InitArgs) -> CliResult<()> {
         hex(&out.volume_id),
         a.cipherdir.display()
     );
+    warn_above_unlock_limit(&kdf);
     if let Some(rk) = out.recovery_key {
         println!("Recovery key: {}", rk.display());
         eprintln!("Store the recovery key offline now; it is shown only once and unlocks the volume without the passphrase.");
@@ -103,11 +99,12 @@ fn run_tpm2(a: InitArgs) -> CliResult<()> {
     };
     let seal = a.tpm.seal_request()?;
     let what = a.tpm.describe();
+    let kdf = kdf_of(&a);
     let out = volume::init_tpm2(
         &a.cipherdir,
         volume::Tpm2InitOptions {
             passphrase,
-            kdf: kdf_of(&a),
+            kdf,
             recovery_key: !a.tpm_only && !a.no_recovery_key,
             tpm: seal,
         },
@@ -117,11 +114,22 @@ fn run_tpm2(a: InitArgs) -> CliResult<()> {
         hex(&out.volume_id),
         a.cipherdir.display()
     );
+    if !a.tpm_only {
+        warn_above_unlock_limit(&kdf);
+    }
     if let Some(rk) = out.recovery_key {
         println!("Recovery key: {}", rk.display());
         eprintln!("Store the recovery key offline now; it is shown only once and unlocks the volume without the passphrase or the TPM.");
     }
     Ok(())
+}
+
+/// A passphrase KDF above this machine's unlock limit makes a volume that opens only with
+/// --allow-kdf-cost: say so while the user can still re-create it.
+fn warn_above_unlock_limit(kdf: &KdfParams) {
+    if let Err(e) = volume::UnlockPolicy::local().check(kdf) {
+        eprintln!("dekfs: warning: unlocking will need --allow-kdf-cost: {e}");
+    }
 }
 
 pub fn hex(b: &[u8]) -> String {

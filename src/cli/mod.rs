@@ -38,6 +38,9 @@ pub struct KeySource {
     /// Unlock with the recovery key stored in FILE instead of a passphrase
     #[arg(long, value_name = "FILE")]
     pub recovery_key_file: Option<PathBuf>,
+    /// Run the passphrase KDF even above this machine's unlock limit (also $DEKFS_ALLOW_KDF_COST=1)
+    #[arg(long)]
+    pub allow_kdf_cost: bool,
 }
 
 #[derive(Subcommand)]

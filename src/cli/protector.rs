@@ -177,21 +177,35 @@ pub fn run(c: ProtectorCmd) -> CliResult<()> {
 fn list(cipherdir: PathBuf) -> CliResult<()> {
     let info = volume::read_info(&cipherdir)?;
     println!(
-        "{:<12} {:<32} {:>3} {:<20} {:>10}",
-        "KIND", "ID", "KEK", "PCRS", "CREATED"
+        "{:<12} {:<32} {:>3} {:<20} CREATED (UTC)",
+        "KIND", "ID", "KEK", "PCRS"
     );
     for p in &info.protectors {
         let detail = match (&p.tpm2, &p.kdf) {
             (Some(t), _) if t.error.is_some() => "(record unreadable)".to_string(),
             (Some(t), _) => {
                 let v: Vec<String> = t.pcrs.iter().map(|x| x.to_string()).collect();
-                format!("sha256:{}{}", v.join(","), if t.pin { " +PIN" } else { "" })
+                format!(
+                    "sha256:{}{}{}",
+                    v.join(","),
+                    if t.pin { " +PIN" } else { "" },
+                    // Template 1 predates SRK pinning.
+                    if t.template_version == 1 {
+                        " (no SRK pin)"
+                    } else {
+                        ""
+                    }
+                )
             }
             (None, _) => "-".to_string(),
         };
         println!(
-            "{:<12} {:<32} {:>3} {:<20} {:>10}",
-            p.kind, p.id, p.kek_version, detail, p.created
+            "{:<12} {:<32} {:>3} {:<20} {}",
+            p.kind,
+            p.id,
+            p.kek_version,
+            detail,
+            super::status::utc_time(p.created)
         );
     }
     Ok(())

@@ -8,6 +8,17 @@ use crate::volume;
 use clap::Args;
 use std::path::PathBuf;
 
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn utc_time_is_iso8601() {
+        assert_eq!(super::utc_time(0), "1970-01-01T00:00:00Z");
+        assert_eq!(super::utc_time(1_796_314_800), "2026-12-03T16:20:00Z");
+        assert_eq!(super::utc_time(951_782_400), "2000-02-29T00:00:00Z");
+        assert_eq!(super::utc_time(4_107_542_399), "2100-02-28T23:59:59Z");
+    }
+}
+
 #[derive(Args)]
 pub struct StatusArgs {
     /// Cipher directory or mount point
@@ -15,6 +26,28 @@ pub struct StatusArgs {
     /// Machine-readable output
     #[arg(long)]
     json: bool,
+}
+
+/// Unix seconds as UTC ISO 8601 (`2026-12-03T16:20:00Z`), proleptic Gregorian calendar.
+pub(super) fn utc_time(secs: u64) -> String {
+    let days = i64::try_from(secs / 86_400).unwrap_or(i64::MAX / 2);
+    let rem = secs % 86_400;
+    // Days to civil date (H. Hinnant's algorithm), exact for every u64 input we can reach.
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    format!(
+        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z",
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60
+    )
 }
 
 fn esc(s: &str) -> String {
@@ -38,6 +71,8 @@ pub fn run(a: StatusArgs) -> CliResult<()> {
         }
     };
     let info = volume::read_info(&cipherdir)?;
+    // This process only: a mounted daemon's own lock state is not reachable from here yet.
+    let locked = crate::secret::probe_memory_lock();
     if a.json {
         let keks: Vec<String> = info
             .keks
@@ -58,7 +93,7 @@ pub fn run(a: StatusArgs) -> CliResult<()> {
             })
             .collect();
         println!(
-            "{{\"cipherdir\":\"{}\",\"mountpoint\":{},\"volume_id\":\"{}\",\"format_version\":{},\"created\":{},\"keks\":[{}],\"protectors\":[{}]}}",
+            "{{\"cipherdir\":\"{}\",\"mountpoint\":{},\"volume_id\":\"{}\",\"format_version\":{},\"created\":{},\"memory_locked\":{locked},\"keks\":[{}],\"protectors\":[{}]}}",
             esc(&cipherdir.display().to_string()),
             mounted_at.as_ref().map_or("null".into(), |m| format!("\"{}\"", esc(&m.display().to_string()))),
             hex(&info.volume_id),
@@ -76,13 +111,23 @@ pub fn run(a: StatusArgs) -> CliResult<()> {
     );
     println!("volume id:      {}", hex(&info.volume_id));
     println!("format version: {}", info.format_version);
-    println!("created:        {} (unix time)", info.created);
+    println!("created:        {}", utc_time(info.created));
     for (v, c, act) in &info.keks {
         println!(
-            "KEK v{v}:         created {c}{}",
+            "KEK v{v}:         created {}{}",
+            utc_time(*c),
             if *act { ", active" } else { "" }
         );
     }
+    println!(
+        "memory locked:  {} (this dekfs process{})",
+        if locked { "yes" } else { "no" },
+        if locked {
+            ""
+        } else {
+            ": secrets may reach swap; raise RLIMIT_MEMLOCK"
+        }
+    );
     for p in &info.protectors {
         let kdf = p.kdf.as_ref().map_or(String::new(), |k| {
             format!(
@@ -92,7 +137,10 @@ pub fn run(a: StatusArgs) -> CliResult<()> {
         });
         println!(
             "protector:      {} {} (KEK v{}, created {}{kdf})",
-            p.kind, p.id, p.kek_version, p.created
+            p.kind,
+            p.id,
+            p.kek_version,
+            utc_time(p.created)
         );
     }
     Ok(())

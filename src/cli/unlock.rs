@@ -52,6 +52,11 @@ pub fn explicit_credential(k: &KeySource) -> bool {
     k.passfile.is_some() || k.passphrase_fd.is_some() || k.recovery_key_file.is_some()
 }
 
+/// The KDF cost policy for this command: the machine's limits unless --allow-kdf-cost.
+pub fn unlock_policy(k: &KeySource) -> volume::UnlockPolicy {
+    volume::UnlockPolicy::from_env(k.allow_kdf_cost)
+}
+
 pub fn read_credential(k: &KeySource) -> CliResult<Credential> {
     Ok(match (&k.passfile, k.passphrase_fd, &k.recovery_key_file) {
         (Some(p), _, _) => Credential::Passphrase(secret_input::from_file(p)?),
@@ -83,6 +88,21 @@ fn try_tpm(
     Ok(volume::unlock_tpm2(cipherdir, &tcti, pin.as_ref()))
 }
 
+/// Records sealed before SRK pinning (template 1) still open; say once how to gain the pin.
+fn reseal_hint(u: &UnlockedVolume) {
+    let old = u.info.protectors.iter().any(|p| {
+        p.tpm2
+            .as_ref()
+            .is_some_and(|t| t.template_version == crate::format::TPM2_TEMPLATE_V1)
+    });
+    if old {
+        let msg = "the TPM protector does not pin the TPM's storage key (sealed by an older \
+                   dekfs); `dekfs protector reseal --tpm2 CIPHERDIR` adds the pin";
+        log::warn!("{msg}");
+        eprintln!("dekfs: note: {msg}");
+    }
+}
+
 /// Unlocks `cipherdir`: the TPM first when `tpm_first` (no prompt; a PIN only if the protector
 /// has one), then the given credential, else a terminal prompt. Without any other credential a
 /// TPM refusal is the error (exit 11), with its reason and what to do.
@@ -97,7 +117,12 @@ pub fn unlock_volume(
     if tpm_first {
         let t0 = std::time::Instant::now();
         match try_tpm(cipherdir, tpm, tcti_option)? {
-            Ok(u) => return Ok(u),
+            Ok(u) => {
+                reseal_hint(&u);
+                // No passphrase was read, so the reader's lock warning has not run yet.
+                secret_input::warn_if_unlocked();
+                return Ok(u);
+            }
             Err(VolumeError::NoSuchProtector(_)) => {}
             Err(e @ (VolumeError::Tpm(_) | VolumeError::Corrupt(_))) => {
                 let ms = t0.elapsed().as_millis();
@@ -119,5 +144,5 @@ pub fn unlock_volume(
         }
     }
     let cred = read_credential(key)?;
-    Ok(volume::unlock(cipherdir, &cred)?)
+    Ok(volume::unlock_with(cipherdir, &cred, &unlock_policy(key))?)
 }

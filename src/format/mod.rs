@@ -23,7 +23,7 @@ pub use header::{FileHeader, HEADER_MAGIC};
 pub use slot::{KeySlot, SLOT_LEN, WRAPPED_LEN};
 pub use tpm2::{
     mask_of_pcrs, pcrs_of_mask, Tpm2Body, TPM2_ALG_SHA256, TPM2_FLAG_PIN, TPM2_MAX_PRIVATE,
-    TPM2_MAX_PUBLIC, TPM2_PCR_COUNT, TPM2_TEMPLATE_V1,
+    TPM2_MAX_PUBLIC, TPM2_NAME_LEN, TPM2_PCR_COUNT, TPM2_TEMPLATE_V1, TPM2_TEMPLATE_V2,
 };
 
 pub const HEADER_LEN: usize = 216;

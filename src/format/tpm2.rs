@@ -7,6 +7,11 @@ use super::FormatError;
 
 /// Frozen SRK template, sealed-object template and policy layout, version 1 (docs/FORMAT.md).
 pub const TPM2_TEMPLATE_V1: u8 = 1;
+/// Version 1 plus the SRK's name pinned at seal time (a trailing `srk_name`): unseal refuses a
+/// storage key with another name before the salted session is started.
+pub const TPM2_TEMPLATE_V2: u8 = 2;
+/// TPM2B_NAME contents of a SHA-256 object: nameAlg (u16 BE 0x000B) ‖ SHA-256(TPMT_PUBLIC).
+pub const TPM2_NAME_LEN: usize = 34;
 /// Body flag: the policy includes PolicyAuthValue, so unsealing needs the PIN.
 pub const TPM2_FLAG_PIN: u8 = 0x01;
 /// TPM_ALG_SHA256: the only PCR bank (and policy hash) of template version 1.
@@ -35,6 +40,8 @@ pub struct Tpm2Body {
     pub public: Vec<u8>,
     /// Buffer of the TPM2B_PRIVATE of the sealed object (opaque here).
     pub private: Vec<u8>,
+    /// Template 2 only: the name of the SRK the object was sealed under.
+    pub srk_name: Option<[u8; TPM2_NAME_LEN]>,
 }
 
 impl Tpm2Body {
@@ -50,7 +57,7 @@ impl Tpm2Body {
     pub fn parse(body: &[u8]) -> Result<Tpm2Body, FormatError> {
         let mut r = Reader::new(body);
         let template_version = r.u8()?;
-        if template_version != TPM2_TEMPLATE_V1 {
+        if template_version != TPM2_TEMPLATE_V1 && template_version != TPM2_TEMPLATE_V2 {
             return Err(FormatError::Invalid("unknown TPM template version"));
         }
         let flags = r.u8()?;
@@ -71,6 +78,13 @@ impl Tpm2Body {
         }
         let public = blob(&mut r, TPM2_MAX_PUBLIC, "TPM public area length")?;
         let private = blob(&mut r, TPM2_MAX_PRIVATE, "TPM private area length")?;
+        let srk_name = if template_version == TPM2_TEMPLATE_V2 {
+            let n: [u8; TPM2_NAME_LEN] = r.array()?;
+            check_name(&n)?;
+            Some(n)
+        } else {
+            None
+        };
         r.finish()?;
         Ok(Tpm2Body {
             template_version,
@@ -81,6 +95,7 @@ impl Tpm2Body {
             pcr_values,
             public,
             private,
+            srk_name,
         })
     }
 
@@ -98,6 +113,15 @@ impl Tpm2Body {
         if self.private.is_empty() || self.private.len() > TPM2_MAX_PRIVATE {
             return Err(FormatError::Invalid("TPM private area length"));
         }
+        match (self.template_version, &self.srk_name) {
+            (TPM2_TEMPLATE_V1, None) => {}
+            (TPM2_TEMPLATE_V2, Some(n)) => check_name(n)?,
+            _ => {
+                return Err(FormatError::Invalid(
+                    "TPM template version and SRK name disagree",
+                ))
+            }
+        }
         let mut v = Vec::with_capacity(self.encoded_len());
         v.push(self.template_version);
         v.push(self.flags);
@@ -111,12 +135,28 @@ impl Tpm2Body {
         v.extend_from_slice(&self.public);
         v.extend_from_slice(&(self.private.len() as u16).to_le_bytes());
         v.extend_from_slice(&self.private);
+        if let Some(n) = &self.srk_name {
+            v.extend_from_slice(n);
+        }
         Ok(v)
     }
 
     pub fn encoded_len(&self) -> usize {
-        FIXED_LEN + 32 * self.pcr_values.len() + 4 + self.public.len() + self.private.len()
+        FIXED_LEN
+            + 32 * self.pcr_values.len()
+            + 4
+            + self.public.len()
+            + self.private.len()
+            + self.srk_name.map_or(0, |n| n.len())
     }
+}
+
+/// A pinned name must be a SHA-256 name (the SRK template's nameAlg).
+fn check_name(n: &[u8; TPM2_NAME_LEN]) -> Result<(), FormatError> {
+    if n[..2] != TPM2_ALG_SHA256.to_be_bytes() {
+        return Err(FormatError::Invalid("SRK name is not a SHA-256 name"));
+    }
+    Ok(())
 }
 
 fn check_mask(mask: u32) -> Result<(), FormatError> {
@@ -164,7 +204,52 @@ mod tests {
             pcr_values: vec![[1; 32], [7; 32]],
             public: vec![0xAA; 80],
             private: vec![0xBB; 160],
+            srk_name: None,
         }
+    }
+
+    fn sample_v2() -> Tpm2Body {
+        let mut name = [0x5A; TPM2_NAME_LEN];
+        name[..2].copy_from_slice(&[0x00, 0x0B]);
+        Tpm2Body {
+            template_version: TPM2_TEMPLATE_V2,
+            srk_name: Some(name),
+            ..sample()
+        }
+    }
+
+    #[test]
+    fn v2_round_trip_and_refusals() {
+        let b = sample_v2();
+        let bytes = b.to_bytes().unwrap();
+        assert_eq!(bytes.len(), 40 + 64 + 2 + 80 + 2 + 160 + 34);
+        assert_eq!(bytes.len(), b.encoded_len());
+        assert_eq!(&bytes[bytes.len() - 34..], &b.srk_name.unwrap()[..]);
+        assert_eq!(Tpm2Body::parse(&bytes).unwrap(), b);
+        let mut wrong_alg = bytes.clone();
+        let at = bytes.len() - 34;
+        wrong_alg[at + 1] = 0x0C;
+        assert!(Tpm2Body::parse(&wrong_alg).is_err());
+        // A v1 body relabelled v2 lacks the name; a v2 body relabelled v1 has 34 extra bytes.
+        let mut v1 = sample().to_bytes().unwrap();
+        v1[0] = TPM2_TEMPLATE_V2;
+        assert!(Tpm2Body::parse(&v1).is_err());
+        let mut v2 = bytes.clone();
+        v2[0] = TPM2_TEMPLATE_V1;
+        assert!(Tpm2Body::parse(&v2).is_err());
+        for n in 0..bytes.len() {
+            assert!(Tpm2Body::parse(&bytes[..n]).is_err());
+        }
+        let mismatched = Tpm2Body {
+            srk_name: None,
+            ..sample_v2()
+        };
+        assert!(mismatched.to_bytes().is_err());
+        let mismatched = Tpm2Body {
+            template_version: TPM2_TEMPLATE_V1,
+            ..sample_v2()
+        };
+        assert!(mismatched.to_bytes().is_err());
     }
 
     #[test]
@@ -187,6 +272,8 @@ mod tests {
             Tpm2Body::parse(&v).is_err()
         };
         assert!(bad(&|v| v[0] = 2));
+        assert!(bad(&|v| v[0] = 3));
+        assert!(bad(&|v| v[0] = 0));
         assert!(bad(&|v| v[1] = 0x02));
         assert!(bad(&|v| v[2] = 4));
         assert!(bad(&|v| v[4..8].copy_from_slice(&0u32.to_le_bytes())));

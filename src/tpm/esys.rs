@@ -1,31 +1,30 @@
-//! The tss-esapi calls behind seal/unseal: frozen SRK + sealed-object templates (version 1),
-//! PCR reads, policy sessions. Every transient object and session is recorded when created and
-//! flushed before returning, on success and on every error (a raw swtpm socket has no resource
-//! manager). Must NOT interpret volume data or keep key bytes outside zeroizing buffers.
+//! The tss-esapi calls behind seal/unseal: the frozen sealed-object template, PCR reads and
+//! policies (the SRK and its salted sessions are in `srk`). Every transient object and session
+//! is recorded when created and flushed before returning, on success and on every error (a raw
+//! swtpm socket has no resource manager). Must NOT interpret volume data or keep key bytes outside zeroizing buffers.
 
 use super::policy::{self, changed_pcrs};
+use super::srk::{check_pin, create_srk, hmac_session, policy_session};
 use super::{Tcti, TpmRefusal};
-use crate::format::{pcrs_of_mask, Tpm2Body, TPM2_MAX_PRIVATE, TPM2_MAX_PUBLIC};
+use crate::format::{pcrs_of_mask, Tpm2Body, TPM2_MAX_PRIVATE, TPM2_MAX_PUBLIC, TPM2_NAME_LEN};
 use crate::secret::SecretBytes;
-use tss_esapi::attributes::{ObjectAttributes, ObjectAttributesBuilder, SessionAttributesBuilder};
+use tss_esapi::attributes::{ObjectAttributes, ObjectAttributesBuilder};
 use tss_esapi::constants::response_code::Tss2ResponseCodeKind as Rc;
 use tss_esapi::constants::{PropertyTag, SessionType};
-use tss_esapi::handles::{KeyHandle, ObjectHandle, SessionHandle};
+use tss_esapi::handles::ObjectHandle;
 use tss_esapi::interface_types::algorithm::{HashingAlgorithm, PublicAlgorithm};
-use tss_esapi::interface_types::ecc::EccCurve;
-use tss_esapi::interface_types::resource_handles::Hierarchy;
 use tss_esapi::interface_types::session_handles::{AuthSession, PolicySession};
 use tss_esapi::structures::{
-    Auth, Digest, EccParameter, EccPoint, EccScheme, KeyDerivationFunctionScheme, KeyedHashScheme,
-    PcrSelectSize, PcrSelectionList, PcrSelectionListBuilder, PcrSlot, Private, Public,
-    PublicBuilder, PublicEccParametersBuilder, PublicKeyedHashParameters, SensitiveData,
-    SymmetricDefinition, SymmetricDefinitionObject,
+    Auth, Digest, KeyedHashScheme, PcrSelectSize, PcrSelectionList, PcrSelectionListBuilder,
+    PcrSlot, Private, Public, PublicBuilder, PublicKeyedHashParameters, SensitiveData,
 };
 use tss_esapi::traits::{Marshall, UnMarshall};
 use tss_esapi::{Context, Error as TssError};
 
 /// What sealing produced: everything the kind-3 body records.
 pub struct Sealed {
+    /// Name of the SRK the object was sealed under (pinned in template-2 records).
+    pub srk_name: [u8; TPM2_NAME_LEN],
     pub pcr_values: Vec<[u8; 32]>,
     pub policy_digest: [u8; 32],
     pub public: Vec<u8>,
@@ -33,8 +32,8 @@ pub struct Sealed {
 }
 
 /// Handles to flush, in creation order; `finish` flushes them in reverse on every path.
-struct Tracked {
-    handles: Vec<ObjectHandle>,
+pub(super) struct Tracked {
+    pub(super) handles: Vec<ObjectHandle>,
 }
 
 impl Tracked {
@@ -54,7 +53,7 @@ fn kind(e: &TssError) -> Option<Rc> {
     }
 }
 
-fn failed(what: &str, e: TssError) -> TpmRefusal {
+pub(super) fn failed(what: &str, e: TssError) -> TpmRefusal {
     TpmRefusal::Failed(format!("{what}: {e}"))
 }
 
@@ -126,40 +125,6 @@ pub fn read_pcrs(tcti: &Tcti, mask: u32) -> Result<Vec<[u8; 32]>, TpmRefusal> {
     with_tpm(tcti, |ctx, _| read_pcrs_ctx(ctx, mask))
 }
 
-/// SRK template version 1: the TCG provisioning-guidance ECC NIST P-256 storage key
-/// (AES-128-CFB, restricted decrypt, fixedTPM/fixedParent, sensitiveDataOrigin, userWithAuth,
-/// noDA, empty authPolicy, zero 32-byte unique x and y), created in the owner hierarchy.
-fn srk_template_v1() -> Result<Public, TssError> {
-    let attrs = ObjectAttributesBuilder::new()
-        .with_fixed_tpm(true)
-        .with_fixed_parent(true)
-        .with_sensitive_data_origin(true)
-        .with_user_with_auth(true)
-        .with_no_da(true)
-        .with_restricted(true)
-        .with_decrypt(true)
-        .build()?;
-    PublicBuilder::new()
-        .with_public_algorithm(PublicAlgorithm::Ecc)
-        .with_name_hashing_algorithm(HashingAlgorithm::Sha256)
-        .with_object_attributes(attrs)
-        .with_ecc_parameters(
-            PublicEccParametersBuilder::new()
-                .with_symmetric(SymmetricDefinitionObject::AES_128_CFB)
-                .with_ecc_scheme(EccScheme::Null)
-                .with_curve(EccCurve::NistP256)
-                .with_key_derivation_function_scheme(KeyDerivationFunctionScheme::Null)
-                .with_is_decryption_key(true)
-                .with_restricted(true)
-                .build()?,
-        )
-        .with_ecc_unique_identifier(EccPoint::new(
-            EccParameter::try_from(vec![0u8; 32])?,
-            EccParameter::try_from(vec![0u8; 32])?,
-        ))
-        .build()
-}
-
 /// Sealed-object attributes, template version 1: fixedTPM, fixedParent, adminWithPolicy,
 /// userWithAuth clear (only the policy authorises), noDA exactly when there is no PIN.
 fn sealed_attributes(pin: bool) -> Result<ObjectAttributes, TssError> {
@@ -180,46 +145,6 @@ fn sealed_template_v1(policy_digest: &[u8; 32], pin: bool) -> Result<Public, Tss
         .with_keyed_hash_parameters(PublicKeyedHashParameters::new(KeyedHashScheme::Null))
         .with_keyed_hash_unique_identifier(Digest::default())
         .build()
-}
-
-fn create_srk(ctx: &mut Context, t: &mut Tracked) -> Result<KeyHandle, TpmRefusal> {
-    let template = srk_template_v1().map_err(|e| failed("SRK template", e))?;
-    let r = ctx
-        .execute_with_session(Some(AuthSession::Password), |c| {
-            c.create_primary(Hierarchy::Owner, template, None, None, None, None)
-        })
-        .map_err(|e| failed("creating the SRK", e))?;
-    t.handles.push(r.key_handle.into());
-    Ok(r.key_handle)
-}
-
-/// A policy session salted with the SRK, so the unsealed KEK is encrypted on the wire.
-fn policy_session(
-    ctx: &mut Context,
-    t: &mut Tracked,
-    srk: KeyHandle,
-    kind: SessionType,
-) -> Result<(AuthSession, PolicySession), TpmRefusal> {
-    let s = ctx
-        .start_auth_session(
-            Some(srk),
-            None,
-            None,
-            kind,
-            SymmetricDefinition::AES_128_CFB,
-            HashingAlgorithm::Sha256,
-        )
-        .map_err(|e| failed("starting a policy session", e))?
-        .ok_or_else(|| TpmRefusal::Failed("TPM returned no session".into()))?;
-    t.handles.push(SessionHandle::from(s).into());
-    let (attrs, mask) = SessionAttributesBuilder::new()
-        .with_continue_session(true)
-        .with_encrypt(true)
-        .build();
-    ctx.tr_sess_set_attributes(s, attrs, mask)
-        .map_err(|e| failed("session attributes", e))?;
-    let p = PolicySession::try_from(s).map_err(|e| failed("policy session", e))?;
-    Ok((s, p))
 }
 
 fn apply_policy(
@@ -255,7 +180,7 @@ pub fn seal(
         let pcr_values = read_pcrs_ctx(ctx, mask)?;
         let digest = policy::policy_digest(mask, &pcr_values, pin.is_some());
         let srk = create_srk(ctx, t)?;
-        let (_, trial) = policy_session(ctx, t, srk, SessionType::Trial)?;
+        let (_, trial) = policy_session(ctx, t, &srk, SessionType::Trial)?;
         apply_policy(ctx, trial, mask, &pcr_values, pin.is_some())
             .map_err(|e| failed("trial policy", e))?;
         let tpm_digest = ctx
@@ -271,9 +196,10 @@ pub fn seal(
         let auth = pin.map(pin_auth).transpose()?;
         let data = SensitiveData::try_from(payload.expose().to_vec())
             .map_err(|e| failed("sealed data", e))?;
+        let hmac = hmac_session(ctx, t, &srk)?;
         let r = ctx
-            .execute_with_session(Some(AuthSession::Password), |c| {
-                c.create(srk, template, auth, Some(data), None, None)
+            .execute_with_session(Some(hmac), |c| {
+                c.create(srk.handle, template, auth, Some(data), None, None)
             })
             .map_err(|e| failed("sealing", e))?;
         let public = r
@@ -287,6 +213,7 @@ pub fn seal(
             ));
         }
         Ok(Sealed {
+            srk_name: srk.name,
             pcr_values,
             policy_digest: digest,
             public,
@@ -354,13 +281,14 @@ pub fn unseal(
             return Err(TpmRefusal::PcrChanged { pcrs: changed });
         }
         let srk = create_srk(ctx, t)?;
+        check_pin(&srk, body.srk_name.as_ref())?;
         let obj = ctx
             .execute_with_session(Some(AuthSession::Password), |c| {
-                c.load(srk, private, public)
+                c.load(srk.handle, private, public)
             })
             .map_err(|e| TpmRefusal::ObjectRejected(e.to_string()))?;
         t.handles.push(obj.into());
-        let (session, p) = policy_session(ctx, t, srk, SessionType::Policy)?;
+        let (session, p) = policy_session(ctx, t, &srk, SessionType::Policy)?;
         if let Err(e) = apply_policy(ctx, p, body.pcr_mask, &body.pcr_values, body.pin_required()) {
             // A PCR extended between the read above and PolicyPCR.
             let now = read_pcrs_ctx(ctx, body.pcr_mask)?;

@@ -5,6 +5,7 @@
 
 mod esys;
 pub mod policy;
+mod srk;
 
 pub use esys::{read_pcrs, seal, unseal, Sealed};
 
@@ -97,6 +98,8 @@ pub enum TpmRefusal {
     Lockout { interval_secs: Option<u32> },
     /// The protector needs a PIN and there is no way to ask for one.
     PinNeeded,
+    /// The TPM's storage key is not the one pinned in the record at seal time (names in hex).
+    SrkMismatch { pinned: String, found: String },
     /// The TPM refused to load the sealed object: another TPM, a cleared TPM, or a damaged blob.
     ObjectRejected(String),
     /// The protector record is malformed or inconsistent (checked before the TPM sees it).
@@ -136,6 +139,12 @@ impl fmt::Display for TpmRefusal {
             TpmRefusal::PinNeeded => {
                 f.write_str("the TPM protector needs a PIN and no terminal or --pin-file was given")
             }
+            TpmRefusal::SrkMismatch { pinned, found } => write!(
+                f,
+                "SRK mismatch: the TPM's storage key (name {found}) is not the one this protector \
+                 was sealed under (name {pinned}); a different or cleared TPM, or something \
+                 between dekfs and the TPM; nothing was sent to it"
+            ),
             TpmRefusal::ObjectRejected(d) => write!(
                 f,
                 "the TPM does not accept the sealed KEK (different or cleared TPM, or a damaged blob): {d}"
@@ -154,6 +163,7 @@ impl TpmRefusal {
             TpmRefusal::WrongPin { .. } => "retry with the right PIN (--pin-file FILE), or unlock with the passphrase or recovery key".into(),
             TpmRefusal::Lockout { .. } => "wait, unlock with the passphrase or recovery key, or reset with `tpm2_dictionarylockout --clear-lockout`".into(),
             TpmRefusal::PinNeeded => "pass --pin-file FILE, or unlock with the passphrase or recovery key".into(),
+            TpmRefusal::SrkMismatch { .. } => "if the TPM was cleared or replaced on purpose, unlock with the passphrase or recovery key and `dekfs protector reseal --tpm2 CIPHERDIR`; otherwise suspect the TPM bus".into(),
             TpmRefusal::Unavailable { .. } => "select the TPM with --tpm-tcti / -o tpm_tcti=, or unlock with the passphrase or recovery key".into(),
             _ => "unlock with the passphrase or recovery key; `dekfs protector list` shows the protectors".into(),
         }

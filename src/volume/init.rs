@@ -89,8 +89,9 @@ pub(crate) fn recovery_record(
 /// Validates KDF parameters before anything touches the directory.
 pub(crate) fn check_new_kdf(kdf: &KdfParams) -> Result<(), VolumeError> {
     check_kdf_bounds(kdf).map_err(|_| {
-        VolumeError::Crypto(CryptoError::Kdf(
-            "KDF parameters outside the allowed bounds",
+        VolumeError::Refused(format!(
+            "KDF parameters outside the allowed bounds: {}",
+            super::protector::bounds_text(kdf)
         ))
     })
 }

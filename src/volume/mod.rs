@@ -6,6 +6,9 @@ mod config_io;
 mod info;
 mod init;
 mod manage;
+mod policy;
+#[cfg(test)]
+mod policy_tests;
 mod protector;
 #[cfg(test)]
 mod tests;
@@ -16,8 +19,9 @@ pub use config_io::{read_config_bytes, write_config_atomic};
 pub use info::read_info;
 pub use init::init;
 pub use manage::{add_protector, remove_protector, reseal_tpm2, Added, NewProtector};
+pub use policy::{UnlockPolicy, ALLOW_KDF_COST_ENV};
 pub use tpm2::{init_tpm2, unlock_tpm2, Tpm2InitOptions, Tpm2Seal};
-pub use unlock::unlock;
+pub use unlock::{unlock, unlock_with};
 
 use crate::crypto::{CryptoError, VolumeKeys};
 use crate::format::FormatError;

@@ -12,22 +12,29 @@ use crate::format::{
 };
 use crate::secret::{Key32, RecoveryKey};
 
+/// The parameters and the format's bounds, for every KDF refusal message.
+pub(crate) fn bounds_text(p: &KdfParams) -> String {
+    format!(
+        "m_cost={} KiB, t_cost={}, p_lanes={} (allowed m {}..={} KiB, t {}..={}, p {}..={})",
+        p.m_cost_kib,
+        p.t_cost,
+        p.p_lanes,
+        ARGON2_M_MIN_KIB,
+        ARGON2_M_MAX_KIB,
+        ARGON2_T_MIN,
+        ARGON2_T_MAX,
+        ARGON2_P_MIN,
+        ARGON2_P_MAX
+    )
+}
+
 /// Bounds check with a message naming the parameters; done before any Argon2 work.
 pub(crate) fn check_kdf_bounds(p: &KdfParams) -> Result<(), VolumeError> {
     match kdf::check_argon2_params(p.m_cost_kib, p.t_cost, p.p_lanes) {
         Ok(()) => Ok(()),
-        Err(CryptoError::Kdf(what)) => Err(VolumeError::Corrupt(format!(
-            "{what}: m_cost={} KiB, t_cost={}, p_lanes={} (allowed m {}..={} KiB, t {}..={}, p {}..={})",
-            p.m_cost_kib,
-            p.t_cost,
-            p.p_lanes,
-            ARGON2_M_MIN_KIB,
-            ARGON2_M_MAX_KIB,
-            ARGON2_T_MIN,
-            ARGON2_T_MAX,
-            ARGON2_P_MIN,
-            ARGON2_P_MAX
-        ))),
+        Err(CryptoError::Kdf(what)) => {
+            Err(VolumeError::Corrupt(format!("{what}: {}", bounds_text(p))))
+        }
         Err(e) => Err(e.into()),
     }
 }

@@ -9,7 +9,7 @@ use super::{config_format_error, InitOutcome, KdfParams, UnlockedVolume, VolumeE
 use crate::crypto::{random_array, VolumeKeys};
 use crate::format::{
     mask_of_pcrs, ProtectorBody, ProtectorRecord, Tpm2Body, VolumeConfig, PROTECTOR_KIND_TPM2,
-    TPM2_ALG_SHA256, TPM2_FLAG_PIN, TPM2_TEMPLATE_V1,
+    TPM2_ALG_SHA256, TPM2_FLAG_PIN, TPM2_TEMPLATE_V2,
 };
 use crate::secret::{Key32, RecoveryKey, SecretBytes};
 use crate::tpm::{self, Tcti, TpmRefusal};
@@ -81,7 +81,7 @@ pub(crate) fn seal_record(
     let p = payload(keys.kek_for(kek_version)?, keys.volume_id(), kek_version);
     let sealed = tpm::seal(&req.tcti, &p, mask, req.pin.as_ref())?;
     let body = Tpm2Body {
-        template_version: TPM2_TEMPLATE_V1,
+        template_version: TPM2_TEMPLATE_V2,
         flags: if req.pin.is_some() { TPM2_FLAG_PIN } else { 0 },
         pcr_bank: TPM2_ALG_SHA256,
         pcr_mask: mask,
@@ -89,6 +89,7 @@ pub(crate) fn seal_record(
         pcr_values: sealed.pcr_values,
         public: sealed.public,
         private: sealed.private,
+        srk_name: Some(sealed.srk_name),
     };
     let body = body
         .to_bytes()

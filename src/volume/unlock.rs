@@ -4,6 +4,7 @@
 
 use super::config_io::{read_config_bytes, read_root_dir_meta};
 use super::info::info_from_config;
+use super::policy::UnlockPolicy;
 use super::protector::{params_of, passphrase_key, recovery_key, unwrap_kek, KekUnwrap};
 use super::{config_format_error, Credential, UnlockedVolume, VolumeError};
 use crate::crypto::mac::verify_hmac_sha256;
@@ -54,9 +55,20 @@ fn try_record(
     }
 }
 
-/// Unlocks the volume at `cipherdir`. Argon2 working memory is wiped and freed before this
-/// returns; only the KEKs (inside `VolumeKeys`) survive.
+/// Unlocks the volume at `cipherdir` under this machine's unlock policy (lifted by
+/// `$DEKFS_ALLOW_KDF_COST`). Argon2 working memory is wiped and freed before this returns; only
+/// the KEKs (inside `VolumeKeys`) survive.
 pub fn unlock(cipherdir: &Path, cred: &Credential) -> Result<UnlockedVolume, VolumeError> {
+    unlock_with(cipherdir, cred, &UnlockPolicy::from_env(false))
+}
+
+/// `unlock` under an explicit cost policy: every KDF parameter is checked against it, and at
+/// most `max_records` candidates and `max_retiring` retiring records are tried.
+pub fn unlock_with(
+    cipherdir: &Path,
+    cred: &Credential,
+    policy: &UnlockPolicy,
+) -> Result<UnlockedVolume, VolumeError> {
     let raw = read_config_bytes(cipherdir)?;
     let config = VolumeConfig::parse(&raw).map_err(|e| config_format_error(cipherdir, e))?;
     let active = config
@@ -80,39 +92,80 @@ pub fn unlock(cipherdir: &Path, cred: &Credential) -> Result<UnlockedVolume, Vol
     if candidates.is_empty() {
         return Err(VolumeError::NoSuchProtector(cred.kind_name()));
     }
-    // All bounds first: a lowered cost anywhere is a downgrade attempt and is refused outright.
-    for rec in &candidates {
+    // The config is not authenticated yet: cap how many Argon2 runs its author makes us do
+    // (recovery records cost one HKDF each and are not capped).
+    let costly = matches!(cred, Credential::Passphrase(_));
+    let cap = if costly {
+        policy.max_records
+    } else {
+        usize::MAX
+    };
+    let tried = &candidates[..candidates.len().min(cap)];
+    // All bounds first: a lowered cost anywhere is a downgrade attempt and is refused outright,
+    // an inflated one is refused before any memory is allocated for it.
+    for rec in tried {
         if let ProtectorBody::Passphrase(b) = &rec.body {
             super::protector::check_kdf_bounds(&params_of(b))?;
+            policy.check(&params_of(b))?;
         }
     }
 
     let mut opened: Option<(Key32, [u8; 16])> = None;
-    for rec in &candidates {
+    for rec in tried {
         if let Some(kek) = try_record(cred, rec, &vid)? {
             opened = Some((kek, rec.protector_id));
             break;
         }
     }
     let Some((active_kek, protector_id)) = opened else {
+        if tried.len() < candidates.len() {
+            return Err(VolumeError::Refused(format!(
+                "wrong {}: none of the first {} of {} {} records opens; the others were not \
+                 tried (unlock limit; --allow-kdf-cost or {}=1 tries them all)",
+                cred.kind_name(),
+                tried.len(),
+                candidates.len(),
+                cred.kind_name(),
+                super::policy::ALLOW_KDF_COST_ENV
+            )));
+        }
         return Err(VolumeError::WrongKey);
     };
 
-    // Older (retiring) KEKs are reachable through records of the same protector.
-    let mut keks = vec![(active, active_kek)];
+    // Older (retiring) KEKs are reachable through records of the same protector. Their count
+    // and cost are checked before any of them runs the KDF.
+    let mut retiring = Vec::new();
     for k in config.keks.iter().filter(|k| k.version != active) {
         let rec = of_kind
             .iter()
             .find(|r| r.protector_id == protector_id && r.kek_version == k.version);
         if let Some(rec) = rec {
-            let kek = try_record(cred, rec, &vid)?.ok_or_else(|| {
-                VolumeError::Corrupt(format!(
-                    "protector record for KEK version {} does not open",
-                    k.version
-                ))
-            })?;
-            keks.push((k.version, kek));
+            retiring.push((k.version, *rec));
         }
+    }
+    if costly && retiring.len() > policy.max_retiring {
+        return Err(VolumeError::Refused(format!(
+            "{} retiring KEK records for one protector, more than the unlock limit of {} \
+             (--allow-kdf-cost or {}=1 opens them all)",
+            retiring.len(),
+            policy.max_retiring,
+            super::policy::ALLOW_KDF_COST_ENV
+        )));
+    }
+    for (_, rec) in &retiring {
+        if let ProtectorBody::Passphrase(b) = &rec.body {
+            super::protector::check_kdf_bounds(&params_of(b))?;
+            policy.check(&params_of(b))?;
+        }
+    }
+    let mut keks = vec![(active, active_kek)];
+    for (version, rec) in retiring {
+        let kek = try_record(cred, rec, &vid)?.ok_or_else(|| {
+            VolumeError::Corrupt(format!(
+                "protector record for KEK version {version} does not open"
+            ))
+        })?;
+        keks.push((version, kek));
     }
     let keys = VolumeKeys::from_parts(vid, keks, active)?;
     finish_unlock(cipherdir, &raw, &config, keys)

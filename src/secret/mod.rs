@@ -2,111 +2,37 @@
 //! only module allowed to use `unsafe` (mlock/munlock/prctl/setrlimit). It must NOT derive keys,
 //! parse on-disk data, or offer Clone/Serialize/byte-printing Debug for anything it holds.
 
+mod lock;
+
+pub use lock::{lock_warning_once, memory_locked};
+
 use crate::crypto::CryptoError;
+use lock::{lock_region, log_lock_failure_once, page_size, unlock_region};
 use std::alloc::Layout;
-use std::collections::BTreeMap;
 use std::ptr::NonNull;
-use std::sync::{Mutex, OnceLock};
+use std::sync::Mutex;
 use subtle::ConstantTimeEq;
 use zeroize::Zeroize;
-
-// mlock is not reference counted by the kernel: munlock of one secret would unlock a page still
-// holding another. We count locks per page ourselves and only munlock a page when its count
-// drops to zero.
-static LOCKED_PAGES: Mutex<BTreeMap<usize, usize>> = Mutex::new(BTreeMap::new());
-
-fn page_size() -> usize {
-    static PAGE: OnceLock<usize> = OnceLock::new();
-    *PAGE.get_or_init(|| {
-        // SAFETY: sysconf has no memory-safety preconditions; it only reads a constant.
-        let v = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
-        if v > 0 {
-            v as usize
-        } else {
-            4096
-        }
-    })
-}
-
-fn page_range(ptr: *const u8, len: usize) -> Option<(usize, usize)> {
-    if len == 0 {
-        return None;
-    }
-    let page = page_size();
-    let start = (ptr as usize) & !(page - 1);
-    let end = (ptr as usize).checked_add(len)?;
-    Some((start, end))
-}
-
-/// Best effort: failure (RLIMIT_MEMLOCK, no privilege) leaves the secret swappable but is not an
-/// error, because refusing to run would be worse for users than the residual swap risk.
-fn lock_region(ptr: *const u8, len: usize) {
-    let Some((start, end)) = page_range(ptr, len) else {
-        return;
-    };
-    let page = page_size();
-    let Ok(mut pages) = LOCKED_PAGES.lock() else {
-        return;
-    };
-    let mut p = start;
-    while p < end {
-        let count = pages.entry(p).or_insert(0);
-        if *count == 0 {
-            // SAFETY: p is page-aligned and lies within (or on the page of) a live allocation
-            // owned by the caller; mlock only changes paging attributes, never memory contents.
-            let rc = unsafe { libc::mlock(p as *const libc::c_void, page) };
-            if rc != 0 {
-                pages.remove(&p);
-                p += page;
-                continue;
-            }
-        }
-        *count += 1;
-        p += page;
-    }
-}
-
-fn unlock_region(ptr: *const u8, len: usize) {
-    let Some((start, end)) = page_range(ptr, len) else {
-        return;
-    };
-    let page = page_size();
-    let Ok(mut pages) = LOCKED_PAGES.lock() else {
-        return;
-    };
-    let mut p = start;
-    while p < end {
-        if let Some(count) = pages.get_mut(&p) {
-            *count -= 1;
-            if *count == 0 {
-                pages.remove(&p);
-                // SAFETY: p is a page-aligned address we mlocked earlier; munlock only changes
-                // paging attributes. Called before the allocation is freed.
-                unsafe { libc::munlock(p as *const libc::c_void, page) };
-            }
-        }
-        p += page;
-    }
-}
 
 /// Memory locks are not inherited across fork(2): the child re-locks every page that holds a
 /// secret the parent had locked. Best effort, like `lock_region`.
 pub fn relock_after_fork() {
+    lock::relock_counted_pages();
     let page = page_size();
-    let Ok(pages) = LOCKED_PAGES.lock() else {
-        return;
-    };
-    for &p in pages.keys() {
-        // SAFETY: p is a page-aligned address of a live allocation inherited from the parent
-        // (entries are removed before their memory is freed); mlock only changes paging.
-        unsafe { libc::mlock(p as *const libc::c_void, page) };
-    }
-    drop(pages);
     for &p in pool().pages.iter() {
         // SAFETY: p is the base of a live, never-freed pool page of one page size;
         // mlock only changes paging.
-        unsafe { libc::mlock(p as *const libc::c_void, page) };
+        if unsafe { libc::mlock(p as *const libc::c_void, page) } != 0 {
+            lock::note_lock_failure();
+        }
     }
+}
+
+/// Tries to lock one page of secret memory now, so a process that holds no secret yet (e.g.
+/// `dekfs status`) can report whether it could; returns `memory_locked()`.
+pub fn probe_memory_lock() -> bool {
+    drop(SecretBytes::zeroed(page_size()));
+    memory_locked()
 }
 
 // Key32 slots come from mlocked pages that are never handed back to the allocator. Opening a
@@ -139,6 +65,7 @@ fn pool() -> std::sync::MutexGuard<'static, KeyPool> {
 }
 
 fn slot_alloc() -> NonNull<[u8; SLOT]> {
+    log_lock_failure_once();
     let mut p = pool();
     let addr = match p.free.pop() {
         Some(a) => a,
@@ -156,7 +83,9 @@ fn slot_alloc() -> NonNull<[u8; SLOT]> {
             }
             // SAFETY: base..base+size is our own fresh allocation, never freed; mlock only
             // changes paging attributes. Best effort, like lock_region.
-            unsafe { libc::mlock(base as *const libc::c_void, layout.size()) };
+            if unsafe { libc::mlock(base as *const libc::c_void, layout.size()) } != 0 {
+                lock::note_lock_failure();
+            }
             p.pages.push(base as usize);
             let base = base as usize;
             p.free
@@ -271,6 +200,25 @@ impl SecretBytes {
         lock_region(v.as_ptr(), v.capacity());
         SecretBytes {
             repr: Repr::Heap(v),
+        }
+    }
+
+    /// Drops the bytes from `len` on, wiping them first; the allocation (and its lock) is kept
+    /// until drop, so no copy is made.
+    pub(crate) fn truncate(&mut self, len: usize) {
+        match &mut self.repr {
+            Repr::Slot { len: l, .. } if len < *l => {
+                let old = *l;
+                self.expose_mut()[len..old].zeroize();
+                if let Repr::Slot { len: l, .. } = &mut self.repr {
+                    *l = len;
+                }
+            }
+            Repr::Heap(v) if len < v.len() => {
+                v[len..].zeroize();
+                v.truncate(len);
+            }
+            _ => {}
         }
     }
 
@@ -474,7 +422,7 @@ mod tests {
         drop(v);
         // w's page count must still be >= 1 if it was locked at all.
         let page = w.expose().as_ptr() as usize & !(page_size() - 1);
-        let pages = LOCKED_PAGES.lock().unwrap();
+        let pages = lock::LOCKED_PAGES.lock().unwrap();
         if let Some(c) = pages.get(&page) {
             assert!(*c >= 1);
         }
@@ -519,6 +467,24 @@ mod tests {
         // SAFETY: `lim` is a valid, writable rlimit that outlives the call.
         let rc = unsafe { libc::getrlimit(libc::RLIMIT_CORE, &mut lim) };
         assert_eq!((rc, lim.rlim_cur, lim.rlim_max), (0, 0, 0));
+    }
+
+    #[test]
+    fn truncate_keeps_the_buffer_and_wipes_the_tail() {
+        for cap in [16usize, 4097] {
+            let mut s = SecretBytes::zeroed(cap);
+            s.expose_mut()[..5].copy_from_slice(b"pw\r\nx");
+            let before = s.expose().as_ptr();
+            s.truncate(2);
+            assert_eq!(s.expose(), b"pw");
+            assert_eq!(s.expose().as_ptr(), before);
+            s.truncate(9);
+            assert_eq!(s.len(), 2);
+            if let Repr::Heap(v) = &s.repr {
+                // The wiped tail is still owned (and wiped again on drop).
+                assert!(v.capacity() >= cap);
+            }
+        }
     }
 
     #[test]
