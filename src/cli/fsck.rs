@@ -54,7 +54,7 @@ pub fn run(a: FsckArgs) -> CliResult<()> {
         ));
     }
     let cred = credential(&a.key)?;
-    let unlocked = volume::unlock(&cipherdir, &cred)?;
+    let unlocked = volume::unlock_with(&cipherdir, &cred, &super::unlock::unlock_policy(&a.key))?;
     drop(cred);
     println!(
         "config: {} KEK(s), {} protector(s), MAC verified",
