@@ -409,7 +409,7 @@ impl Filesystem for DekFuse {
         offset: u64,
         mut reply: ReplyDirectory,
     ) {
-        let dir = match self.core.readdir_entries(fh.0) {
+        let dir = match self.core.readdir_entries(ino.0, fh.0, offset) {
             Ok(d) => d,
             Err(e) => return reply.error(err(e)),
         };
@@ -445,7 +445,7 @@ impl Filesystem for DekFuse {
         offset: u64,
         mut reply: ReplyDirectoryPlus,
     ) {
-        let dir = match self.core.readdir_entries(fh.0) {
+        let dir = match self.core.readdir_entries(ino.0, fh.0, offset) {
             Ok(d) => d,
             Err(e) => return reply.error(err(e)),
         };

@@ -9,6 +9,7 @@ pub mod secret;
 pub mod volume;
 
 pub mod cli;
+pub mod failpoint;
 pub mod fs;
 pub mod fsck;
 pub mod fuse_adapter;

@@ -4,11 +4,16 @@
 
 mod attr;
 mod blocks;
-mod dir_ops;
+mod create;
 pub mod file_io;
+mod lookup;
 mod names;
 pub mod node;
 mod open_ops;
+mod readdir;
+mod remove;
+mod rename;
+mod rewrap;
 mod xattr;
 
 pub use attr::{Attr, SetAttr, StatFs, TimeSet};

@@ -114,7 +114,7 @@ fn names_are_encrypted_and_listed() {
     }
     let dfh = core.opendir(ROOT_INO).expect("opendir");
     let mut names: Vec<Vec<u8>> = core
-        .readdir_entries(dfh)
+        .readdir_entries(ROOT_INO, dfh, 0)
         .expect("entries")
         .entries
         .iter()
@@ -220,7 +220,7 @@ fn readdir_reports_entry_kinds() {
         .expect("mkfifo");
     let dfh = core.opendir(ROOT_INO).expect("opendir");
     let mut got: Vec<(Vec<u8>, Kind)> = core
-        .readdir_entries(dfh)
+        .readdir_entries(ROOT_INO, dfh, 0)
         .expect("entries")
         .entries
         .iter()
