@@ -221,12 +221,17 @@ impl CoreFs {
         // target is encrypted under the new directory's key), but the kernel
         // keeps the old inode until it looks the name up again: this node's
         // descriptor then pins the old, unlinked symlink. Read the one now
-        // at the node's place instead.
+        // at the node's place instead. No entries lock: callers may hold it
+        // (attributes of a new entry); a rename racing this read changes
+        // the location, which is checked again after.
         if self.stat_node(&node).is_ok_and(|st| st.st_nlink == 0) {
-            let _g = lock(&pnode.entries_lock);
             if let Ok(raw) = rustix::fs::readlinkat(&pnode.fd, loc.cipher_name.as_str(), Vec::new())
             {
-                if let Ok(t) = pkey.decrypt_symlink(raw.as_bytes()) {
+                let still = node.location();
+                if let (Ok(t), true) = (
+                    pkey.decrypt_symlink(raw.as_bytes()),
+                    still.parent == loc.parent && still.cipher_name == loc.cipher_name,
+                ) {
                     return Ok(t);
                 }
             }
