@@ -148,7 +148,7 @@ fn refused(reference: &Path, op: &Op, tree: &BTreeMap<PathBuf, Seen>) -> bool {
                 && (links(a) > 1
                     || (exchange && tree.contains_key(b) && links(b) > 1)
                     || dekfs_refuses(cross, *flags, tree.get(a), tree.get(b)))
-                && !(exchange && !tree.contains_key(b))
+                && (!exchange || tree.contains_key(b))
                 && !(*flags & libc::RENAME_NOREPLACE != 0 && tree.contains_key(b))
                 && !b.starts_with(a)
         }

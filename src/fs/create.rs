@@ -223,7 +223,7 @@ impl CoreFs {
         let (pnode, pkey) = self.dir_node(parent)?;
         let enc = pkey.encrypt_symlink(target).map_err(|_| Errno::EIO)?;
         if enc.len() >= libc::PATH_MAX as usize {
-            return Err(Errno::ENAMETOOLONG.into());
+            return Err(Errno::ENAMETOOLONG)?;
         }
         let ne = self.begin_create(&pnode, &pkey, name)?;
         rustix::fs::symlinkat(enc.as_str(), &pnode.fd, ne.bn.name())
@@ -236,12 +236,12 @@ impl CoreFs {
     pub fn link(&self, ino: u64, newparent: u64, newname: &[u8]) -> FsResult<Attr> {
         let node = self.node(ino)?;
         if node.kind == Kind::Dir {
-            return Err(Errno::EPERM.into());
+            return Err(Errno::EPERM)?;
         }
         // A file's DEK is wrapped under its directory's key, so a hard link
         // into another directory could not be opened there (fscrypt does the same).
         if node.parent() != newparent && matches!(node.kind, Kind::File | Kind::Symlink) {
-            return Err(Errno::EXDEV.into());
+            return Err(Errno::EXDEV)?;
         }
         let (pnode, pkey) = self.dir_node(newparent)?;
         let ne = self.begin_create(&pnode, &pkey, newname)?;

@@ -209,7 +209,7 @@ impl CoreFs {
     pub fn readlink(&self, ino: u64) -> FsResult<Vec<u8>> {
         let node = self.node(ino)?;
         if node.kind != Kind::Symlink {
-            return Err(Errno::EINVAL.into());
+            return Err(Errno::EINVAL)?;
         }
         let loc = node.location();
         let (pnode, pkey) = self.dir_node(loc.parent)?;

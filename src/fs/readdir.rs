@@ -28,13 +28,13 @@ impl CoreFs {
     /// that offsets stay stable while the directory changes.
     pub fn readdir_entries(&self, ino: u64, fh: u64, offset: u64) -> FsResult<Arc<OpenDir>> {
         if offset != 0 {
-            return lock(&self.dirs)
-                .get(&fh)
-                .cloned()
-                .ok_or(Errno::EBADF.into());
+            let Some(listing) = lock(&self.dirs).get(&fh).cloned() else {
+                return Err(Errno::EBADF)?;
+            };
+            return Ok(listing);
         }
         if !lock(&self.dirs).contains_key(&fh) {
-            return Err(Errno::EBADF.into());
+            return Err(Errno::EBADF)?;
         }
         let (node, key) = self.dir_node(ino)?;
         let entries = names::list(&key, &node.fd, |cipher| {

@@ -65,7 +65,7 @@ impl CoreFs {
             let e = e?;
             let n = e.file_name().to_bytes();
             if n != b"." && n != b".." && n != DIR_META_NAME.as_bytes() {
-                return Err(Errno::ENOTEMPTY.into());
+                return Err(Errno::ENOTEMPTY)?;
             }
         }
         let dfd = d.fd()?;

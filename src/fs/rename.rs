@@ -70,7 +70,7 @@ impl CoreFs {
     ) -> FsResult<()> {
         self.check_writable()?;
         let Some(flags) = RenameFlags::from_bits(flags) else {
-            return Err(Errno::EINVAL.into());
+            return Err(Errno::EINVAL)?;
         };
         let exchange = flags.contains(RenameFlags::EXCHANGE);
         let (pnode, pkey) = self.dir_node(parent)?;
@@ -97,10 +97,10 @@ impl CoreFs {
         let src = end(&pnode, &pkey, src_bn, name);
         let dst = end(&npnode, &npkey, dst_bn, newname);
         let Some(src_st) = src.st else {
-            return Err(Errno::ENOENT.into());
+            return Err(Errno::ENOENT)?;
         };
         if exchange && dst.st.is_none() {
-            return Err(Errno::ENOENT.into());
+            return Err(Errno::ENOENT)?;
         }
         // An empty target directory still holds its key file.
         if !flags.intersects(RenameFlags::EXCHANGE | RenameFlags::NOREPLACE)
@@ -113,9 +113,8 @@ impl CoreFs {
             self.remove_dir_entry(&npnode.fd, &dst.bn)?;
         }
         dst.bn.write_record(&npnode.fd)?;
-        let done: FsResult<()> = if parent == newparent {
-            rustix::fs::renameat_with(&pnode.fd, src.bn.name(), &npnode.fd, dst.bn.name(), flags)
-                .map_err(|e| Errno::from(e).into())
+        let done = if parent == newparent {
+            self.rename_within(&src, &dst, flags)
         } else {
             self.move_across(&src, &dst, flags)
         };
@@ -134,6 +133,17 @@ impl CoreFs {
         Ok(())
     }
 
+    fn rename_within(&self, src: &End<'_>, dst: &End<'_>, flags: RenameFlags) -> FsResult<()> {
+        let (from, to) = (src.bn.name(), dst.bn.name());
+        Ok(rustix::fs::renameat_with(
+            &src.dir.fd,
+            from,
+            &dst.dir.fd,
+            to,
+            flags,
+        )?)
+    }
+
     /// A cross-directory rename. Files and directories are rewrapped in two
     /// slots around the backing rename (an exchange rewraps both objects);
     /// a symlink is re-encrypted into a new backing symlink. Refused with
@@ -143,10 +153,10 @@ impl CoreFs {
     fn move_across(&self, src: &End<'_>, dst: &End<'_>, flags: RenameFlags) -> FsResult<()> {
         let exchange = flags.contains(RenameFlags::EXCHANGE);
         if src.pinned_to_dir() || (exchange && dst.pinned_to_dir()) {
-            return Err(Errno::EXDEV.into());
+            return Err(Errno::EXDEV)?;
         }
         if exchange && (src.kind() == Some(Kind::Symlink) || dst.kind() == Some(Kind::Symlink)) {
-            return Err(Errno::EXDEV.into());
+            return Err(Errno::EXDEV)?;
         }
         // The entry is about to be rewrapped under the new directory's key;
         // an entry that was durable must not come to depend on a key that
