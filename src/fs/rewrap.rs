@@ -97,6 +97,11 @@ impl CoreFs {
             unstage(&staged);
             return Err(e);
         }
+        // No old slot to clear (empty files, FIFOs): nothing depends on
+        // the commit being durable before the next step.
+        if staged.iter().all(|s| matches!(s, Staged::Nothing)) {
+            return Ok(());
+        }
         for d in plan.dirs {
             if let Err(e) = fsync_dir(d) {
                 log::error!(
