@@ -340,4 +340,6 @@ fn write_small_atomic(dir: &impl AsFd, name: &str, data: &[u8]) -> FsResult<()> 
 }
 
 #[cfg(test)]
+mod rename_tests;
+#[cfg(test)]
 mod tests;
