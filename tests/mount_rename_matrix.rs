@@ -125,3 +125,32 @@ fn rename_matrix_matches_tmpfs() {
     v.mount();
     assert_eq!(snapshot(&v.mnt).unwrap(), want, "after remount");
 }
+
+/// The reproducers as reported (issue 13 items 1 and 3), through a mount.
+#[test]
+fn reported_reproducers() {
+    require_fuse!();
+    let v = TestVolume::new("rename-repro");
+    v.mount();
+    // mkdir a b; ln -s some/target a/l; mv a/l b/l; readlink b/l
+    fs::create_dir(v.p("a")).unwrap();
+    fs::create_dir(v.p("b")).unwrap();
+    std::os::unix::fs::symlink("some/target", v.p("a/l")).unwrap();
+    fs::rename(v.p("a/l"), v.p("b/l")).unwrap();
+    assert_eq!(
+        fs::read_link(v.p("b/l")).unwrap(),
+        Path::new("some/target"),
+        "readlink right after the move"
+    );
+    // A refused cross-directory move to a long name leaves nothing behind.
+    fs::write(v.p("a/f"), "f").unwrap();
+    fs::hard_link(v.p("a/f"), v.p("a/f2")).unwrap();
+    let long = "n".repeat(230);
+    let e = fs::rename(v.p("a/f"), v.p(&format!("b/{long}"))).unwrap_err();
+    assert_eq!(errno(&e), libc::EXDEV);
+    fs::remove_file(v.p("b/l")).unwrap();
+    fs::remove_dir(v.p("b")).expect("rmdir after a refused move");
+    assert!(!v.log().contains("integrity"), "daemon log:\n{}", v.log());
+    v.umount();
+    v.assert_fsck_clean("after the reproducers");
+}
