@@ -13,6 +13,7 @@ pub mod cli;
 pub mod control;
 pub mod daemon;
 pub mod engine;
+pub mod failpoint;
 pub mod fs;
 pub mod fuse_adapter;
 pub mod logger;

@@ -34,7 +34,7 @@ fn copy_tree(from: &Path, to: &Path) {
 fn walk(core: &CoreFs, ino: u64, prefix: &str, out: &mut Vec<String>) {
     let fh = core.opendir(ino).expect("opendir");
     let mut names: Vec<Vec<u8>> = core
-        .readdir_entries(fh)
+        .readdir_entries(ino, fh, 0)
         .expect("entries")
         .entries
         .iter()

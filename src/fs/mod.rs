@@ -5,14 +5,19 @@
 mod attr;
 mod blocks;
 mod cancel;
-mod dir_ops;
+mod create;
 pub mod error;
 pub mod file_io;
 pub mod kcache;
+mod lookup;
 mod names;
 pub mod node;
 mod open_ops;
 pub mod policy;
+mod readdir;
+mod remove;
+mod rename;
+mod rewrap;
 mod xattr;
 
 pub use attr::{Attr, SetAttr, StatFs, TimeSet};
@@ -306,5 +311,7 @@ fn write_small_atomic(dir: &impl AsFd, name: &str, data: &[u8]) -> FsResult<()> 
     Ok(())
 }
 
+#[cfg(test)]
+mod rename_tests;
 #[cfg(test)]
 mod tests;

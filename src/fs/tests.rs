@@ -7,7 +7,7 @@ use crate::secret::Key32;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
-const ME: Caller = Caller {
+pub(super) const ME: Caller = Caller {
     uid: 0,
     gid: 0,
     umask: 0o022,
@@ -18,7 +18,7 @@ fn test_keys() -> VolumeKeys {
         .expect("keys")
 }
 
-fn volume() -> (tempfile::TempDir, CoreFs) {
+pub(super) fn volume() -> (tempfile::TempDir, CoreFs) {
     let dir = tempfile::tempdir().expect("tempdir");
     let keys = test_keys();
     let (_, meta) = keys.create_root_dir().expect("root");
@@ -28,12 +28,12 @@ fn volume() -> (tempfile::TempDir, CoreFs) {
 }
 
 /// The same volume again, as a fresh daemon would see it.
-fn reopen(dir: &Path) -> CoreFs {
+pub(super) fn reopen(dir: &Path) -> CoreFs {
     CoreFs::new(dir, Arc::new(test_keys()), false).expect("core")
 }
 
 /// The errno a user would see (without reporting: tests assert causes).
-fn errno<T>(r: FsResult<T>) -> Option<Errno> {
+pub(super) fn errno<T>(r: FsResult<T>) -> Option<Errno> {
     r.err().map(|e| e.errno())
 }
 
@@ -119,7 +119,7 @@ fn names_are_encrypted_and_listed() {
     }
     let dfh = core.opendir(ROOT_INO).expect("opendir");
     let mut names: Vec<Vec<u8>> = core
-        .readdir_entries(dfh)
+        .readdir_entries(ROOT_INO, dfh, 0)
         .expect("entries")
         .entries
         .iter()
@@ -231,7 +231,7 @@ fn readdir_reports_entry_kinds() {
         .expect("mkfifo");
     let dfh = core.opendir(ROOT_INO).expect("opendir");
     let mut got: Vec<(Vec<u8>, Kind)> = core
-        .readdir_entries(dfh)
+        .readdir_entries(ROOT_INO, dfh, 0)
         .expect("entries")
         .entries
         .iter()

@@ -19,7 +19,7 @@ pub(super) fn readdir(
     offset: u64,
     mut reply: ReplyDirectory,
 ) {
-    let dir = match core.readdir_entries(fh.0) {
+    let dir = match core.readdir_entries(ino.0, fh.0, offset) {
         Ok(d) => d,
         Err(e) => return reply.error(err(e)),
     };
@@ -46,7 +46,7 @@ pub(super) fn readdirplus(
     offset: u64,
     mut reply: ReplyDirectoryPlus,
 ) {
-    let dir = match core.readdir_entries(fh.0) {
+    let dir = match core.readdir_entries(ino.0, fh.0, offset) {
         Ok(d) => d,
         Err(e) => return reply.error(err(e)),
     };
