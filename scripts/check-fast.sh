@@ -13,7 +13,9 @@
 # It stops at the first failure. scripts/test.sh stays the full check (mounts,
 # pjdfstest, TPM, fuzz; as root). If target/ is not writable (a normal user in
 # a tree built by root) the build goes to $CHECK_FAST_TARGET_DIR, default
-# ${TMPDIR:-/tmp}/dekfs-check-fast-$UID, and its first run is a cold build.
+# ${TMPDIR:-/tmp}/check-fast-dekfs-$UID (kept as a build cache: not named
+# dekfs-*, which check-tmp-clean.sh treats as a leak), and its first run is a
+# cold build.
 # Env: CHECK_FAST_ANY_RUSTC=1 skips step 1 (try another compiler on purpose).
 set -euo pipefail
 
@@ -41,7 +43,7 @@ case "$ver" in
 esac
 
 if [ -z "${CARGO_TARGET_DIR:-}" ] && [ -e target ] && ! [ -w target ]; then
-    export CARGO_TARGET_DIR=${CHECK_FAST_TARGET_DIR:-${TMPDIR:-/tmp}/dekfs-check-fast-$(id -u)}
+    export CARGO_TARGET_DIR=${CHECK_FAST_TARGET_DIR:-${TMPDIR:-/tmp}/check-fast-dekfs-$(id -u)}
     echo "target/ is not writable by $(id -un); building in $CARGO_TARGET_DIR"
 fi
 

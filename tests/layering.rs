@@ -465,3 +465,23 @@ fn unsafe_rule_wants_a_safety_comment() {
     let src = "// SAFETY: fine\nlet a = unsafe { f() };\n// why\nlet b = unsafe { g() };\nlet s = \"unsafe\";\n// SAFETY: x\n#[allow(x)]\nunsafe impl Send for T {}\n";
     assert_eq!(unsafe_without_safety(src), vec![4]);
 }
+
+#[test]
+fn tokenizer_reaches_the_end_of_every_source_file() {
+    // A literal or comment the tokenizer misreads would hide the rest of its
+    // file from every rule above.
+    let mut files = Vec::new();
+    rs_files(&src_root(), &mut files);
+    let mut bad = Vec::new();
+    for f in files {
+        let text = std::fs::read_to_string(&f).expect("read source") + "\nfn end_marker_() {}\n";
+        let last = tokens(&text).into_iter().rev().nth(4).map(|t| t.1);
+        if last != Some(Tok::Ident("end_marker_".into())) {
+            bad.push(format!(
+                "{}: tokenizer lost its way before the end",
+                rel(&f)
+            ));
+        }
+    }
+    assert_none("tokenizer", bad);
+}
