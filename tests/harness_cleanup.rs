@@ -68,3 +68,22 @@ fn uninitialised_volume_and_scratch_dir_leave_nothing() {
     drop(s);
     assert!(!p.exists(), "{} left behind", p.display());
 }
+
+#[test]
+fn volume_with_a_mount_of_its_own_inside_leaves_nothing() {
+    require_fuse!();
+    // What a test that mounts a second mountpoint in the volume's dir and
+    // fails before unmounting it leaves at drop.
+    let v = TestVolume::new("cleanup-inner-mount");
+    let inner = v.mnt.with_file_name("mnt2");
+    std::fs::create_dir(&inner).unwrap();
+    let out = run_cmd(
+        "mount",
+        ["-t", "tmpfs", "tmpfs", &inner.display().to_string()],
+        None,
+    );
+    assert!(out.ok(), "mount tmpfs: {out:?}");
+    std::fs::write(inner.join("f"), b"x").unwrap();
+    assert_eq!(leftovers(v), None);
+    assert!(!is_mounted(&inner));
+}

@@ -282,12 +282,23 @@ impl TestVolume {
     /// is a harness bug (scripts/check-tmp-clean.sh fails the run on it).
     fn remove_dir(&self) {
         let dir = self.dir.path();
-        if is_mounted(&self.mnt) {
-            // Never recurse into a live mount: that would walk (or hang on)
-            // the volume itself.
+        // mountinfo holds canonical paths, as `mnt` is.
+        let root = self.mnt.parent().unwrap_or(dir);
+        // Mounts a test made inside the dir itself (a second mountpoint):
+        // ours alone, so detach them; never recurse into a live mount, that
+        // would walk (or hang on) a volume.
+        for m in mount_points().into_iter().filter(|m| m.starts_with(root)) {
+            eprintln!("harness: {} still mounted; detaching it", m.display());
+            let _ = Command::new("umount")
+                .arg("-l")
+                .arg(&m)
+                .stderr(Stdio::null())
+                .status();
+        }
+        if let Some(m) = mount_points().into_iter().find(|m| m.starts_with(root)) {
             eprintln!(
                 "harness: {} still mounted; leaving {}",
-                self.mnt.display(),
+                m.display(),
                 dir.display()
             );
             return;
