@@ -8,7 +8,8 @@
 #      pins the channel; the number is checked here, see that file for why)
 #   2. cargo fmt --all --check
 #   3. cargo clippy --workspace --all-targets -- -D warnings   (debug profile)
-#   4. the unit tests (cargo test --workspace --lib --bins) and tests/layering.rs
+#   4. the unit tests (cargo test --workspace --lib --bins) and tests/layering.rs;
+#      not as root, without fs::tests (they need root, see below)
 #
 # It stops at the first failure. scripts/test.sh stays the full check (mounts,
 # pjdfstest, TPM, fuzz; as root). If target/ is not writable (a normal user in
@@ -54,7 +55,14 @@ step "cargo clippy --all-targets -D warnings"
 cargo clippy --workspace --all-targets --quiet -- -D warnings || fail "cargo clippy"
 
 step "unit tests and layering"
-cargo test --workspace --lib --bins --quiet || fail "unit tests"
+skip=()
+if [ "$(id -u)" != 0 ]; then
+    # The core tests act as caller uid 0 and chown each new dekfs.dir to
+    # root, which only root may do; as another user they fail with EPERM.
+    echo "not root: skipping fs::tests (they run as root here and in scripts/test.sh)"
+    skip=(--skip fs::tests)
+fi
+cargo test --workspace --lib --bins --quiet -- "${skip[@]}" || fail "unit tests"
 cargo test --test layering --quiet || fail "tests/layering.rs"
 
 step "ok: fmt, clippy, unit tests, layering"
