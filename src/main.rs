@@ -1,4 +1,5 @@
 //! dekfs binary entry point; all behaviour lives in `dekfs::cli`.
+#![deny(unsafe_code)]
 
 fn main() {
     std::process::exit(dekfs::cli::main());

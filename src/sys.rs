@@ -1,5 +1,6 @@
 //! The FFI module: the few libc calls no safe wrapper covers (fork). It must
 //! stay tiny; every `unsafe` block states why it is sound.
+#![allow(unsafe_code)]
 
 pub enum Forked {
     Parent,

@@ -1,6 +1,7 @@
 //! Secret containers: the only place raw key bytes live (Key32, SecretBytes, RecoveryKey) and the
 //! only module allowed to use `unsafe` (mlock/munlock/prctl/setrlimit). It must NOT derive keys,
 //! parse on-disk data, or offer Clone/Serialize/byte-printing Debug for anything it holds.
+#![allow(unsafe_code)]
 
 mod lock;
 
