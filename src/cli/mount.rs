@@ -7,7 +7,6 @@ use super::exit::{CliError, CliResult, CORRUPT, GENERIC, IO, MOUNT_FAILED, USAGE
 use super::KeySource;
 use crate::daemon::{self, DaemonConfig, DaemonError};
 use crate::mount_opts::MountOptions;
-use crate::format::CONFIG_NAME;
 use crate::volume::{self, LockError, VolumeLock};
 use clap::Args;
 use std::path::{Path, PathBuf};
@@ -95,10 +94,9 @@ pub fn run(a: MountArgs) -> CliResult<()> {
 /// cannot lock (read-only medium without a lock file, no flock support)
 /// mounts unlocked with a warning, since refusing would lock its owner out.
 fn volume_lock(cipherdir: &Path, mnt: &Path) -> CliResult<Option<VolumeLock>> {
-    // Never litter a directory that is not a volume with a lock file.
-    if !cipherdir.join(CONFIG_NAME).is_file() {
-        return Err(volume::VolumeError::NotAVolume(cipherdir.to_path_buf()).into());
-    }
+    // Never litter a directory that is not a volume this dekfs reads with a
+    // lock file (the config is parsed, not yet authenticated, here).
+    volume::read_info(cipherdir)?;
     match VolumeLock::try_acquire(cipherdir, "mount", Some(mnt)) {
         Ok(l) => Ok(Some(l)),
         Err(LockError::Held(h)) => {
