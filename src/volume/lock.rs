@@ -246,6 +246,17 @@ fn flock_error(e: Errno) -> LockError {
     }
 }
 
+/// What the volume lock file of `cipherdir` says, without taking the lock
+/// (for `dekfs umount` when the pidfile is out of reach).
+pub fn recorded_holder(cipherdir: &Path) -> Option<Holder> {
+    let mut f = OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
+        .open(cipherdir.join(VOLUME_LOCK_NAME))
+        .ok()?;
+    Some(read_holder(&mut f))
+}
+
 /// Parses the holder record; anything malformed is simply left out.
 fn read_holder(file: &mut File) -> Holder {
     let mut buf = Vec::new();
