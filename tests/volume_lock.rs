@@ -38,6 +38,10 @@ fn second_mount_of_a_cipher_dir_is_refused_naming_mount_and_pid() {
             "--passfile",
             &s(&v.passfile),
         ]);
+        if is_mounted(&mnt2) {
+            let _ = dekfs(["umount", &s(&mnt2)]);
+            panic!("{what}: a second mount of one cipher dir came up");
+        }
         out.expect_code(15, what);
         assert!(
             out.stderr.contains(&s(&v.mnt)) && out.stderr.contains(&format!("pid {pid}")),
