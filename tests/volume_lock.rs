@@ -18,7 +18,12 @@ fn s(p: &Path) -> String {
 
 fn daemon_pid(v: &TestVolume) -> u32 {
     let pids = pids_mentioning(&v.cipher);
-    assert_eq!(pids.len(), 1, "one daemon for {}: {pids:?}", v.cipher.display());
+    assert_eq!(
+        pids.len(),
+        1,
+        "one daemon for {}: {pids:?}",
+        v.cipher.display()
+    );
     pids[0]
 }
 
@@ -30,7 +35,10 @@ fn second_mount_of_a_cipher_dir_is_refused_naming_mount_and_pid() {
     let pid = daemon_pid(&v);
     let mnt2 = v.dir.path().join("mnt2");
     fs::create_dir(&mnt2).unwrap();
-    for (target, what) in [(&mnt2, "another mount point"), (&v.mnt, "the same mount point")] {
+    for (target, what) in [
+        (&mnt2, "another mount point"),
+        (&v.mnt, "the same mount point"),
+    ] {
         let out = dekfs([
             "mount",
             &s(&v.cipher),
@@ -66,7 +74,13 @@ fn fsck_repair_is_refused_while_mounted_and_protector_add_is_not() {
     require_fuse!();
     let v = TestVolume::new("vlock-fsck");
     v.mount();
-    let out = dekfs(["fsck", &s(&v.cipher), "--repair", "--passfile", &s(&v.passfile)]);
+    let out = dekfs([
+        "fsck",
+        &s(&v.cipher),
+        "--repair",
+        "--passfile",
+        &s(&v.passfile),
+    ]);
     out.expect_code(15, "fsck --repair on a mounted volume");
     assert!(out.stderr.contains(&s(&v.mnt)), "{}", out.stderr);
     // Config writers only take the config lock (see docs/design-vlock.md).
@@ -87,7 +101,12 @@ fn fsck_repair_is_refused_while_mounted_and_protector_add_is_not() {
     assert!(out.ok(), "protector add while mounted: {}", out.stderr);
     v.umount();
     let out = dekfs(["fsck", &s(&v.cipher), "--repair", "--passfile", &s(&newpf)]);
-    assert!(out.ok(), "fsck --repair after umount: {}{}", out.stdout, out.stderr);
+    assert!(
+        out.ok(),
+        "fsck --repair after umount: {}{}",
+        out.stdout,
+        out.stderr
+    );
 }
 
 #[test]
@@ -155,7 +174,14 @@ fn concurrent_config_writers_serialise() {
                     .expect("the new protector id")
                     .to_string();
                 if i < pairs {
-                    let out = dekfs(["protector", "remove", &c, &id, "--passfile", &s(&v.passfile)]);
+                    let out = dekfs([
+                        "protector",
+                        "remove",
+                        &c,
+                        &id,
+                        "--passfile",
+                        &s(&v.passfile),
+                    ]);
                     assert!(out.ok(), "remove {i} ({id}): {}", out.stderr);
                 }
                 (i, pf)
@@ -163,7 +189,11 @@ fn concurrent_config_writers_serialise() {
         })
         .collect();
     let done: Vec<_> = handles.into_iter().map(|h| h.join().unwrap()).collect();
-    assert_eq!(protector_count(&c), base + keepers, "protectors after the storm");
+    assert_eq!(
+        protector_count(&c),
+        base + keepers,
+        "protectors after the storm"
+    );
     for (i, pf) in done {
         if i < pairs && i % 8 != 0 {
             continue; // a sample of the removed ones is enough
@@ -202,8 +232,22 @@ fn stale_config_temp_is_cleaned_by_the_next_writer() {
     fs::write(&stale, b"half a config").unwrap();
     let out = dekfs(["fsck", &c, "--passfile", &s(&v.passfile)]);
     assert!(out.ok(), "{}", out.stderr);
-    assert!(out.stdout.contains("config temp"), "fsck notes it: {}", out.stdout);
-    let out = dekfs(["protector", "add", &c, "--recovery-key", "--passfile", &s(&v.passfile)]);
+    assert!(
+        out.stdout.contains("config temp"),
+        "fsck notes it: {}",
+        out.stdout
+    );
+    let out = dekfs([
+        "protector",
+        "add",
+        &c,
+        "--recovery-key",
+        "--passfile",
+        &s(&v.passfile),
+    ]);
     assert!(out.ok(), "{}", out.stderr);
-    assert!(!stale.exists(), "the next writer removes a crashed writer's temp file");
+    assert!(
+        !stale.exists(),
+        "the next writer removes a crashed writer's temp file"
+    );
 }

@@ -38,7 +38,10 @@ fn credential(k: &KeySource) -> CliResult<Credential> {
 /// mountinfo check catches a daemon of an older dekfs that took no lock.
 fn repair_locks(cipherdir: &Path) -> CliResult<(Option<VolumeLock>, usize)> {
     if let Some(m) = crate::daemon::mountpoint_of(cipherdir) {
-        return Err(mounted_error(cipherdir, &format!("mounted at {}", m.display())));
+        return Err(mounted_error(
+            cipherdir,
+            &format!("mounted at {}", m.display()),
+        ));
     }
     volume::read_info(cipherdir)?;
     let lock = match VolumeLock::try_acquire(cipherdir, "fsck --repair", None) {
@@ -61,7 +64,10 @@ fn repair_locks(cipherdir: &Path) -> CliResult<(Option<VolumeLock>, usize)> {
 fn mounted_error(cipherdir: &Path, what: &str) -> CliError {
     CliError::new(
         MOUNT_FAILED,
-        format!("{} is {what}; --repair needs it unmounted", cipherdir.display()),
+        format!(
+            "{} is {what}; --repair needs it unmounted",
+            cipherdir.display()
+        ),
     )
     .hint("unmount it first (dekfs umount MOUNTPOINT), then run fsck --repair again")
 }

@@ -26,8 +26,7 @@ pub fn runtime_dir() -> PathBuf {
     }
     let owned = |p: &Path| {
         p.is_absolute()
-            && std::fs::symlink_metadata(p)
-                .is_ok_and(|m| m.is_dir() && m.uid() == uid.as_raw())
+            && std::fs::symlink_metadata(p).is_ok_and(|m| m.is_dir() && m.uid() == uid.as_raw())
     };
     if let Some(x) = std::env::var_os("XDG_RUNTIME_DIR").map(PathBuf::from) {
         if owned(&x) {

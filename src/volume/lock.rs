@@ -318,7 +318,10 @@ mod tests {
             Err(LockError::Held(h)) => {
                 assert_eq!(h.mountpoint.as_deref(), Some(Path::new("/m")));
                 let msg = LockError::Held(h).to_string();
-                assert!(msg.contains("mounted at /m") && msg.contains("pid"), "{msg}");
+                assert!(
+                    msg.contains("mounted at /m") && msg.contains("pid"),
+                    "{msg}"
+                );
             }
             other => panic!("expected Held, got {:?}", other.err()),
         }

@@ -15,8 +15,8 @@ mod unlock;
 
 pub use config_io::{read_config_bytes, write_config_atomic};
 pub use info::read_info;
-pub use lock::{ConfigLock, LockError, VolumeLock};
 pub use init::init;
+pub use lock::{ConfigLock, LockError, VolumeLock};
 pub use manage::{add_protector, remove_protector, reseal_tpm2, Added, NewProtector};
 pub use tpm2::{init_tpm2, unlock_tpm2, Tpm2InitOptions, Tpm2Seal};
 pub use unlock::unlock;
