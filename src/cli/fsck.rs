@@ -2,13 +2,15 @@
 //! over every config record and the protector used), then authenticates
 //! every directory key, name, header and block. Exit 0 when clean, the
 //! "corrupt" code otherwise. It must not write unless `--repair`, and then
-//! only quarantines; it must not run on a mounted volume with `--repair`.
+//! only quarantines; with `--repair` it holds the volume lock, so it never runs
+//! on a mounted volume or beside another repair.
 
-use super::exit::{CliError, CliResult, CORRUPT, IO, USAGE};
+use super::exit::{CliError, CliResult, CORRUPT, IO, MOUNT_FAILED};
 use super::{secret_input, KeySource};
-use crate::volume::{self, Credential};
+use crate::volume::lock::is_config_temp;
+use crate::volume::{self, ConfigLock, Credential, LockError, VolumeLock};
 use clap::Args;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 #[derive(Args)]
 pub struct FsckArgs {
@@ -30,29 +32,66 @@ fn credential(k: &KeySource) -> CliResult<Credential> {
     })
 }
 
-/// True if some dekfs mount is backed by `cipherdir`.
-fn mounted(cipherdir: &std::path::Path) -> bool {
-    let info = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
-    let want = cipherdir.to_string_lossy();
-    info.lines().any(|l| {
-        let after = l.split(" - ").nth(1).unwrap_or("");
-        let mut f = after.split(' ');
-        f.next() == Some("fuse.dekfs") && f.next() == Some(&*want)
-    })
+/// `--repair` owns the tree: it takes the volume lock (refused while a
+/// daemon serves the volume, or another repair runs), then the config lock
+/// for a moment to clear temp files a crashed config writer left. The
+/// mountinfo check catches a daemon of an older dekfs that took no lock.
+fn repair_locks(cipherdir: &Path) -> CliResult<(Option<VolumeLock>, usize)> {
+    if let Some(m) = crate::daemon::mountpoint_of(cipherdir) {
+        return Err(mounted_error(
+            cipherdir,
+            &format!("mounted at {}", m.display()),
+        ));
+    }
+    volume::read_info(cipherdir)?;
+    let lock = match VolumeLock::try_acquire(cipherdir, "fsck --repair", None) {
+        Ok(l) => Some(l),
+        Err(LockError::Held(h)) => return Err(mounted_error(cipherdir, &h.to_string())),
+        // Repair of a volume whose filesystem cannot lock stays possible.
+        Err(LockError::Unsupported(why)) => {
+            eprintln!("warning: cannot take the volume lock ({why})");
+            None
+        }
+        Err(LockError::Io(e)) => return Err(e.into()),
+    };
+    let stale = match ConfigLock::acquire(cipherdir) {
+        Ok(c) => c.stale_removed,
+        Err(e) => return Err(CliError::from(volume::VolumeError::from(e))),
+    };
+    Ok((lock, stale))
+}
+
+fn mounted_error(cipherdir: &Path, what: &str) -> CliError {
+    CliError::new(
+        MOUNT_FAILED,
+        format!(
+            "{} is {what}; --repair needs it unmounted",
+            cipherdir.display()
+        ),
+    )
+    .hint("unmount it first (dekfs umount MOUNTPOINT), then run fsck --repair again")
+}
+
+/// Temp files of a crashed config writer, which only a repair removes.
+fn config_temps(cipherdir: &Path) -> usize {
+    std::fs::read_dir(cipherdir)
+        .map(|d| {
+            d.filter_map(Result::ok)
+                .filter(|e| is_config_temp(e.file_name().as_encoded_bytes()))
+                .count()
+        })
+        .unwrap_or(0)
 }
 
 pub fn run(a: FsckArgs) -> CliResult<()> {
     let cipherdir = std::fs::canonicalize(&a.cipherdir)
         .map_err(|_| CliError::from(volume::VolumeError::NotAVolume(a.cipherdir.clone())))?;
-    if a.repair && mounted(&cipherdir) {
-        return Err(CliError::new(
-            USAGE,
-            format!(
-                "{} is mounted; --repair needs it unmounted",
-                cipherdir.display()
-            ),
-        ));
-    }
+    // Before the prompt; held until the repair is done.
+    let (_lock, stale) = if a.repair {
+        repair_locks(&cipherdir)?
+    } else {
+        (None, 0)
+    };
     let cred = credential(&a.key)?;
     let unlocked = volume::unlock_with(&cipherdir, &cred, &super::unlock::unlock_policy(&a.key))?;
     drop(cred);
@@ -65,6 +104,11 @@ pub fn run(a: FsckArgs) -> CliResult<()> {
         .map_err(|e| CliError::new(IO, format!("fsck of {}: {e}", cipherdir.display())))?;
     for n in &r.notes {
         println!("note: {n}");
+    }
+    if stale > 0 {
+        println!("repaired: removed {stale} config temp file(s) left by a crashed writer");
+    } else if !a.repair && config_temps(&cipherdir) > 0 {
+        println!("note: config temp file(s) left by a crashed writer (fsck --repair removes them)");
     }
     for p in &r.problems {
         println!(

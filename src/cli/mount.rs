@@ -1,5 +1,5 @@
 //! `dekfs mount`: checks the arguments, parses `-o`, unlocks the volume and
-//! hands it to the daemon, then maps the outcome to an exit code. It must
+//! hands it with the volume lock to the daemon, then maps the outcome to an exit code. It must
 //! not put key material in argv, the environment or logs, and the process
 //! life of the mount belongs to `crate::daemon`.
 
@@ -7,9 +7,9 @@ use super::exit::{CliError, CliResult, CORRUPT, GENERIC, IO, MOUNT_FAILED, USAGE
 use super::KeySource;
 use crate::daemon::{self, DaemonConfig, DaemonError};
 use crate::mount_opts::MountOptions;
-use crate::volume;
+use crate::volume::{self, LockError, VolumeLock};
 use clap::Args;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 // `status` and `umount` read the mount table through these.
 pub use crate::daemon::{mount_source, mountpoint_of};
@@ -62,6 +62,11 @@ pub fn run(a: MountArgs) -> CliResult<()> {
             format!("mountpoint {} is not a directory", mnt.display()),
         ));
     }
+    let cipherdir = std::fs::canonicalize(&a.cipherdir)
+        .map_err(|_| CliError::from(volume::VolumeError::NotAVolume(a.cipherdir.clone())))?;
+    // Before any prompt: a volume that is already mounted is refused here,
+    // naming where and by whom, even when that is this very mount point.
+    let lock = volume_lock(&cipherdir, &mnt)?;
     if daemon::is_mountpoint(&mnt) {
         return Err(CliError::new(
             MOUNT_FAILED,
@@ -69,8 +74,6 @@ pub fn run(a: MountArgs) -> CliResult<()> {
         )
         .hint(format!("unmount it first: dekfs umount {}", mnt.display())));
     }
-    let cipherdir = std::fs::canonicalize(&a.cipherdir)
-        .map_err(|_| CliError::from(volume::VolumeError::NotAVolume(a.cipherdir.clone())))?;
     // Unlock before the daemon forks: the TPM goes first, and a fallback
     // prompt needs the terminal.
     let unlocked =
@@ -83,7 +86,41 @@ pub fn run(a: MountArgs) -> CliResult<()> {
         threads: a.threads,
         options,
     };
-    daemon::start(&cfg, unlocked).map_err(exit_error)
+    daemon::start(&cfg, unlocked, lock).map_err(exit_error)
+}
+
+/// Takes the volume lock for the daemon. A cipher directory another daemon
+/// serves is refused with its mount point and pid; one whose filesystem
+/// cannot lock (read-only medium without a lock file, no flock support)
+/// mounts unlocked with a warning, since refusing would lock its owner out.
+fn volume_lock(cipherdir: &Path, mnt: &Path) -> CliResult<Option<VolumeLock>> {
+    // Never litter a directory that is not a volume this dekfs reads with a
+    // lock file (the config is parsed, not yet authenticated, here).
+    volume::read_info(cipherdir)?;
+    match VolumeLock::try_acquire(cipherdir, "mount", Some(mnt)) {
+        Ok(l) => Ok(Some(l)),
+        Err(LockError::Held(h)) => {
+            let mut e = CliError::new(
+                MOUNT_FAILED,
+                format!("{} is already {h}", cipherdir.display()),
+            );
+            if let Some(m) = h.mountpoint.filter(|_| h.role.as_deref() == Some("mount")) {
+                e = e.hint(format!("unmount it first: dekfs umount {}", m.display()));
+            }
+            Err(e)
+        }
+        Err(LockError::Unsupported(why)) => {
+            eprintln!(
+                "warning: {}: cannot take the volume lock ({why}); nothing stops a second mount",
+                cipherdir.display()
+            );
+            Ok(None)
+        }
+        Err(LockError::Io(why)) => Err(CliError::new(
+            IO,
+            format!("cannot lock {}: {why}", cipherdir.display()),
+        )),
+    }
 }
 
 fn exit_error(e: DaemonError) -> CliError {

@@ -5,7 +5,7 @@
 use super::exit::{CliError, CliResult, GENERIC, MOUNT_FAILED, USAGE};
 use crate::daemon::{mount_source, pidfile_path};
 use clap::Args;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 #[derive(Args)]
@@ -16,8 +16,8 @@ pub struct UmountArgs {
 pub fn run(a: UmountArgs) -> CliResult<()> {
     let mnt = std::fs::canonicalize(&a.mountpoint)
         .map_err(|e| CliError::new(USAGE, format!("{}: {e}", a.mountpoint.display())))?;
-    match mount_source(&mnt) {
-        Some((fstype, _)) if fstype == "fuse.dekfs" => {}
+    let cipherdir = match mount_source(&mnt) {
+        Some((fstype, src)) if fstype == "fuse.dekfs" => PathBuf::from(src),
         Some((fstype, _)) => {
             return Err(CliError::new(
                 USAGE,
@@ -30,10 +30,11 @@ pub fn run(a: UmountArgs) -> CliResult<()> {
                 format!("{} is not mounted", mnt.display()),
             ))
         }
-    }
+    };
     let pid: Option<i32> = std::fs::read_to_string(pidfile_path(&mnt))
         .ok()
-        .and_then(|s| s.trim().parse().ok());
+        .and_then(|s| s.trim().parse().ok())
+        .or_else(|| recorded_daemon(&cipherdir, &mnt));
     if rustix::process::geteuid().is_root() {
         // A process that just closed its last file (or a child forked while
         // holding our descriptors) can keep the mount busy for a moment.
@@ -80,6 +81,18 @@ pub fn run(a: UmountArgs) -> CliResult<()> {
         }
     }
     Ok(())
+}
+
+/// The daemon pid the volume lock file names for this mount: the pidfile
+/// lives in the mounting user's runtime directory, which another
+/// environment (sudo, a different XDG_RUNTIME_DIR) may not resolve to.
+/// Unauthenticated, so it is only waited for, never signalled, and only if
+/// it is a dekfs process (`is_dekfs`).
+fn recorded_daemon(cipherdir: &Path, mnt: &Path) -> Option<i32> {
+    let h = crate::volume::lock::recorded_holder(cipherdir)?;
+    (h.role.as_deref() == Some("mount") && h.mountpoint.as_deref() == Some(mnt))
+        .then_some(h.pid?)
+        .and_then(|p| i32::try_from(p).ok())
 }
 
 /// Guards against a recycled PID: only wait for a process that is dekfs.

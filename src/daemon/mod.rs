@@ -7,6 +7,7 @@ mod kcache;
 mod kmount;
 pub mod mountinfo;
 mod process;
+pub mod runtime;
 mod serve;
 mod session;
 
@@ -14,7 +15,7 @@ pub use kcache::FuseKernelCache;
 pub use mountinfo::{is_mountpoint, mount_source, mountpoint_of};
 
 use crate::mount_opts::MountOptions;
-use crate::volume::UnlockedVolume;
+use crate::volume::{UnlockedVolume, VolumeLock};
 use std::fmt;
 use std::path::{Path, PathBuf};
 
@@ -108,21 +109,29 @@ impl From<std::io::Error> for DaemonError {
 
 /// Mounts and serves `unlocked` as configured. In the foreground this
 /// returns when the mount ends; otherwise once the mount is live (or has
-/// failed), with the daemon left running detached.
-pub fn start(cfg: &DaemonConfig, unlocked: UnlockedVolume) -> Result<(), DaemonError> {
+/// failed), with the daemon left running detached. `lock` is the volume
+/// lock the caller took before unlocking (None where the filesystem cannot
+/// hold one): the serving process keeps it for the life of the mount; the
+/// parent of a fork only closes its copy, which leaves the lock held.
+pub fn start(
+    cfg: &DaemonConfig,
+    unlocked: UnlockedVolume,
+    lock: Option<VolumeLock>,
+) -> Result<(), DaemonError> {
     if cfg.foreground {
-        return serve::serve(cfg, unlocked, &mut None);
+        return serve::serve(cfg, unlocked, lock, &mut None);
     }
     process::daemonise(unlocked, |unlocked, ready| {
-        serve::serve(cfg, unlocked, ready)
+        serve::serve(cfg, unlocked, lock, ready)
     })
 }
 
-/// Where the daemon serving `mnt` records its pid (`dekfs umount` waits for it).
+/// Where the daemon serving `mnt` records its pid (`dekfs umount` waits for
+/// it), in the calling uid's runtime directory (see `runtime::runtime_dir`).
 pub fn pidfile_path(mnt: &Path) -> PathBuf {
     use sha2::{Digest, Sha256};
     let h = Sha256::digest(mnt.as_os_str().as_encoded_bytes());
-    PathBuf::from(format!("/run/dekfs/{}.pid", hex(&h[..12])))
+    runtime::runtime_dir().join(format!("{}.pid", hex(&h[..12])))
 }
 
 fn hex(b: &[u8]) -> String {

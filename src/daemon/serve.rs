@@ -1,27 +1,37 @@
 //! One mount from unlock to exit: opens the shared core, mounts, installs
-//! the kernel-cache notifier, writes the pidfile, reports readiness, serves
+//! the kernel-cache notifier, writes the pidfile, holds the volume lock, reports readiness, serves
 //! until unmount, then cleans up. It must not return before the session
 //! ends except on a startup error, and it drops the unlocked volume as soon
 //! as the core holds its keys.
 
 use super::process::{self, Ready};
+use super::runtime::PidFile;
 use super::{mountinfo, pidfile_path, session, DaemonConfig, DaemonError, FuseKernelCache};
 use crate::fs::policy::MAX_IO;
 use crate::fs::CoreFs;
-use crate::volume::UnlockedVolume;
+use crate::volume::{UnlockedVolume, VolumeLock};
 use std::path::Path;
 use std::sync::Arc;
 
 pub fn serve(
     cfg: &DaemonConfig,
     unlocked: UnlockedVolume,
+    lock: Option<VolumeLock>,
     ready: &mut Ready,
 ) -> Result<(), DaemonError> {
     crate::secret::disable_core_dumps();
-    // Callers' umasks are applied per request; the daemon's own must not
-    // mask the modes it creates on their behalf.
-    rustix::process::umask(rustix::fs::Mode::empty());
+    // The log file is created under the caller's umask, before it goes.
     crate::logger::init(cfg.log_file.as_deref(), cfg.foreground)?;
+    // Callers' umasks are applied per request by the core; the daemon's own
+    // must not mask the modes it creates on their behalf. Its own files (the
+    // runtime directory, the pidfile) set their modes explicitly.
+    rustix::process::umask(rustix::fs::Mode::empty());
+    let mnt = &cfg.mountpoint;
+    // Now in the process that serves: the record names the daemon's pid.
+    if let Some(l) = &lock {
+        l.record("mount", Some(mnt));
+    }
+    let pidfile = PidFile::create(&pidfile_path(mnt))?;
     log::info!("unlocked volume {}", super::hex(&unlocked.info.volume_id));
     let core = CoreFs::new(&cfg.cipherdir, unlocked.keys.clone(), cfg.options.read_only)
         .map_err(DaemonError::from)?;
@@ -31,17 +41,14 @@ pub fn serve(
     let core = Arc::new(core);
     let session = session::build(cfg, core.clone())?;
     core.set_kernel_cache(Arc::new(FuseKernelCache::new(session.notifier())));
-    let mnt = &cfg.mountpoint;
     raise_readahead(mnt);
-    let pidfile = pidfile_path(mnt);
-    if let Some(dir) = pidfile.parent() {
-        let _ = std::fs::create_dir_all(dir);
-    }
-    let _ = std::fs::write(&pidfile, format!("{}\n", std::process::id()));
     log::info!("mounted {} at {}", cfg.cipherdir.display(), mnt.display());
     process::report_ready(ready);
     let r = session.run();
-    let _ = std::fs::remove_file(&pidfile);
+    drop(pidfile);
+    if let Some(l) = lock {
+        l.clear();
+    }
     log::info!("unmounted {}", mnt.display());
     r.map_err(|e| DaemonError::Session(format!("FUSE session ended with an error: {e}")))
 }

@@ -1,4 +1,5 @@
-//! Reading and atomically writing dekfs.conf, and writing/reading the root dekfs.dir. Must NOT
+//! Reading and atomically writing dekfs.conf (unique temp files; callers serialise through
+//! `lock::ConfigLock`), and writing/reading the root dekfs.dir. Must NOT
 //! parse or interpret the bytes (format does) nor hold keys.
 
 use super::VolumeError;
@@ -35,33 +36,42 @@ fn sync_dir(dir: &Path) -> std::io::Result<()> {
     File::open(dir)?.sync_all()
 }
 
-/// Replaces dekfs.conf atomically: write dekfs.conf.tmp, fsync, rename over, fsync the
-/// directory. A crash leaves either the old or the new config, never a mix.
+/// Replaces dekfs.conf atomically: write a temp file of its own (`dekfs.conf.tmp.<random>`,
+/// O_EXCL, never through a symlink), fsync, rename over, fsync the directory. A crash leaves
+/// either the old or the new config, never a mix; its temp file is removed by the next holder
+/// of the config lock, which every read-modify-write caller takes around this.
 pub fn write_config_atomic(cipherdir: &Path, bytes: &[u8]) -> Result<(), VolumeError> {
     if bytes.len() > CONFIG_MAX_LEN {
         return Err(VolumeError::Corrupt(
             "refusing to write a config larger than 64 KiB".into(),
         ));
     }
-    let tmp = cipherdir.join(CONFIG_TMP_NAME);
-    match fs::remove_file(&tmp) {
-        Ok(()) => {}
-        Err(e) if e.kind() == ErrorKind::NotFound => {}
-        Err(e) => return Err(e.into()),
+    let suffix: [u8; 8] = crate::crypto::random_array()?;
+    let tmp = cipherdir.join(format!("{CONFIG_TMP_NAME}.{}", hex(&suffix)));
+    let r = write_new(&tmp, bytes).and_then(|()| {
+        fs::rename(&tmp, cipherdir.join(CONFIG_NAME))?;
+        sync_dir(cipherdir)
+    });
+    if r.is_err() {
+        let _ = fs::remove_file(&tmp);
     }
-    {
-        // Read-only: the config is never edited in place, only replaced.
-        let mut f = OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(0o400)
-            .open(&tmp)?;
-        f.write_all(bytes)?;
-        f.sync_all()?;
-    }
-    fs::rename(&tmp, cipherdir.join(CONFIG_NAME))?;
-    sync_dir(cipherdir)?;
-    Ok(())
+    Ok(r?)
+}
+
+fn write_new(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    // Read-only: the config is never edited in place, only replaced.
+    let mut f = OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o400)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
+        .open(path)?;
+    f.write_all(bytes)?;
+    f.sync_all()
+}
+
+fn hex(b: &[u8]) -> String {
+    b.iter().map(|x| format!("{x:02x}")).collect()
 }
 
 /// Creates the root dekfs.dir (must not exist yet) and fsyncs it and the directory.

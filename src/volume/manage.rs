@@ -38,12 +38,14 @@ fn is_tpm2(r: &ProtectorRecord) -> bool {
 }
 
 /// Reads and parses dekfs.conf, checks its MAC with the unlocked KEK, lets `f` change it, then
-/// re-MACs and replaces it atomically.
+/// re-MACs and replaces it atomically, all under the config lock so that concurrent writers
+/// serialise instead of losing each other's change.
 fn rewrite<T>(
     cipherdir: &Path,
     u: &UnlockedVolume,
     f: impl FnOnce(&mut VolumeConfig) -> Result<T, VolumeError>,
 ) -> Result<T, VolumeError> {
+    let _held = super::ConfigLock::acquire(cipherdir)?;
     let raw = read_config_bytes(cipherdir)?;
     let mut config = VolumeConfig::parse(&raw).map_err(|e| config_format_error(cipherdir, e))?;
     let keys = &u.keys;

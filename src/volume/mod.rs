@@ -5,6 +5,7 @@
 mod config_io;
 mod info;
 mod init;
+pub mod lock;
 mod manage;
 mod policy;
 #[cfg(test)]
@@ -18,6 +19,7 @@ mod unlock;
 pub use config_io::{read_config_bytes, write_config_atomic};
 pub use info::read_info;
 pub use init::init;
+pub use lock::{ConfigLock, LockError, VolumeLock};
 pub use manage::{add_protector, remove_protector, reseal_tpm2, Added, NewProtector};
 pub use policy::{UnlockPolicy, ALLOW_KDF_COST_ENV};
 pub use tpm2::{init_tpm2, unlock_tpm2, Tpm2InitOptions, Tpm2Seal};
