@@ -1,9 +1,11 @@
 //! Command-line front end: argument parsing and dispatch to the commands.
 //! It must not implement filesystem or key logic itself.
 
+mod ask_password;
 mod exit;
 mod fsck;
 mod init;
+mod keysource;
 mod mount;
 mod protector;
 mod secret_input;

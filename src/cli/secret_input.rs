@@ -8,7 +8,7 @@ use std::path::Path;
 use zeroize::Zeroize;
 
 /// First line of `r`, without its line ending.
-fn first_line(mut r: impl Read) -> CliResult<SecretBytes> {
+pub(super) fn first_line(mut r: impl Read) -> CliResult<SecretBytes> {
     let mut buf = Vec::new();
     let mut byte = [0u8; 1];
     loop {
