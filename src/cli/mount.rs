@@ -44,7 +44,7 @@ pub fn run(a: MountArgs) -> CliResult<()> {
     if let Some(d) = options.idle {
         return Err(CliError::new(
             USAGE,
-            format!("mount option `idle={}s` is not supported yet", d.as_secs()),
+            format!("mount option `idle=` ({} s) is not supported yet", d.as_secs()),
         )
         .hint("remove idle= from the options; for an automount, x-systemd.idle-timeout= unmounts after idle time"));
     }
