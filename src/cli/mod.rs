@@ -59,6 +59,11 @@ enum Cmd {
     Protector(protector::ProtectorCmd),
 }
 
+/// The CLI definition, for generating man pages and completions at build time.
+pub fn command() -> clap::Command {
+    <Cli as clap::CommandFactory>::command()
+}
+
 /// Runs the CLI and returns the process exit code.
 pub fn main() -> i32 {
     // Before any credential is read: no core dump may ever hold one.
