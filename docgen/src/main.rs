@@ -57,7 +57,7 @@ fn man_pages(cmd: &Command, name: &str, dir: &Path) -> io::Result<()> {
     let mut buf = Vec::new();
     clap_mangen::Man::new(page).render(&mut buf)?;
     fs::write(dir.join(format!("{name}.1")), buf)?;
-    for sub in cmd.get_subcommands().filter(|s| s.get_name() != "help") {
+    for sub in cmd.get_subcommands() {
         man_pages(sub, &format!("{name}-{}", sub.get_name()), dir)?;
     }
     Ok(())
