@@ -5,6 +5,7 @@
 
 use std::fmt;
 use std::path::PathBuf;
+use std::time::Duration;
 
 /// Mount flags the kernel understands, as the values of mount(2)'s flags.
 pub mod flag {
@@ -26,6 +27,22 @@ pub enum Access {
     All,
 }
 
+/// Which credential unlocks the volume (`keysource=`); `Auto` when absent.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum KeySourceOpt {
+    /// The TPM first, then `passfile=` or the terminal (the behaviour of `dekfs mount`).
+    #[default]
+    Auto,
+    /// The TPM; when it refuses, ask for the passphrase unless `nofail`.
+    Tpm,
+    /// `passfile=` or the terminal; never the TPM.
+    Passphrase,
+    /// The terminal, else `systemd-ask-password`; never the TPM.
+    Ask,
+    /// The recovery key, from the file `passfile=` names, else asked for.
+    Recovery,
+}
+
 /// A parsed option list. Later options override earlier ones (`ro,rw` is rw).
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct MountOptions {
@@ -41,6 +58,12 @@ pub struct MountOptions {
     pub xattr: bool,
     /// Read the passphrase from this file, as `--passfile` does.
     pub passfile: Option<PathBuf>,
+    /// `keysource=`.
+    pub keysource: KeySourceOpt,
+    /// `idle=DURATION`: unmount after this long without a request.
+    pub idle: Option<Duration>,
+    /// `nofail`: boot goes on without this mount, so never wait for a person.
+    pub nofail: bool,
     /// `tpm_tcti=` / `tcti=`, rejoined across the commas it contains.
     pub tcti: Option<String>,
     /// mount(2) flags from generic options (`noexec`, `noatime`, ...).
@@ -62,7 +85,10 @@ impl fmt::Display for OptError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             OptError::Unknown(o) => write!(f, "unknown mount option `{o}`"),
-            OptError::BadValue(o) => write!(f, "mount option `{o}` needs a value"),
+            OptError::BadValue(o) if o.ends_with('=') => {
+                write!(f, "mount option `{o}` needs a value")
+            }
+            OptError::BadValue(o) => write!(f, "mount option `{o}` has a malformed value"),
         }
     }
 }
@@ -147,12 +173,31 @@ impl MountOptions {
             "sync" => self.kernel_flags |= flag::SYNCHRONOUS,
             "dirsync" => self.kernel_flags |= flag::DIRSYNC,
             "atime" | "async" | "diratime" => {}
+            "nofail" => {
+                self.nofail = true;
+                return Ok(());
+            }
             s if BOOKKEEPING.contains(&s) || s.starts_with("x-") || s.starts_with("comment=") => {
                 return Ok(())
             }
             s => {
                 if let Some(v) = s.strip_prefix("passfile=") {
                     self.passfile = Some(PathBuf::from(nonempty(s, v)?));
+                    return Ok(());
+                }
+                if let Some(v) = s.strip_prefix("keysource=") {
+                    self.keysource = match v {
+                        "tpm" => KeySourceOpt::Tpm,
+                        "passphrase" => KeySourceOpt::Passphrase,
+                        "ask" => KeySourceOpt::Ask,
+                        "recovery" => KeySourceOpt::Recovery,
+                        _ => return Err(OptError::BadValue(s.to_owned())),
+                    };
+                    return Ok(());
+                }
+                if let Some(v) = s.strip_prefix("idle=") {
+                    let d = parse_duration(v).ok_or_else(|| OptError::BadValue(s.to_owned()))?;
+                    self.idle = Some(d);
                     return Ok(());
                 }
                 let numeric = ["max_read=", "blksize="]
@@ -198,6 +243,23 @@ impl MountOptions {
         );
         d
     }
+}
+
+/// `90`, `90s`, `15min`, `2h`, `1d` (systemd's spellings of one unit);
+/// zero and overflow are malformed.
+pub fn parse_duration(v: &str) -> Option<Duration> {
+    let split = v.find(|c: char| !c.is_ascii_digit()).unwrap_or(v.len());
+    let (num, unit) = v.split_at(split);
+    let n: u64 = num.parse().ok()?;
+    let mult = match unit {
+        "" | "s" | "sec" => 1,
+        "m" | "min" => 60,
+        "h" => 3600,
+        "d" => 86400,
+        _ => return None,
+    };
+    let secs = n.checked_mul(mult)?;
+    (secs > 0).then(|| Duration::from_secs(secs))
 }
 
 fn nonempty<'a>(opt: &str, v: &'a str) -> Result<&'a str, OptError> {
@@ -247,6 +309,17 @@ mod tests {
             ("tcti=device:/dev/tpmrm0", |o| {
                 o.tcti.as_deref() == Some("device:/dev/tpmrm0")
             }),
+            ("keysource=tpm", |o| o.keysource == KeySourceOpt::Tpm),
+            ("keysource=passphrase", |o| {
+                o.keysource == KeySourceOpt::Passphrase
+            }),
+            ("keysource=ask", |o| o.keysource == KeySourceOpt::Ask),
+            ("keysource=recovery", |o| {
+                o.keysource == KeySourceOpt::Recovery
+            }),
+            ("idle=15min", |o| o.idle == Some(Duration::from_secs(900))),
+            ("idle=90", |o| o.idle == Some(Duration::from_secs(90))),
+            ("nofail", |o| o.nofail),
             ("max_read=131072", |o| {
                 o.kernel_data() == ["max_read=131072"]
             }),
@@ -301,6 +374,18 @@ mod tests {
             ("passfile=", OptError::BadValue("passfile=".into())),
             ("tcti=", OptError::BadValue("tcti=".into())),
             ("max_read=lots", OptError::BadValue("max_read=lots".into())),
+            (
+                "keysource=yubikey",
+                OptError::BadValue("keysource=yubikey".into()),
+            ),
+            ("keysource=", OptError::BadValue("keysource=".into())),
+            ("idle=0", OptError::BadValue("idle=0".into())),
+            ("idle=5y", OptError::BadValue("idle=5y".into())),
+            ("idle=", OptError::BadValue("idle=".into())),
+            (
+                "idle=99999999999999999d",
+                OptError::BadValue("idle=99999999999999999d".into()),
+            ),
             // A TCTI part outside a TCTI is not an option of ours.
             ("port=2321", OptError::Unknown("port=2321".into())),
         ];
@@ -310,6 +395,10 @@ mod tests {
         assert_eq!(
             OptError::Unknown("bogus".into()).to_string(),
             "unknown mount option `bogus`"
+        );
+        assert_eq!(
+            OptError::BadValue("idle=5y".into()).to_string(),
+            "mount option `idle=5y` has a malformed value"
         );
     }
 

@@ -1,9 +1,11 @@
 //! Command-line front end: argument parsing and dispatch to the commands.
 //! It must not implement filesystem or key logic itself.
 
+mod ask_password;
 mod exit;
 mod fsck;
 mod init;
+mod keysource;
 mod mount;
 mod protector;
 mod secret_input;
@@ -58,6 +60,11 @@ enum Cmd {
     /// Add, remove, list or reseal protectors (passphrase, recovery key, TPM2)
     #[command(subcommand)]
     Protector(protector::ProtectorCmd),
+}
+
+/// The CLI definition, for generating man pages and completions at build time.
+pub fn command() -> clap::Command {
+    <Cli as clap::CommandFactory>::command()
 }
 
 /// Runs the CLI and returns the process exit code.

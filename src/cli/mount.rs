@@ -26,7 +26,8 @@ pub struct MountArgs {
     #[command(flatten)]
     tpm: super::unlock::TpmOpts,
     /// Mount options, comma-separated (allow_other, default_permissions, ro,
-    /// passfile=FILE, tpm_tcti=TCTI, noxattr, writeback_cache, ...)
+    /// passfile=FILE, keysource=tpm|passphrase|ask|recovery, tpm_tcti=TCTI,
+    /// noxattr, writeback_cache, ...)
     #[arg(short = 'o', value_delimiter = ',')]
     options: Vec<String>,
     /// Append daemon log lines to FILE (default: syslog, or stderr with -f)
@@ -40,6 +41,13 @@ pub struct MountArgs {
 pub fn run(a: MountArgs) -> CliResult<()> {
     let options =
         MountOptions::parse(&a.options).map_err(|e| CliError::new(USAGE, e.to_string()))?;
+    if let Some(d) = options.idle {
+        return Err(CliError::new(
+            USAGE,
+            format!("mount option `idle=` ({} s) is not supported yet", d.as_secs()),
+        )
+        .hint("remove idle= from the options; for an automount, x-systemd.idle-timeout= unmounts after idle time"));
+    }
     let mut key = a.key.clone();
     if let Some(p) = &options.passfile {
         if super::unlock::explicit_credential(&key) {
@@ -76,8 +84,7 @@ pub fn run(a: MountArgs) -> CliResult<()> {
     }
     // Unlock before the daemon forks: the TPM goes first, and a fallback
     // prompt needs the terminal.
-    let unlocked =
-        super::unlock::unlock_volume(&cipherdir, &key, &a.tpm, options.tcti.as_deref(), true)?;
+    let unlocked = super::keysource::unlock_for_mount(&cipherdir, &mnt, &key, &a.tpm, &options)?;
     let cfg = DaemonConfig {
         cipherdir,
         mountpoint: mnt,

@@ -12,7 +12,7 @@ const MAX_LINE: usize = 4096;
 /// First line of `r`, without its line ending (one LF, then one CR before it). Bytes go straight
 /// into a locked `SecretBytes` sized for the longest line, one read at a time so nothing past
 /// the newline is consumed from a shared descriptor; no other buffer ever holds them.
-fn first_line(mut r: impl Read) -> CliResult<SecretBytes> {
+pub(super) fn first_line(mut r: impl Read) -> CliResult<SecretBytes> {
     let mut buf = SecretBytes::zeroed(MAX_LINE + 1);
     let mut len = 0usize;
     loop {

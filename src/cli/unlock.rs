@@ -67,7 +67,7 @@ pub fn read_credential(k: &KeySource) -> CliResult<Credential> {
 }
 
 /// Tries the volume's tpm2 protector(s). `Ok(None)` when the volume has none.
-fn try_tpm(
+pub(super) fn try_tpm(
     cipherdir: &Path,
     tpm: &TpmOpts,
     tcti_option: Option<&str>,
