@@ -83,7 +83,7 @@ fn fsck_repair_is_refused_while_mounted_and_protector_add_is_not() {
     ]);
     out.expect_code(15, "fsck --repair on a mounted volume");
     assert!(out.stderr.contains(&s(&v.mnt)), "{}", out.stderr);
-    // Config writers only take the config lock (see docs/design-vlock.md).
+    // Config writers only take the config lock (see docs/design/vlock.md).
     let newpf = v.dir.path().join("new-pass");
     fs::write(&newpf, "a second passphrase\n").unwrap();
     let mut args = vec![
