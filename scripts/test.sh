@@ -24,6 +24,9 @@
 #                                          .gitignore does not cover; when the
 #                                          tree was already dirty, the run must
 #                                          not change it)
+#  10. leftovers                          (scripts/check-tmp-clean.sh: no
+#                                          dekfs-* dir or mount the run made in
+#                                          /tmp or /var/tmp is left behind)
 #
 # Every step runs even if an earlier one failed, so one run shows everything.
 # The last line is "N passed, N failed" summing all of it (fmt and clippy
@@ -37,6 +40,8 @@ export PATH="${HOME:-/root}/.cargo/bin:$PATH"
 export CARGO_TERM_COLOR=never
 LOGS=${TEST_LOG_DIR:-/var/tmp/dekfs-test-logs}
 mkdir -p "$LOGS"
+# What dekfs-* temp entries and mounts exist now, to find what the run leaves.
+scripts/check-tmp-clean.sh snapshot "$LOGS/tmp-before.txt"
 T_START=$SECONDS
 
 PASSED=0
@@ -99,7 +104,7 @@ grep -E 'SKIPPED \(needs root' "$LOGS/cargo-test.log" | head -3
 
 if [ "${SKIP_PJD:-0}" != 1 ]; then
     step "pjdfstest"
-    scripts/pjdfstest.sh dekfs 2>&1 | tee "$LOGS/pjdfstest.log"
+    OUT="$LOGS/pjd-results" scripts/pjdfstest.sh dekfs 2>&1 | tee "$LOGS/pjdfstest.log"
     rc=${PIPESTATUS[0]}
     line=$(grep -E '^pjdfstest: [0-9]+ passed, [0-9]+ failed' "$LOGS/pjdfstest.log" | tail -1)
     pp=$(sed -E 's/^pjdfstest: ([0-9]+) passed.*/\1/' <<<"$line"); pp=${pp:-0}
@@ -154,6 +159,13 @@ else
     echo "the run left files that are neither committed nor ignored:"
     git status --porcelain 2>&1 | head -20
     check_fail "clean tree: the run modified the git tree"
+fi
+
+step "temp dirs and mounts left behind (scripts/check-tmp-clean.sh)"
+if scripts/check-tmp-clean.sh compare "$LOGS/tmp-before.txt"; then
+    check_ok "nothing left in the temp dirs"
+else
+    check_fail "the run left dekfs-* temp dirs or mounts behind"
 fi
 
 echo
