@@ -12,6 +12,7 @@ pub mod kcache;
 mod lookup;
 mod names;
 pub mod node;
+pub mod online;
 mod open_ops;
 pub mod policy;
 mod readdir;
@@ -311,6 +312,8 @@ fn write_small_atomic(dir: &impl AsFd, name: &str, data: &[u8]) -> FsResult<()> 
     Ok(())
 }
 
+#[cfg(test)]
+mod online_tests;
 #[cfg(test)]
 mod rename_tests;
 #[cfg(test)]
