@@ -288,6 +288,35 @@ fn lock_and_unlock_answer_clearly_when_nothing_is_to_do() {
     lock(&v);
     unlock_with(&v, &v.passfile).expect_code(exit::OK, "unlock");
     std::fs::write(v.p("f"), b"x").unwrap();
+    // A locked volume still unmounts cleanly.
+    lock(&v);
+    v.umount();
+}
+
+#[test]
+fn writeback_cache_dirty_pages_reach_the_disk_before_the_keys_go() {
+    require_fuse!();
+    let v = TestVolume::new("live-wb");
+    v.mount_with(&["-o", "writeback_cache"]);
+    let data = random_bytes(3, 3 * REC + 123);
+    // Neither fsync nor close (which flushes): with a writeback cache these
+    // pages are still dirty in the kernel when the lock comes.
+    let before = v.cipher_listing();
+    let mut f = File::create(v.p("dirty")).unwrap();
+    std::io::Write::write_all(&mut f, &data).unwrap();
+    lock(&v);
+    // Written back before the keys went: all of it is on disk now, although
+    // the file is still open and was never synced.
+    let after = v.cipher_listing();
+    let backing = v.new_backing_file(&before, &after, "dirty");
+    assert_backing_size(&backing, data.len() as u64);
+    unlock_with(&v, &v.passfile).expect_code(exit::OK, "unlock");
+    drop(f);
+    v.remount();
+    assert!(
+        std::fs::read(v.p("dirty")).unwrap() == data,
+        "dirty pages lost"
+    );
     v.umount();
 }
 
