@@ -57,7 +57,7 @@ pub(super) fn client_error(e: ClientError, mnt: &Path) -> CliError {
         ClientError::Daemon {
             code: ErrorCode::WrongKey,
             ..
-        } => CliError::new(WRONG_KEY, format!("{msg}")).hint(
+        } => CliError::new(WRONG_KEY, msg).hint(
             "check the passphrase, or unlock with --recovery-key-file; the volume stays locked",
         ),
         ClientError::NoRuntimeDir(_) => CliError::new(USAGE, msg),
