@@ -290,14 +290,30 @@ impl FileIo {
             if off + (out.len() as u64) <= self.csize {
                 prefetch_partial_pages(f, off, out.len() as u64);
             }
-            if let Err(e) = f.write_all_at(out, off) {
-                // A short write (ENOSPC, EDQUOT) may leave a torn block past
-                // the old end, which would fail authentication and take the
-                // whole file down with it; cut back to the last consistent size.
-                if off + out.len() as u64 > self.csize {
+            // A run that rewrites the old last block and grows past it is
+            // written in two parts, the new space first: a short write
+            // (ENOSPC, EDQUOT) then never lands on the old block, and cutting
+            // back to the old end leaves the file as it was.
+            let keep = self.csize.saturating_sub(off).min(out.len() as u64) as usize;
+            let (head, tail) = if keep > 0 && keep < out.len() {
+                out.split_at(keep)
+            } else {
+                (&out[..0], out)
+            };
+            let tail_off = off + head.len() as u64;
+            if let Err(e) = f.write_all_at(tail, tail_off) {
+                // A torn block past the old end would fail authentication
+                // and take the whole file down with it.
+                if tail_off + tail.len() as u64 > self.csize {
                     let _ = f.set_len(self.csize);
                 }
                 return Err(e.into());
+            }
+            if !head.is_empty() {
+                if let Err(e) = f.write_all_at(head, off) {
+                    let _ = f.set_len(self.csize);
+                    return Err(e.into());
+                }
             }
             self.csize = self.csize.max(off + out.len() as u64);
             Ok(())

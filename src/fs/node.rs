@@ -373,8 +373,8 @@ impl NodeTable {
             map.remove(&ino)
         };
         // Dropped outside the table lock: closing the last descriptor of an
-        // unlinked inode makes the backing filesystem free it (~0.1 ms on
-        // disk), and every other request would wait for the lock meanwhile.
+        // unlinked inode makes the backing filesystem free its blocks, and
+        // every other request would wait for the lock meanwhile.
         drop(gone);
     }
 

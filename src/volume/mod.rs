@@ -133,6 +133,13 @@ pub enum VolumeError {
     UnsupportedFeature(u32),
     /// No protector of the credential's kind opened: wrong passphrase / recovery key.
     WrongKey,
+    /// No record of the credential's kind opened among those the unlock
+    /// limit let us try; the rest were not tried.
+    WrongKeyWithinLimit {
+        kind: &'static str,
+        tried: usize,
+        total: usize,
+    },
     /// The volume has no protector of the credential's kind.
     NoSuchProtector(&'static str),
     /// MAC failure, malformed record, parameters out of bounds (the text says which).
@@ -161,6 +168,11 @@ impl std::fmt::Display for VolumeError {
                 "volume uses an unsupported feature (required feature bits {bits:#x}); upgrade dekfs"
             ),
             VolumeError::WrongKey => f.write_str("wrong passphrase or recovery key"),
+            VolumeError::WrongKeyWithinLimit { kind, tried, total } => write!(
+                f,
+                "wrong {kind}: none of the first {tried} of {total} {kind} records opens; \
+                 the others were not tried (unlock limit)"
+            ),
             VolumeError::NoSuchProtector(kind) => write!(f, "this volume has no {kind} protector"),
             VolumeError::Corrupt(what) => {
                 write!(f, "volume is corrupt or has been tampered with: {what}")

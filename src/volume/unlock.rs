@@ -119,15 +119,11 @@ pub fn unlock_with(
     }
     let Some((active_kek, protector_id)) = opened else {
         if tried.len() < candidates.len() {
-            return Err(VolumeError::Refused(format!(
-                "wrong {}: none of the first {} of {} {} records opens; the others were not \
-                 tried (unlock limit; --allow-kdf-cost or {}=1 tries them all)",
-                cred.kind_name(),
-                tried.len(),
-                candidates.len(),
-                cred.kind_name(),
-                super::policy::ALLOW_KDF_COST_ENV
-            )));
+            return Err(VolumeError::WrongKeyWithinLimit {
+                kind: cred.kind_name(),
+                tried: tried.len(),
+                total: candidates.len(),
+            });
         }
         return Err(VolumeError::WrongKey);
     };
