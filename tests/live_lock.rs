@@ -287,6 +287,17 @@ fn lock_and_unlock_answer_clearly_when_nothing_is_to_do() {
     lock(&v);
     lock(&v);
     unlock_with(&v, &v.passfile).expect_code(exit::OK, "unlock");
+    // The recovery key unlocks too, as at mount time.
+    lock(&v);
+    let rk = v.dir.path().join("rk");
+    std::fs::write(&rk, v.recovery_key.as_deref().expect("recovery key")).unwrap();
+    dekfs([
+        OsStr::new("unlock"),
+        v.mnt.as_os_str(),
+        OsStr::new("--recovery-key-file"),
+        rk.as_os_str(),
+    ])
+    .expect_code(exit::OK, "unlock with the recovery key");
     std::fs::write(v.p("f"), b"x").unwrap();
     // A locked volume still unmounts cleanly.
     lock(&v);
