@@ -56,6 +56,7 @@ impl DaemonHandler {
         if self.core.is_locked() {
             return Response::done("already locked");
         }
+        sync_mount(&self.mountpoint);
         let out = self.core.lock_keys();
         log::info!("lock requested by uid {} pid {}", peer.uid, peer.pid);
         Response::done(format!(
@@ -98,6 +99,22 @@ impl DaemonHandler {
             ),
             Err(e) => Response::error(ErrorCode::Internal, e.to_string()),
         }
+    }
+}
+
+/// Writes back the mount's dirty pages (a writeback cache holds them in the
+/// kernel) while the keys can still encrypt them. Runs on the control
+/// thread, never on a FUSE worker, which must stay free to serve the writes.
+fn sync_mount(mnt: &std::path::Path) {
+    use rustix::fs::{Mode, OFlags};
+    let synced = rustix::fs::open(
+        mnt,
+        OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
+        Mode::empty(),
+    )
+    .and_then(|fd| rustix::fs::syncfs(&fd));
+    if let Err(e) = synced {
+        log::warn!("lock: could not sync {} first: {e}", mnt.display());
     }
 }
 
