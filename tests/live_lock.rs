@@ -410,3 +410,34 @@ fn unlock_with_path(p: &Path) -> Out {
         OsStr::new("/dev/null"),
     ])
 }
+
+#[test]
+fn status_falls_back_to_the_config_when_no_daemon_answers() {
+    require_fuse!();
+    let v = TestVolume::new("live-nosock");
+    v.mount();
+    let sock = v.wait_log_lines(&["control socket at "]);
+    let sock = sock[0]
+        .rsplit("control socket at ")
+        .next()
+        .unwrap()
+        .to_owned();
+    std::fs::remove_file(&sock).unwrap();
+    let human = dekfs([OsStr::new("status"), v.mnt.as_os_str()]);
+    human.expect_code(exit::OK, "status without a socket");
+    assert!(
+        human
+            .stdout
+            .contains("live:           unavailable (no dekfs daemon is serving"),
+        "{}",
+        human.stdout
+    );
+    assert!(human.stdout.contains("volume id:"), "{}", human.stdout);
+    let j = status_json(&v);
+    assert!(j["live"].is_null() && j["live_note"].is_string(), "{j}");
+    let out = dekfs([OsStr::new("lock"), v.mnt.as_os_str()]);
+    out.expect_code(exit::NOT_A_VOLUME, "lock without a socket");
+    // Nothing was locked.
+    std::fs::write(v.p("f"), b"x").unwrap();
+    v.umount();
+}
