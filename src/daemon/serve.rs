@@ -1,5 +1,5 @@
-//! One mount from unlock to exit: opens the shared core, mounts, installs
-//! the kernel-cache notifier, writes the pidfile, holds the volume lock, reports readiness, serves
+//! One mount from unlock to exit: opens the shared core, starts the control
+//! socket, mounts, installs the kernel-cache notifier, writes the pidfile, holds the volume lock, reports readiness, serves
 //! until unmount, then cleans up. It must not return before the session
 //! ends except on a startup error, and it drops the unlocked volume as soon
 //! as the core holds its keys.
@@ -41,10 +41,12 @@ pub fn serve(
     // The daemon keeps this clone for the life of the mount: the control
     // thread reaches the core through it while the session serves.
     let core = Arc::new(core);
+    // Before the mount: a socket that cannot start fails the mount without
+    // leaving one behind, and once `dekfs mount` returns, status, lock and
+    // unlock work.
+    let control = start_control(cfg, &core)?;
     let session = session::build(cfg, core.clone())?;
     core.set_kernel_cache(Arc::new(FuseKernelCache::new(session.notifier())));
-    // Before readiness: once `dekfs mount` returns, status/lock/unlock work.
-    let control = start_control(cfg, &core)?;
     raise_readahead(mnt);
     log::info!("mounted {} at {}", cfg.cipherdir.display(), mnt.display());
     process::report_ready(ready);
