@@ -27,12 +27,13 @@ impl CoreFs {
     ) -> FsResult<u64> {
         {
             let mut io = node.io.write().unwrap_or_else(|e| e.into_inner());
-            // Even a new file needs the keys: its header comes on first write.
-            let keys = self.vkeys()?;
             if !io.is_loaded() {
                 if created {
+                    // The entry exists already: refusing the handle now would
+                    // leave it behind; its first write meets a lock instead.
                     io.load_new();
                 } else {
+                    let keys = self.vkeys()?;
                     let (_, dkey) = self.dir_node(node.parent())?;
                     io.load(&file, &keys, &dkey)
                         .map_err(|e| self.locate(node.ino, e))?;
