@@ -89,6 +89,15 @@ impl Normaliser {
             out.push(c);
         }
         out.pop();
+        // A daemon's pid and uptime (`dekfs status` of a mounted volume).
+        for (key, with) in [
+            ("pid ", "<pid>"),
+            ("\"pid\":", "<pid>"),
+            (", up ", "<secs>"),
+            ("\"uptime_secs\":", "<secs>"),
+        ] {
+            out = mask_number_after(&out, key, with);
+        }
         out
     }
 
@@ -127,6 +136,23 @@ impl Normaliser {
         }
         args
     }
+}
+
+/// Replaces the number right after each `key` in `l` by `with`.
+fn mask_number_after(l: &str, key: &str, with: &str) -> String {
+    let mut out = String::new();
+    let mut rest = l;
+    while let Some(i) = rest.find(key) {
+        let (head, tail) = rest.split_at(i + key.len());
+        out.push_str(head);
+        let digits = tail.bytes().take_while(u8::is_ascii_digit).count();
+        if digits > 0 {
+            out.push_str(with);
+        }
+        rest = &tail[digits..];
+    }
+    out.push_str(rest);
+    out
 }
 
 /// Unmounts `$D/m` if a failed transcript left it mounted.

@@ -97,6 +97,15 @@ impl FileIo {
         *self = FileIo::default();
     }
 
+    /// A lock: drops the DEK and header even with handles open; they load
+    /// it again on next use (a fresh session: no nonce budget is carried
+    /// over). Returns whether a key was dropped.
+    pub fn revoke(&mut self) -> bool {
+        let had = self.key.is_some();
+        *self = FileIo::default();
+        had
+    }
+
     pub fn plain_len(&self) -> FsResult<u64> {
         Ok(visible_size(self.csize))
     }
@@ -225,6 +234,10 @@ impl FileIo {
         size: u32,
         reply: impl FnOnce(&[u8]) -> R,
     ) -> FsResult<R> {
+        if !self.loaded {
+            // Revoked by a lock: an empty state must not read as an empty file.
+            return Err(Errno::EKEYREVOKED.into());
+        }
         let plen = self.plain_len()?;
         if off >= plen || size == 0 {
             return Ok(reply(&[]));
@@ -316,6 +329,9 @@ impl FileIo {
         data: &[u8],
         who: Requester,
     ) -> FsResult<usize> {
+        if !self.loaded {
+            return Err(Errno::EKEYREVOKED.into());
+        }
         let r = self.write_inner(f, keys, dir, off, data, who);
         // A header is only ever pending within one write: it is wrapped
         // under the current parent's key, which a later rename could change.

@@ -9,6 +9,7 @@ mod create;
 pub mod error;
 pub mod file_io;
 pub mod kcache;
+mod keystate;
 mod lookup;
 mod names;
 pub mod node;
@@ -24,6 +25,7 @@ mod xattr;
 pub use attr::{Attr, SetAttr, StatFs, TimeSet};
 pub use cancel::Requester;
 pub use error::{user_errno, CoreError, Damage, Errno, FsResult, OpenError};
+pub use keystate::{CoreStats, InstallError, LockOutcome};
 pub use names::RECOVERY_PREFIX;
 pub use node::{Kind, ROOT_INO};
 
@@ -56,7 +58,9 @@ pub struct OpenDir {
 }
 
 pub struct CoreFs {
-    keys: Arc<VolumeKeys>,
+    /// `None` while locked (see keystate.rs); requests take a clone.
+    keys: std::sync::RwLock<Option<Arc<VolumeKeys>>>,
+    live: keystate::Live,
     root_backing_ino: u64,
     nodes: NodeTable,
     files: Mutex<HashMap<u64, Arc<OpenFile>>>,
@@ -113,7 +117,8 @@ impl CoreFs {
             false,
         ));
         Ok(CoreFs {
-            keys,
+            keys: std::sync::RwLock::new(Some(keys)),
+            live: keystate::Live::default(),
             root_backing_ino: st.st_ino,
             nodes,
             files: Mutex::new(HashMap::new()),
@@ -172,7 +177,7 @@ impl CoreFs {
 
     fn dir_node(&self, ino: u64) -> FsResult<(Arc<Node>, Arc<DirKey>)> {
         let n = self.node(ino)?;
-        let k = n.dir_key()?.clone();
+        let k = self.dir_key_of(&n)?;
         Ok((n, k))
     }
 

@@ -23,7 +23,7 @@ pub use lock::{ConfigLock, LockError, VolumeLock};
 pub use manage::{add_protector, remove_protector, reseal_tpm2, Added, NewProtector};
 pub use policy::{UnlockPolicy, ALLOW_KDF_COST_ENV};
 pub use tpm2::{init_tpm2, unlock_tpm2, Tpm2InitOptions, Tpm2Seal};
-pub use unlock::{unlock, unlock_with};
+pub use unlock::{unlock, unlock_with, unlock_with_keks};
 
 use crate::crypto::{CryptoError, VolumeKeys};
 use crate::format::FormatError;
