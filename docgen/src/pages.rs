@@ -80,8 +80,10 @@ The TPM first, then passfile= or the terminal.
 The TPM to use, e.g. device:/dev/tpmrm0 or swtpm:host=127.0.0.1,port=2321.
 .TP
 .BI idle= DURATION
-Unmount after DURATION without use: parsed, refused as not supported yet.
-Use x\-systemd.automount,x\-systemd.idle\-timeout= instead.
+Unmount after DURATION (90, 90s, 15min, 2h, 1d) with no request and no file
+or directory open; a busy mount (a working directory inside) stays and is
+tried again after another DURATION. With x\-systemd.automount the next
+access mounts it again.
 .TP
 .BR allow_other ", " allow_root ", " default_permissions ", " ro ", " rw ", " suid ", " dev ", " noxattr ", " writeback_cache
 As for
