@@ -14,7 +14,7 @@
 # the automount waits and nothing is mounted before access; access mounts
 # through the TPM with no prompt; written files reach the cipher directory
 # encrypted; systemctl stop during fsynced writes loses none of them; with
-# swtpm stopped the mount fails cleanly (nofail: no prompt), the unit is
+# swtpm stopped the mount fails cleanly (headless: no prompt), the unit is
 # failed and a reboot still completes; keysource=ask is answered through the
 # ask-password agent protocol; idle= unmounts; a normal user mounts an fstab
 # `user` line through fusermount3.
@@ -89,11 +89,21 @@ stop_swtpm() {
     SWTPM_PID=
 }
 cleanup() {
+    local rc=$?
+    # Teardown goes on past any failure (a killed child's wait returns 143).
+    set +e
     stop_container
     stop_swtpm
     [ -n "$NETNS_PID" ] && { kill "$NETNS_PID" 2>/dev/null; wait "$NETNS_PID" 2>/dev/null; }
-    umount "$ROOT" 2>/dev/null || true
+    # The overlay can stay busy for a moment after nspawn exits; never
+    # remove the run directory through a live mount.
+    for _ in $(seq 50); do
+        mountpoint -q "$ROOT" || break
+        umount "$ROOT" 2>/dev/null || sleep 0.1
+    done
+    mountpoint -q "$ROOT" && umount -l "$ROOT"
     rm -rf "$W"
+    exit "$rc"
 }
 trap cleanup EXIT
 mkdir -p "$W/upper" "$W/work" "$ROOT"
