@@ -273,8 +273,11 @@ t=$(date +%s%N)
 stopped=0
 # umount(8) refuses while the writer has a file open; systemd then reports
 # the stop failed and the mount stays, so try again.
+# With an automount the writer's next file would mount it again: stop both.
+STOP_UNITS=(srv-vault.mount)
+[ "$AUTOFS" = 1 ] && STOP_UNITS=(srv-vault.automount srv-vault.mount)
 for _ in $(seq 20); do
-    c systemctl stop srv-vault.mount 2>/dev/null && ! mounted /srv/vault && { stopped=1; break; }
+    c systemctl stop "${STOP_UNITS[@]}" 2>/dev/null && ! mounted /srv/vault && { stopped=1; break; }
     sleep 0.1
 done
 wait "$WRITER" || true
@@ -289,6 +292,7 @@ else
     bad "systemctl stop during writes (stopped=$stopped, fsynced=$N, lost=$lost)"
 fi
 c systemctl stop srv-vault.mount || true
+[ "$AUTOFS" = 1 ] && c systemctl start srv-vault.automount
 
 # --- TPM gone: fails cleanly, no prompt, unit failed, boot goes on ---------------
 stop_swtpm
