@@ -23,7 +23,7 @@
 #                                          in a Debian 12 booted by systemd-nspawn;
 #                                          its checks count one each, its SKIPPED
 #                                          lines are listed, never counted passed;
-#                                          cold cache ~100-160 s, cached ~15 s)
+#                                          cold cache ~100-160 s, cached ~11-15 s)
 #  10. clean tree                         (git status --porcelain is empty: no
 #                                          step may modify or add a file that
 #                                          .gitignore does not cover; when the
