@@ -404,6 +404,17 @@ else
     u systemctl --user status dekfs-mount@u.service 2>&1 | tail -5 || true
     c journalctl -b --no-pager 2>&1 | grep -E "user@1500|user-runtime|dekfs-mount|systemd\[[0-9]+\]:|pam" | grep -v "systemd\[1\]" | tail -15 || true
 fi
+# idle= in a user mount: fusermount3 -u from the daemon; the service ends
+# cleanly with it.
+echo "DEKFS_OPTIONS=passfile=/home/tests/pass,idle=2" > "$ROOT/home/tests/.config/dekfs/u.conf"
+t=$(date +%s%N)
+if u systemctl --user start dekfs-mount@u.service && mounted /home/tests/u &&
+    timeout 15 bash -c "while nsenter -t $CPID -a -- findmnt -n /home/tests/u >/dev/null; do sleep 0.1; done" &&
+    sleep 0.5 && [ "$(u systemctl --user show -P ActiveState dekfs-mount@u.service)" = inactive ]; then
+    ok "user service with idle=2: unmounted itself ($(ms "$t") ms), dekfs-mount@u inactive (not failed)"
+else
+    bad "user service with idle=2 (state $(u systemctl --user show -P ActiveState dekfs-mount@u.service))"
+fi
 
 stop_container
 summary
