@@ -134,7 +134,7 @@ start_swtpm
 # --- dekfs into the tree, volumes, fstab -------------------------------------
 (cd "$REPO" && cargo build --release -q --locked -p dekfs -p mount-helper -p docgen)
 "$REPO/scripts/install.sh" --destdir "$ROOT" --no-build > "$W/install.log"
-DEKFS=$REPO/target/release/dekfs
+DEKFS=${CARGO_TARGET_DIR:-$REPO/target}/release/dekfs
 # The host's build runs in the container only if its libraries match.
 check "host binary runs in the container (glibc, libtss2)" \
     chroot "$ROOT" /usr/local/bin/dekfs --version
