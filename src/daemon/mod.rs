@@ -4,6 +4,7 @@
 //! key material beyond the unlocked volume handed to it.
 
 mod control_handler;
+mod idle;
 mod kcache;
 mod kmount;
 pub mod mountinfo;

@@ -48,6 +48,13 @@ pub fn serve(
     let session = session::build(cfg, core.clone())?;
     core.set_kernel_cache(Arc::new(FuseKernelCache::new(session.notifier())));
     raise_readahead(mnt);
+    if let Some(idle) = cfg.options.idle {
+        // The mount is live: failing it now for want of a thread would be
+        // worse than a mount that stays until unmounted by hand.
+        if let Err(e) = super::idle::spawn(core.clone(), mnt.clone(), idle) {
+            log::error!("idle= timer not started, the mount stays: {e}");
+        }
+    }
     log::info!("mounted {} at {}", cfg.cipherdir.display(), mnt.display());
     process::report_ready(ready);
     let r = session.run();

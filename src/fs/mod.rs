@@ -2,6 +2,7 @@
 //! driven by the FUSE adapter (or by tests without a mount). It must not know
 //! about FUSE types, and it never logs key material or plaintext contents.
 
+mod activity;
 mod attr;
 mod blocks;
 mod cancel;
@@ -22,6 +23,7 @@ mod rename;
 mod rewrap;
 mod xattr;
 
+pub use activity::Activity;
 pub use attr::{Attr, SetAttr, StatFs, TimeSet};
 pub use cancel::Requester;
 pub use error::{user_errno, CoreError, Damage, Errno, FsResult, OpenError};
@@ -76,6 +78,8 @@ pub struct CoreFs {
     space_scanned: AtomicU64,
     /// Set by the daemon once its FUSE session exists (see kcache.rs).
     kcache: std::sync::OnceLock<Arc<dyn kcache::KernelCache>>,
+    /// Last request time, for the daemon's `idle=` timer.
+    pub activity: Activity,
 }
 
 impl CoreFs {
@@ -133,6 +137,7 @@ impl CoreFs {
             space_gen: AtomicU64::new(1),
             space_scanned: AtomicU64::new(0),
             kcache: std::sync::OnceLock::new(),
+            activity: Activity::default(),
         })
     }
 
@@ -155,6 +160,12 @@ impl CoreFs {
 
     pub fn node_count(&self) -> usize {
         self.nodes.len()
+    }
+
+    /// Open file and directory handles: `idle=` never unmounts while any
+    /// is open, even if the kernel would let it go.
+    pub fn open_handles(&self) -> usize {
+        node::lock(&self.files).len() + node::lock(&self.dirs).len()
     }
 
     fn node(&self, ino: u64) -> FsResult<Arc<Node>> {
