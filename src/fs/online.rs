@@ -42,8 +42,11 @@ impl CoreFs {
     /// Authenticates every key, name, header, block and symlink target of
     /// the mounted volume without stopping it (read-only; repairs stay
     /// offline).
+    /// A lock during the check waits for nothing, but the volume keys the
+    /// check holds are wiped only when it ends.
     pub fn check_live(&self) -> io::Result<Report> {
-        fsck::check_source(self.live_source(), &self.keys)
+        let keys = self.vkeys().map_err(|e| io_err(e.into()))?;
+        fsck::check_source(self.live_source(), &keys)
     }
 }
 
@@ -61,10 +64,13 @@ fn open_listable(node: &Node) -> io::Result<OwnedFd> {
     Ok(rustix::fs::openat(&node.fd, ".", flags, Mode::empty())?)
 }
 
-fn key_state(node: &Node) -> DirKeyState {
-    match node.dir_key() {
-        Ok(k) => DirKeyState::Open(k.clone()),
-        Err(_) => DirKeyState::Damaged("directory key does not open".into()),
+/// A directory's key as the core serves it (derived again if a lock wiped
+/// it); a locked volume stops the walk.
+fn key_state(core: &CoreFs, node: &Node) -> io::Result<DirKeyState> {
+    match core.dir_key_of(node) {
+        Ok(k) => Ok(DirKeyState::Open(k)),
+        Err(e) if e == Errno::EKEYREVOKED => Err(io_err(e)),
+        Err(_) => Ok(DirKeyState::Damaged("directory key does not open".into())),
     }
 }
 
@@ -98,7 +104,7 @@ impl Source for Live<'_> {
     fn root(&mut self) -> io::Result<(OwnedFd, DirKeyState)> {
         let node = self.core.node(ROOT_INO).map_err(io_err)?;
         let fd = open_listable(&node)?;
-        let state = key_state(&node);
+        let state = key_state(self.core, &node)?;
         // The root is never forgotten: no lookup taken, none given back.
         self.dirs.insert(fd.as_raw_fd(), (node, false));
         Ok((fd, state))
@@ -121,7 +127,13 @@ impl Source for Live<'_> {
                 return Err(e);
             }
         };
-        let state = key_state(&node);
+        let state = match key_state(self.core, &node) {
+            Ok(s) => s,
+            Err(e) => {
+                self.core.forget(node.ino, 1);
+                return Err(e);
+            }
+        };
         self.dirs.insert(fd.as_raw_fd(), (node, true));
         Ok((fd, state))
     }
