@@ -2,6 +2,7 @@
 //! It must not implement filesystem or key logic itself.
 
 mod ask_password;
+mod destroy;
 mod exit;
 mod fsck;
 mod init;
@@ -9,6 +10,7 @@ mod keysource;
 mod mount;
 mod protector;
 mod secret_input;
+mod shred;
 mod status;
 mod umount;
 mod unlock;
@@ -60,6 +62,10 @@ enum Cmd {
     /// Add, remove, list or reseal protectors (passphrase, recovery key, TPM2)
     #[command(subcommand)]
     Protector(protector::ProtectorCmd),
+    /// Cryptographically erase a file or directory tree of an unmounted volume
+    Shred(shred::ShredArgs),
+    /// Erase a whole volume by destroying every copy of its key
+    Destroy(destroy::DestroyArgs),
 }
 
 /// The CLI definition, for generating man pages and completions at build time.
@@ -89,6 +95,8 @@ pub fn main() -> i32 {
         Cmd::Status(a) => status::run(a),
         Cmd::Fsck(a) => fsck::run(a),
         Cmd::Protector(c) => protector::run(c),
+        Cmd::Shred(a) => shred::run(a),
+        Cmd::Destroy(a) => destroy::run(a),
     };
     match r {
         Ok(()) => exit::OK,
