@@ -46,7 +46,12 @@ fn shred_a_big_directory_keeps_its_siblings() {
     fs::write(v.p("/customers/note"), b"sibling file").unwrap();
     v.umount();
     let before = list_tree(&v.cipher).len();
-    let out = shred(&v, Some("/customers/acme"), &[]);
+    let audit = v.dir.path().join("audit.log");
+    let out = shred(
+        &v,
+        Some("/customers/acme"),
+        &["--audit-file", audit.to_str().unwrap()],
+    );
     out.expect_code(exit::OK, "shred");
     assert!(
         out.stdout
@@ -56,6 +61,10 @@ fn shred_a_big_directory_keeps_its_siblings() {
     );
     assert!(out.stdout.contains(": clean"), "{}", out.stdout);
     assert!(out.stderr.contains("audit: shred"), "{}", out.stderr);
+    let record = fs::read_to_string(&audit).unwrap();
+    let ids = record.split(" ids=").nth(1).unwrap().trim_end();
+    assert_eq!(ids.split(',').count(), 1 + dirs + files, "one id per key");
+    assert!(record.contains("path=\"/customers/acme\""), "{record}");
     assert!(!v.cipher.join("dekfs.shred").exists(), "journal removed");
     // acme and its dekfs.dir, each subdir with its dekfs.dir, the files.
     assert_eq!(list_tree(&v.cipher).len(), before - (2 + dirs * 2 + files));
@@ -117,6 +126,46 @@ fn shred_a_file_refusals_and_twice() {
     assert_eq!(dir_names(&v.p("/d")), vec!["keep"]);
     assert_eq!(fs::read(v.p("/d/keep")).unwrap(), b"keep me");
     v.umount();
+}
+
+#[test]
+fn the_final_check_finds_a_stray_copy_of_a_destroyed_key() {
+    let v = TestVolume::new("shred-stray");
+    v.mount();
+    fs::create_dir(v.p("/d")).unwrap();
+    fs::write(v.p("/d/f"), b"secret").unwrap();
+    v.umount();
+    // A crashed config writer's temp file that happens to hold the file's
+    // header (any stray copy of a wrapped key would do).
+    let backing_dir = fs::read_dir(&v.cipher)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| p.is_dir())
+        .unwrap();
+    let header = fs::read_dir(&backing_dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| !p.file_name().unwrap().to_string_lossy().contains('.'))
+        .unwrap();
+    let stray = v.cipher.join("dekfs.conf.tmp.deadbeefdeadbeef");
+    fs::write(&stray, &fs::read(&header).unwrap()[..HEADER_LEN as usize]).unwrap();
+    let out = shred(&v, Some("/d"), &[]);
+    out.expect_code(exit::CORRUPT, "leftover found");
+    assert!(
+        out.stdout
+            .contains("leftover: dekfs.conf.tmp.deadbeefdeadbeef: carries a destroyed id")
+            && out
+                .stdout
+                .contains("holds a destroyed wrapped key at offset 80"),
+        "{}",
+        out.stdout
+    );
+    assert!(v.cipher.join("dekfs.shred").exists(), "journal kept");
+    fs::remove_file(&stray).unwrap();
+    let out = shred(&v, None, &[]);
+    out.expect_code(exit::OK, "rerun after removing the stray copy");
+    assert!(out.stdout.contains(": clean"), "{}", out.stdout);
+    assert!(!v.cipher.join("dekfs.shred").exists());
 }
 
 #[test]

@@ -28,6 +28,9 @@ pub struct ShredArgs {
     /// the destroyed keys
     #[arg(long)]
     verify: bool,
+    /// Append the audit line, with every destroyed id, to FILE
+    #[arg(long, value_name = "FILE")]
+    audit_file: Option<PathBuf>,
     #[command(flatten)]
     key: KeySource,
     #[command(flatten)]
@@ -135,29 +138,71 @@ fn run_finish(cipherdir: &Path, j: &Journal, full: bool) -> CliResult<Outcome> {
     Ok(out)
 }
 
-fn audit(plain: &str, s: &Survey, ids: &[[u8; 16]]) {
+/// The one line on what a pre-shred copy of the volume still opens, for
+/// this volume's protector kinds (THREAT-MODEL.md, Crypto-erasure).
+fn backup_note(info: &volume::VolumeInfo) -> String {
+    let mut who = Vec::new();
+    for p in &info.protectors {
+        let w = match (p.kind, p.tpm2.as_ref().is_some_and(|t| t.pin)) {
+            ("passphrase", _) => "the passphrase",
+            ("recovery-key", _) => "the recovery key",
+            ("tpm2", true) => "this machine's TPM in the same state with the PIN",
+            ("tpm2", false) => "this machine's TPM in the same state",
+            _ => "an unknown protector",
+        };
+        if !who.contains(&w) {
+            who.push(w);
+        }
+    }
+    format!(
+        "note: a copy of the cipher directory and dekfs.conf taken before this shred still opens it with {} (KEK rotation is not implemented yet)",
+        who.join(" or ")
+    )
+}
+
+/// The audit record: time, uid, path, counts and the destroyed ids (never
+/// key bytes). stderr gets the ids' SHA-256 and the first few; the audit
+/// file, if any, every id.
+fn audit(plain: &str, s: &Survey, ids: &[[u8; 16]], file: Option<&Path>) -> CliResult<()> {
+    use sha2::{Digest, Sha256};
     let uid = rustix::process::getuid().as_raw();
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_secs())
         .unwrap_or(0);
-    let ids: Vec<String> = ids.iter().map(|i| super::init::hex(i)).collect();
-    let line = format!(
-        "audit: shred time={} uid={uid} path={plain:?} dirs={} files={} keys={} ids={}",
+    let hexes: Vec<String> = ids.iter().map(|i| super::init::hex(i)).collect();
+    let digest = super::init::hex(&Sha256::digest(hexes.join(",").as_bytes()));
+    let head = format!(
+        "audit: shred time={} uid={uid} path={plain:?} dirs={} files={} keys={} ids_sha256={digest}",
         super::status::utc_time(now),
         s.dirs,
         s.files,
         s.key_objects,
-        ids.join(",")
     );
-    log::info!("{line}");
-    eprintln!("{line}");
+    const SHOWN: usize = 4;
+    let more = hexes.len().saturating_sub(SHOWN);
+    let shown = hexes[..hexes.len().min(SHOWN)].join(",");
+    if more > 0 {
+        eprintln!("{head} ids={shown},... (+{more} more)");
+    } else {
+        eprintln!("{head} ids={shown}");
+    }
+    log::info!("{head}");
+    if let Some(f) = file {
+        let mut out = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(f)?;
+        writeln!(out, "{head} ids={}", hexes.join(","))?;
+        out.sync_all()?;
+    }
+    Ok(())
 }
 
 pub fn run(a: ShredArgs) -> CliResult<()> {
     let cipherdir = std::fs::canonicalize(&a.cipherdir)
         .map_err(|_| CliError::from(volume::VolumeError::NotAVolume(a.cipherdir.clone())))?;
-    volume::read_info(&cipherdir)?;
+    let info = volume::read_info(&cipherdir)?;
     let _lock = offline_lock(&cipherdir, "shred")?;
     if let Some(j) = shred::pending(&cipherdir)? {
         println!(
@@ -184,12 +229,17 @@ pub fn run(a: ShredArgs) -> CliResult<()> {
     drop(unlocked);
     let survey = shred::survey_target(&cipherdir, &target)?;
     println!("will destroy {}", describe(&target, &survey));
-    println!("note: a copy of the cipher directory and dekfs.conf taken before now still opens it with this volume's protectors (see README, Crypto-erasure)");
+    println!("{}", backup_note(&info));
     if !a.yes && !confirm("This cannot be undone.", "yes")? {
         return Err(CliError::new(GENERIC, "not confirmed; nothing destroyed"));
     }
     let journal = shred::begin(&cipherdir, &target, &survey)?;
-    audit(&target.plain, &survey, &journal.ids);
+    audit(
+        &target.plain,
+        &survey,
+        &journal.ids,
+        a.audit_file.as_deref(),
+    )?;
     run_finish(&cipherdir, &journal, a.verify)?;
     println!("shredded {}", target.plain);
     Ok(())

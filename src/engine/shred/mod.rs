@@ -95,7 +95,8 @@ pub fn finish(cipherdir: &Path, journal: &Journal, full: bool) -> io::Result<Out
     let t0 = Instant::now();
     if let Some(parent) = tree::open_parent(&root, &journal.parent)? {
         out.objects = tree::destroy_slots(&parent, &journal.entry, journal.ids.len())?;
-        rustix::fs::fsync(&parent)?;
+        // Every overwritten slot durable before any removal can start.
+        rustix::fs::syncfs(&root)?;
         out.destroy_time = t0.elapsed();
         crate::failpoint::hit(FP_SYNCED);
         let t1 = Instant::now();
