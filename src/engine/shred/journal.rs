@@ -8,6 +8,7 @@
 //! directory outside the target would open again with that directory's key.
 
 use super::verify::{Needle, Needles};
+use crate::layout::{classify, Class};
 use rustix::fs::{AtFlags, Mode, OFlags};
 use rustix::io::Errno;
 use std::fmt::Write as _;
@@ -36,14 +37,19 @@ pub struct Journal {
     pub needles: Needles,
 }
 
-/// A backing name a journal may hold: one component, dekfs's alphabet.
+/// A backing name a journal may name as a directory or target: an entry
+/// (short or long form), never dekfs's own metadata, so a forged journal
+/// cannot aim a shred at the config or a dekfs.dir.
 fn valid_name(n: &str) -> bool {
-    !n.is_empty()
-        && n != "."
-        && n != ".."
-        && n.len() <= 255
-        && n.bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_' || b == b'.')
+    n.len() <= 255 && matches!(classify(n), Class::Short(_) | Class::Long { .. })
+}
+
+/// The record of a long-form `entry`, and nothing else.
+fn valid_record(entry: &str, rec: &str) -> bool {
+    match (classify(entry), classify(rec)) {
+        (Class::Long { hash: e }, Class::LongRecord { hash: r }) => e == r,
+        _ => false,
+    }
 }
 
 fn bad(what: &str) -> io::Error {
@@ -99,7 +105,7 @@ impl Journal {
         if !parent.iter().all(|c| valid_name(c)) || !valid_name(&entry) {
             return Err(bad("invalid backing name"));
         }
-        if record.as_deref().is_some_and(|r| !valid_name(r)) {
+        if record.as_deref().is_some_and(|r| !valid_record(&entry, r)) {
             return Err(bad("invalid record name"));
         }
         let (mut ids, mut needles, mut ended) = (Vec::new(), Needles::default(), false);
@@ -218,8 +224,8 @@ mod tests {
         });
         Journal {
             parent: vec!["abc".into(), "dekfs.ln.x".into()],
-            entry: "Zm9v".into(),
-            record: Some("dekfs.ln.x.name".into()),
+            entry: "dekfs.ln.y".into(),
+            record: Some("dekfs.ln.y.name".into()),
             ids: vec![[7; 16]],
             needles,
         }
@@ -231,6 +237,7 @@ mod tests {
         assert_eq!(Journal::parse(&j.to_text()).unwrap(), j);
         let root = Journal {
             parent: vec![],
+            entry: "Zm9v".into(),
             record: None,
             ..sample()
         };
@@ -241,7 +248,14 @@ mod tests {
     fn refusals() {
         let t = sample().to_text();
         assert!(Journal::parse(t.trim_end_matches("end\n")).is_err());
-        assert!(Journal::parse(&t.replace("entry Zm9v", "entry ..")).is_err());
+        for bad_entry in ["..", "dekfs.conf", "dekfs.dir", "a/b", ""] {
+            let forged = t.replace("entry dekfs.ln.y", &format!("entry {bad_entry}"));
+            assert!(Journal::parse(&forged).is_err(), "{bad_entry}");
+        }
+        assert!(
+            Journal::parse(&t.replace("record dekfs.ln.y.name", "record dekfs.ln.z.name")).is_err()
+        );
+        assert!(Journal::parse(&t.replace("parent /abc", "parent /dekfs.quarantine")).is_err());
         assert!(Journal::parse(&t.replace("parent /abc", "parent /a/../b")).is_err());
         assert!(Journal::parse(&t.replace("id 07", "id zz")).is_err());
         assert!(Journal::parse(&format!("{t}id 00\n")).is_err());

@@ -275,3 +275,71 @@ fn unlink(dir: BorrowedFd<'_>, name: &[u8], is_dir: bool) -> io::Result<()> {
         Err(e) => Err(e.into()),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn root(dir: &std::path::Path) -> OwnedFd {
+        super::super::open_root(dir).unwrap()
+    }
+
+    #[test]
+    fn destroy_zeroes_exactly_the_slots_of_every_key_object() {
+        let t = tempfile::tempdir().unwrap();
+        let top = t.path().join("victim");
+        std::fs::create_dir_all(top.join("sub")).unwrap();
+        let header: Vec<u8> = (0..HEADER_LEN + 100).map(|i| (i % 251 + 1) as u8).collect();
+        let mut header = header;
+        header[..4].copy_from_slice(b"DKFH");
+        let meta: Vec<u8> = (0..DIR_META_LEN).map(|i| (i % 13 + 1) as u8).collect();
+        std::fs::write(top.join("Zm9vYmFy"), &header).unwrap();
+        std::fs::write(top.join(DIR_META_NAME), &meta).unwrap();
+        // A torn dekfs.dir.tmp reaching into slot 0 only.
+        std::fs::write(top.join("sub/dekfs.dir.tmp"), &meta[..100]).unwrap();
+        std::fs::write(top.join("sub/dekfs.ln.abc.name"), b"record").unwrap();
+        let r = root(t.path());
+        let n = destroy_slots(&r, "victim", 3).unwrap();
+        assert_eq!(n, 3);
+        let h = std::fs::read(top.join("Zm9vYmFy")).unwrap();
+        assert_eq!(&h[..HEADER_SLOTS], &header[..HEADER_SLOTS]);
+        assert!(h[HEADER_SLOTS..HEADER_LEN].iter().all(|&b| b == 0));
+        assert_eq!(&h[HEADER_LEN..], &header[HEADER_LEN..], "content untouched");
+        let m = std::fs::read(top.join(DIR_META_NAME)).unwrap();
+        assert_eq!(&m[..DIR_SLOTS], &meta[..DIR_SLOTS]);
+        assert!(m[DIR_SLOTS..].iter().all(|&b| b == 0));
+        let tmp = std::fs::read(top.join("sub/dekfs.dir.tmp")).unwrap();
+        assert_eq!(tmp.len(), 100);
+        assert!(tmp[DIR_SLOTS..].iter().all(|&b| b == 0));
+        assert_eq!(
+            std::fs::read(top.join("sub/dekfs.ln.abc.name")).unwrap(),
+            b"record"
+        );
+        remove(&r, "victim", None).unwrap();
+        assert!(!top.exists());
+    }
+
+    #[test]
+    fn survey_fingerprints_slots_and_ids_before_destruction() {
+        let t = tempfile::tempdir().unwrap();
+        std::fs::create_dir(t.path().join("v")).unwrap();
+        let mut h = vec![0u8; HEADER_LEN];
+        h[..4].copy_from_slice(b"DKFH");
+        h[16..32].copy_from_slice(&[9; 16]);
+        h[HEADER_SLOTS] = 1;
+        h[HEADER_SLOTS + 8..HEADER_SLOTS + 72].fill(0x5a);
+        std::fs::write(t.path().join("v/Zm9v"), &h).unwrap();
+        let target = super::super::Target {
+            plain: "/v".into(),
+            parent: vec![],
+            entry: "v".into(),
+            record: None,
+            kind: FileType::Directory,
+        };
+        let s = survey(&root(t.path()), &target).unwrap();
+        assert_eq!((s.dirs, s.files, s.key_objects), (1, 1, 1));
+        assert_eq!(s.ids, vec![[9; 16]]);
+        assert_eq!(s.needles.len(), 1, "the empty slot 1 is no needle");
+        assert_eq!(s.needles.iter().next().unwrap().prefix, [0x5a; 8]);
+    }
+}
