@@ -198,3 +198,25 @@ fn copy_before_removal_opens_nothing_even_through_an_old_move_slot() {
     }
     v.umount();
 }
+
+#[test]
+fn a_name_recreated_after_an_interrupted_shred_is_left_alone() {
+    require_fuse!();
+    let v = TestVolume::new("shred-recreated");
+    v.mount();
+    fill(&v, "/victim", 2, 6, 1);
+    v.umount();
+    shred_killed_at(&v, "/victim", shred::FP_REMOVED);
+    v.mount();
+    assert!(fs::symlink_metadata(v.p("/victim")).is_err(), "removed");
+    fs::create_dir(v.p("/victim")).unwrap();
+    fs::write(v.p("/victim/new"), b"new data").unwrap();
+    v.umount();
+    let out = shred(&v, None, &[]);
+    out.expect_code(exit::OK, "finish");
+    assert!(out.stdout.contains("left alone"), "{}", out.stdout);
+    assert!(!v.cipher.join("dekfs.shred").exists());
+    v.mount();
+    assert_eq!(fs::read(v.p("/victim/new")).unwrap(), b"new data");
+    v.umount();
+}

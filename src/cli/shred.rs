@@ -111,6 +111,9 @@ fn run_finish(cipherdir: &Path, j: &Journal, full: bool) -> CliResult<Outcome> {
         out.destroy_time.as_secs_f64(),
         out.remove_time.as_secs_f64()
     );
+    if out.replaced {
+        println!("note: the shredded name was taken by a new object after the interrupted run; the new object was left alone");
+    }
     let r = &out.report;
     println!(
         "check: {} files, {} bytes scanned for {} destroyed ids and {} wrapped keys{}: {}",

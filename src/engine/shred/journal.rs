@@ -32,6 +32,10 @@ pub struct Journal {
     pub entry: String,
     /// Its long-name record, for a long-form name.
     pub record: Option<String>,
+    /// The target's own id (its dekfs.dir's dir_id or its header's file_id;
+    /// none for an empty file, a symlink, a special file): a rerun destroys
+    /// nothing under a name that was recreated since.
+    pub target: Option<[u8; 16]>,
     /// dir_id / file_id of every key object under the target.
     pub ids: Vec<[u8; 16]>,
     pub needles: Needles,
@@ -67,6 +71,11 @@ impl Journal {
             self.entry
         );
         let _ = writeln!(s, "record {}", self.record.as_deref().unwrap_or("-"));
+        let _ = writeln!(
+            s,
+            "target {}",
+            self.target.map_or("-".to_owned(), |t| hexs(&t))
+        );
         for id in &self.ids {
             let _ = writeln!(s, "id {}", hexs(id));
         }
@@ -102,6 +111,10 @@ impl Journal {
             "-" => None,
             r => Some(r.to_owned()),
         };
+        let target = match field(lines.next(), "target")?.as_str() {
+            "-" => None,
+            t => Some(unhex::<16>(t)?),
+        };
         if !parent.iter().all(|c| valid_name(c)) || !valid_name(&entry) {
             return Err(bad("invalid backing name"));
         }
@@ -131,6 +144,7 @@ impl Journal {
             parent,
             entry,
             record,
+            target,
             ids,
             needles,
         })
@@ -226,6 +240,7 @@ mod tests {
             parent: vec!["abc".into(), "dekfs.ln.x".into()],
             entry: "dekfs.ln.y".into(),
             record: Some("dekfs.ln.y.name".into()),
+            target: Some([7; 16]),
             ids: vec![[7; 16]],
             needles,
         }
@@ -239,6 +254,7 @@ mod tests {
             parent: vec![],
             entry: "Zm9v".into(),
             record: None,
+            target: None,
             ..sample()
         };
         assert_eq!(Journal::parse(&root.to_text()).unwrap(), root);

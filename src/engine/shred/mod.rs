@@ -47,6 +47,9 @@ pub struct Outcome {
     pub destroy_time: Duration,
     /// Removal of the ciphertext.
     pub remove_time: Duration,
+    /// The target's name was taken by a new object after the interrupted
+    /// run (its id differs): that object was left alone.
+    pub replaced: bool,
     pub report: VerifyReport,
 }
 
@@ -72,12 +75,25 @@ pub fn begin(cipherdir: &Path, target: &Target, survey: &Survey) -> io::Result<J
         parent: target.parent.clone(),
         entry: target.entry.clone(),
         record: target.record.clone(),
+        target: survey.target_id,
         ids: survey.ids.clone(),
         needles: survey.needles.clone(),
     };
     journal.write(&root)?;
     crate::failpoint::hit(FP_JOURNAL);
     Ok(journal)
+}
+
+/// Whether the name in the journal now holds another object than the one
+/// being shredded: one with an id that is not the target's (a directory
+/// with nothing in it but a fresh key does not count: nothing to lose).
+fn replaced(parent: &OwnedFd, j: &Journal) -> io::Result<bool> {
+    let now = match tree::target_id(parent, &j.entry) {
+        Ok(id) => id,
+        Err(e) if e.raw_os_error() == Some(libc::ENOENT) => return Ok(false),
+        Err(e) => return Err(e),
+    };
+    Ok(now.is_some() && now != j.target && !tree::empty_dir(parent, &j.entry)?)
 }
 
 /// The journal of an interrupted shred, if any.
@@ -93,18 +109,25 @@ pub fn finish(cipherdir: &Path, journal: &Journal, full: bool) -> io::Result<Out
     let root = open_root(cipherdir)?;
     let mut out = Outcome::default();
     let t0 = Instant::now();
-    if let Some(parent) = tree::open_parent(&root, &journal.parent)? {
-        out.objects = tree::destroy_slots(&parent, &journal.entry, journal.ids.len())?;
-        // Every overwritten slot durable before any removal can start.
-        rustix::fs::syncfs(&root)?;
-        out.destroy_time = t0.elapsed();
-        crate::failpoint::hit(FP_SYNCED);
-        let t1 = Instant::now();
-        tree::remove(&parent, &journal.entry, journal.record.as_deref())?;
-        out.remove_time = t1.elapsed();
+    let parent = tree::open_parent(&root, &journal.parent)?;
+    if let Some(p) = &parent {
+        out.replaced = replaced(p, journal)?;
+    }
+    match parent {
+        Some(parent) if !out.replaced => {
+            out.objects = tree::destroy_slots(&parent, &journal.entry, journal.ids.len())?;
+            // Every overwritten slot durable before any removal can start.
+            rustix::fs::syncfs(&root)?;
+            out.destroy_time = t0.elapsed();
+            crate::failpoint::hit(FP_SYNCED);
+            let t1 = Instant::now();
+            tree::remove(&parent, &journal.entry, journal.record.as_deref())?;
+            out.remove_time = t1.elapsed();
+        }
+        _ => {}
     }
     crate::failpoint::hit(FP_REMOVED);
-    out.report = verify::check(&root, journal, full)?;
+    out.report = verify::check(&root, journal, full, !out.replaced)?;
     if out.report.is_clean() {
         Journal::remove(&root)?;
     }

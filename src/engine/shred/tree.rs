@@ -34,6 +34,8 @@ pub struct Survey {
     pub key_objects: u64,
     pub ids: Vec<[u8; 16]>,
     pub needles: Needles,
+    /// The target's own id, if it carries one.
+    pub target_id: Option<[u8; 16]>,
 }
 
 /// Opens the directory at backing path `comps` below `root`; None if a
@@ -81,6 +83,51 @@ fn stat_type(dir: BorrowedFd<'_>, name: &[u8]) -> io::Result<Option<FileType>> {
     }
 }
 
+/// The id an entry carries now: its dekfs.dir's dir_id (a directory) or its
+/// header's file_id; None if it has none. `Err(NOENT)` if it is gone.
+pub(super) fn target_id(parent: &OwnedFd, entry: &str) -> io::Result<Option<[u8; 16]>> {
+    let head = match stat_type(parent.as_fd(), entry.as_bytes())? {
+        None => return Err(io::Error::from_raw_os_error(libc::ENOENT)),
+        Some(FileType::Directory) => {
+            let fd = open_dir(parent.as_fd(), entry)?;
+            match open_file(fd.as_fd(), DIR_META_NAME.as_bytes(), false) {
+                Ok(f) => read_head(&f)?,
+                Err(e) if e.raw_os_error() == Some(libc::ENOENT) => return Ok(None),
+                Err(e) => return Err(e),
+            }
+        }
+        Some(FileType::RegularFile) => {
+            read_head(&open_file(parent.as_fd(), entry.as_bytes(), false)?)?
+        }
+        Some(_) => return Ok(None),
+    };
+    Ok(head.get(16..32).map(|b| {
+        let mut id = [0u8; 16];
+        id.copy_from_slice(b);
+        id
+    }))
+}
+
+/// True for a directory holding nothing but (at most) its dekfs.dir: the
+/// daemon re-keys such a directory on first access, which changes its id
+/// without there being anything to lose.
+pub(super) fn empty_dir(parent: &OwnedFd, entry: &str) -> io::Result<bool> {
+    if stat_type(parent.as_fd(), entry.as_bytes())? != Some(FileType::Directory) {
+        return Ok(false);
+    }
+    let fd = open_dir(parent.as_fd(), entry)?;
+    Ok(children(fd.as_fd())?
+        .iter()
+        .all(|(n, _)| n == DIR_META_NAME.as_bytes()))
+}
+
+fn read_head(f: &std::fs::File) -> io::Result<Vec<u8>> {
+    let len = f.metadata()?.len() as usize;
+    let mut head = vec![0u8; 32.min(len)];
+    f.read_exact_at(&mut head, 0)?;
+    Ok(head)
+}
+
 /// Where a file's key slots start, from its name and first bytes; None for
 /// a file that carries no key.
 fn slot_start(name: &[u8], head: &[u8]) -> Option<usize> {
@@ -116,6 +163,7 @@ pub fn survey(root: &OwnedFd, t: &super::Target) -> io::Result<Survey> {
     let mut s = Survey::default();
     let parent =
         open_parent(root, &t.parent)?.ok_or_else(|| io::Error::from_raw_os_error(libc::ENOENT))?;
+    s.target_id = target_id(&parent, &t.entry)?;
     survey_entry(&mut s, parent.as_fd(), t.entry.as_bytes())?;
     Ok(s)
 }

@@ -156,14 +156,25 @@ fn read_full(f: &std::fs::File, buf: &mut [u8], off: u64) -> io::Result<usize> {
 }
 
 /// Checks the whole cipher directory against a journal.
-pub fn check(root: &OwnedFd, journal: &Journal, full: bool) -> io::Result<VerifyReport> {
+/// `target_gone`: the target's name must be free (false when a new object
+/// took it after an interrupted run).
+pub fn check(
+    root: &OwnedFd,
+    journal: &Journal,
+    full: bool,
+    target_gone: bool,
+) -> io::Result<VerifyReport> {
     let mut c = Check {
         scanner: Scanner::new(journal.needles.iter()),
         ids: journal.ids.iter().copied().collect(),
         full,
         report: VerifyReport::default(),
     };
-    if let Some(parent) = super::tree::open_parent(root, &journal.parent)? {
+    let parent = match target_gone {
+        true => super::tree::open_parent(root, &journal.parent)?,
+        false => None,
+    };
+    if let Some(parent) = parent {
         for name in std::iter::once(&journal.entry).chain(journal.record.as_ref()) {
             match rustix::fs::statat(&parent, name.as_str(), AtFlags::SYMLINK_NOFOLLOW) {
                 Err(Errno::NOENT) => {}
