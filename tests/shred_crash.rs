@@ -97,6 +97,19 @@ fn kill9_at_each_step_then_rerun_finishes() {
         } else {
             assert_eq!(gone, victim.len(), "{point}: after the dir key died");
         }
+        if point == shred::FP_HALF {
+            let out = v.fsck();
+            assert!(
+                out.stdout.contains("interrupted shred is pending"),
+                "{}",
+                out.stdout
+            );
+            let (c, pf) = (v.cipher.to_str().unwrap(), v.passfile.to_str().unwrap());
+            dekfs(["fsck", c, "--passfile", pf, "--repair"]).expect_code(
+                exit::MOUNT_FAILED,
+                "repair refused while a shred is pending",
+            );
+        }
         // A rerun without a path finishes the job from the journal alone.
         let out = shred(&v, None, &["--verify"]);
         out.expect_code(exit::OK, "rerun");
