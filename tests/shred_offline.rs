@@ -168,6 +168,58 @@ fn the_final_check_finds_a_stray_copy_of_a_destroyed_key() {
     assert!(!v.cipher.join("dekfs.shred").exists());
 }
 
+/// `--verify` extends the byte scan into file contents; the default check
+/// covers headers and every non-entry file.
+#[test]
+fn verify_scans_contents_too() {
+    let v = TestVolume::new("shred-verify");
+    v.mount();
+    fs::create_dir(v.p("/d")).unwrap();
+    fs::write(v.p("/d/f"), b"secret").unwrap();
+    fs::write(v.p("/other"), vec![7u8; 10_000]).unwrap();
+    v.umount();
+    let entries = |dir: &std::path::Path| -> Vec<std::path::PathBuf> {
+        fs::read_dir(dir)
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .filter(|p| !p.file_name().unwrap().to_string_lossy().contains('.'))
+            .collect()
+    };
+    let root = entries(&v.cipher);
+    let d = root.iter().find(|p| p.is_dir()).unwrap();
+    let other = root.iter().find(|p| p.is_file()).unwrap();
+    let header = fs::read(&entries(d)[0]).unwrap();
+    // Plant the victim's header inside the other file's ciphertext (that
+    // file is damaged by it; what matters is whether the scan sees it).
+    let mut o = fs::read(other).unwrap();
+    o[5000..5000 + HEADER_LEN as usize].copy_from_slice(&header[..HEADER_LEN as usize]);
+    fs::write(other, &o).unwrap();
+    let c = v.cipher.display().to_string();
+    let pf = v.passfile.display().to_string();
+    // Default: headers and metadata only, so the planted copy is not seen.
+    let out = dekfs(["shred", &c, "/d", "--passfile", &pf, "--yes"]);
+    out.expect_code(exit::OK, "default check");
+    assert!(out.stdout.contains(": clean"), "{}", out.stdout);
+    // The same plant in a fresh victim, found with --verify.
+    v.mount();
+    fs::create_dir(v.p("/e")).unwrap();
+    fs::write(v.p("/e/g"), b"secret too").unwrap();
+    v.umount();
+    let e = entries(&v.cipher).into_iter().find(|p| p.is_dir()).unwrap();
+    let header = fs::read(&entries(&e)[0]).unwrap();
+    let mut o = fs::read(other).unwrap();
+    o[6000..6000 + HEADER_LEN as usize].copy_from_slice(&header[..HEADER_LEN as usize]);
+    fs::write(other, &o).unwrap();
+    let out = dekfs(["shred", &c, "/e", "--passfile", &pf, "--yes", "--verify"]);
+    out.expect_code(exit::CORRUPT, "--verify finds the planted key");
+    assert!(
+        out.stdout
+            .contains("holds a destroyed wrapped key at offset 6080"),
+        "{}",
+        out.stdout
+    );
+}
+
 #[test]
 fn shred_asks_unless_yes() {
     let v = TestVolume::new("shred-ask");
