@@ -144,11 +144,7 @@ fn slot_start(name: &[u8], head: &[u8]) -> Option<usize> {
 }
 
 fn open_file(dir: BorrowedFd<'_>, name: &[u8], write: bool) -> io::Result<std::fs::File> {
-    let mode = if write {
-        OFlags::WRONLY
-    } else {
-        OFlags::RDONLY
-    };
+    let mode = if write { OFlags::RDWR } else { OFlags::RDONLY };
     let fd = rustix::fs::openat(
         dir,
         name,
@@ -257,8 +253,7 @@ fn destroy_entry(dir: BorrowedFd<'_>, name: &[u8], n: &mut u64, half: u64) -> io
             let f = open_file(dir, name, true)?;
             let len = f.metadata()?.len() as usize;
             let mut head = vec![0u8; 4.min(len)];
-            let r = open_file(dir, name, false)?;
-            r.read_exact_at(&mut head, 0)?;
+            f.read_exact_at(&mut head, 0)?;
             if let Some(start) = slot_start(name, &head) {
                 let end = (start + 2 * SLOT_LEN).min(len);
                 if end > start {
