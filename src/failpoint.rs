@@ -6,8 +6,11 @@
 //!
 //! Points so far: `rename.cross_dir.renamed` (a cross-directory move after the
 //! rename and the directory fsyncs, before the old key slot is cleared).
-//! Later issues add theirs here (rekey: between rewrapping objects; shred:
-//! between destroying a key and removing the ciphertext), one constant each.
+//! Later issues add theirs here (rekey: between rewrapping objects), one
+//! constant each. Offline shred's five points (`shred.journal.written`,
+//! `shred.slots.half`, `shred.slots.synced`, `shred.removal.contents`,
+//! `shred.removed`) are constants in engine/shred beside the steps they cut;
+//! there the process killed is the `dekfs shred` command itself.
 
 use std::sync::OnceLock;
 

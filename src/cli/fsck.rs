@@ -80,6 +80,18 @@ pub fn run(a: FsckArgs) -> CliResult<()> {
     } else {
         (None, 0)
     };
+    // A half-shredded subtree reads as damage; quarantining it would move it
+    // away from the path the shred journal names.
+    let shred_pending = crate::engine::shred::pending(&cipherdir)
+        .unwrap_or(None)
+        .is_some();
+    if shred_pending && a.repair {
+        return Err(CliError::new(
+            MOUNT_FAILED,
+            format!("{} has an interrupted shred", cipherdir.display()),
+        )
+        .hint("finish it first: dekfs shred CIPHERDIR, then run fsck --repair again"));
+    }
     let cred = credential(&a.key)?;
     let unlocked = volume::unlock_with(&cipherdir, &cred, &super::unlock::unlock_policy(&a.key))?;
     drop(cred);
@@ -92,6 +104,9 @@ pub fn run(a: FsckArgs) -> CliResult<()> {
         .map_err(|e| CliError::new(IO, format!("fsck of {}: {e}", cipherdir.display())))?;
     for n in &r.notes {
         println!("note: {n}");
+    }
+    if shred_pending {
+        println!("note: an interrupted shred is pending (dekfs.shred); `dekfs shred CIPHERDIR` finishes it");
     }
     if stale > 0 {
         println!("repaired: removed {stale} config temp file(s) left by a crashed writer");

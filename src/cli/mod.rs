@@ -2,6 +2,7 @@
 //! It must not implement filesystem or key logic itself.
 
 mod ask_password;
+mod destroy;
 mod exit;
 mod fsck;
 mod init;
@@ -10,6 +11,7 @@ mod live;
 mod mount;
 mod protector;
 mod secret_input;
+mod shred;
 mod status;
 mod umount;
 mod unlock;
@@ -65,6 +67,10 @@ enum Cmd {
     /// Add, remove, list or reseal protectors (passphrase, recovery key, TPM2)
     #[command(subcommand)]
     Protector(protector::ProtectorCmd),
+    /// Cryptographically erase a file or directory tree of an unmounted volume
+    Shred(shred::ShredArgs),
+    /// Erase a whole volume by destroying every copy of its key
+    Destroy(destroy::DestroyArgs),
 }
 
 /// The CLI definition, for generating man pages and completions at build time.
@@ -96,6 +102,8 @@ pub fn main() -> i32 {
         Cmd::Unlock(a) => live::unlock(a),
         Cmd::Fsck(a) => fsck::run(a),
         Cmd::Protector(c) => protector::run(c),
+        Cmd::Shred(a) => shred::run(a),
+        Cmd::Destroy(a) => destroy::run(a),
     };
     match r {
         Ok(()) => exit::OK,

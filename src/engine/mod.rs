@@ -3,8 +3,10 @@
 //! metadata rules of its own (that is layout/'s job) and must not know about
 //! FUSE.
 
+pub mod destroy;
 pub mod fsck;
 mod quarantine;
+pub mod shred;
 pub mod source;
 pub mod walk;
 

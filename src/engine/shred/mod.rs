@@ -1,0 +1,135 @@
+//! Cryptographic erasure of one subtree of an unmounted volume (`dekfs
+//! shred CIPHERDIR PLAINPATH`): resolve the plaintext path to its backing
+//! entry (resolve.rs), record what will die in a journal (journal.rs),
+//! overwrite every key slot under it in place and sync (tree.rs), only then
+//! remove the ciphertext, and finally prove that nothing names a destroyed
+//! id or holds a destroyed wrapped key (verify.rs). Every step after the
+//! journal needs no key, so a rerun after a crash finishes the job from the
+//! journal alone. It must not run on a mounted volume (the caller holds the
+//! volume lock), must not keep wrapped-key bytes anywhere but in memory (the
+//! journal holds fingerprints only), and must not touch anything outside the
+//! target subtree except the target's entry, its long-name record and the
+//! journal.
+
+pub mod journal;
+pub mod resolve;
+mod tree;
+pub mod verify;
+
+pub use journal::{Journal, JOURNAL_NAME};
+pub use resolve::{resolve, ResolveError, Target};
+pub use tree::Survey;
+pub use verify::{Finding, Needles, VerifyReport};
+
+use rustix::fs::{Mode, OFlags};
+use std::io;
+use std::os::fd::OwnedFd;
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+/// Crash points (see failpoint.rs): after the journal is durable, after
+/// half of the key objects were overwritten, after every slot is destroyed
+/// and synced (before any removal), after the subtree's contents are gone
+/// (before the target entry itself), after the removal (before the final
+/// check and the journal's deletion).
+pub const FP_JOURNAL: &str = "shred.journal.written";
+pub const FP_HALF: &str = "shred.slots.half";
+pub const FP_SYNCED: &str = "shred.slots.synced";
+pub const FP_CONTENTS: &str = "shred.removal.contents";
+pub const FP_REMOVED: &str = "shred.removed";
+
+/// What one run of `finish` did.
+#[derive(Debug, Default)]
+pub struct Outcome {
+    /// Key objects (headers, dekfs.dir and its temp files) overwritten.
+    pub objects: u64,
+    /// From the first overwrite to the last sync of the key slots.
+    pub destroy_time: Duration,
+    /// Removal of the ciphertext.
+    pub remove_time: Duration,
+    /// The target's name was taken by a new object after the interrupted
+    /// run (its id differs): that object was left alone.
+    pub replaced: bool,
+    pub report: VerifyReport,
+}
+
+pub(crate) fn open_root(cipherdir: &Path) -> io::Result<OwnedFd> {
+    Ok(rustix::fs::open(
+        cipherdir,
+        OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC | OFlags::NOFOLLOW,
+        Mode::empty(),
+    )?)
+}
+
+/// Surveys the target: what a shred of it destroys, every id and wrapped
+/// key fingerprinted.
+pub fn survey_target(cipherdir: &Path, target: &Target) -> io::Result<Survey> {
+    tree::survey(&open_root(cipherdir)?, target)
+}
+
+/// Step 1: makes the journal of a surveyed target durable. From here on the
+/// job is `finish`'s, in this run or the next.
+pub fn begin(cipherdir: &Path, target: &Target, survey: &Survey) -> io::Result<Journal> {
+    let root = open_root(cipherdir)?;
+    let journal = Journal {
+        parent: target.parent.clone(),
+        entry: target.entry.clone(),
+        record: target.record.clone(),
+        target: survey.target_id,
+        ids: survey.ids.clone(),
+        needles: survey.needles.clone(),
+    };
+    journal.write(&root)?;
+    crate::failpoint::hit(FP_JOURNAL);
+    Ok(journal)
+}
+
+/// Whether the name in the journal now holds another object than the one
+/// being shredded: one with an id that is not the target's (a directory
+/// with nothing in it but a fresh key does not count: nothing to lose).
+fn replaced(parent: &OwnedFd, j: &Journal) -> io::Result<bool> {
+    let now = match tree::target_id(parent, &j.entry) {
+        Ok(id) => id,
+        Err(e) if e.raw_os_error() == Some(libc::ENOENT) => return Ok(false),
+        Err(e) => return Err(e),
+    };
+    Ok(now.is_some() && now != j.target && !tree::empty_dir(parent, &j.entry)?)
+}
+
+/// The journal of an interrupted shred, if any.
+pub fn pending(cipherdir: &Path) -> io::Result<Option<Journal>> {
+    Journal::read(&open_root(cipherdir)?)
+}
+
+/// Steps 2-4 from a durable journal: destroy and sync every key slot under
+/// the target, remove its ciphertext, check the whole cipher directory
+/// (`full`: every byte of every file, not only keys and metadata), and
+/// delete the journal only if the check is clean.
+pub fn finish(cipherdir: &Path, journal: &Journal, full: bool) -> io::Result<Outcome> {
+    let root = open_root(cipherdir)?;
+    let mut out = Outcome::default();
+    let t0 = Instant::now();
+    let parent = tree::open_parent(&root, &journal.parent)?;
+    if let Some(p) = &parent {
+        out.replaced = replaced(p, journal)?;
+    }
+    match parent {
+        Some(parent) if !out.replaced => {
+            out.objects = tree::destroy_slots(&parent, &journal.entry, journal.ids.len())?;
+            // Every overwritten slot durable before any removal can start.
+            rustix::fs::syncfs(&root)?;
+            out.destroy_time = t0.elapsed();
+            crate::failpoint::hit(FP_SYNCED);
+            let t1 = Instant::now();
+            tree::remove(&parent, &journal.entry, journal.record.as_deref())?;
+            out.remove_time = t1.elapsed();
+        }
+        _ => {}
+    }
+    crate::failpoint::hit(FP_REMOVED);
+    out.report = verify::check(&root, journal, full, !out.replaced)?;
+    if out.report.is_clean() {
+        Journal::remove(&root)?;
+    }
+    Ok(out)
+}
