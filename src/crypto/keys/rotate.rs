@@ -7,6 +7,7 @@
 use super::{two_step, DirKey, DirParent, VolumeKeys};
 use crate::crypto::CryptoError;
 use crate::format::{DirMeta, FileHeader, KeySlot, DIR_META_LEN, HEADER_LEN};
+use crate::secret::Key32;
 
 /// The writes one object needs to reach the active KEK. `None` from the
 /// rewrap functions means it already holds only an active-KEK slot.
@@ -25,12 +26,15 @@ pub struct KekRewrap<const N: usize> {
     pub fin: [u8; N],
 }
 
+type Slots = [Option<KeySlot>; 2];
+
+/// (final slots, both-slots step if one is needed), or `None` when done.
 fn plan(
     slots: &[Option<KeySlot>; 2],
     kept: usize,
     active: u32,
     new_slot: impl FnOnce() -> Result<KeySlot, CryptoError>,
-) -> Result<Option<([Option<KeySlot>; 2], Option<[Option<KeySlot>; 2]>)>, CryptoError> {
+) -> Result<Option<(Slots, Option<Slots>)>, CryptoError> {
     let kept_slot = slots.get(kept).cloned().flatten();
     let other = 1 - kept.min(1);
     if kept_slot.as_ref().is_some_and(|s| s.kek_version == active) {
@@ -46,6 +50,50 @@ fn plan(
 }
 
 impl VolumeKeys {
+    /// A copy of these keys plus a fresh KEK (OS CSPRNG) one version above
+    /// the highest held, which becomes the active one. Returns its version.
+    pub fn with_new_kek(&self) -> Result<(VolumeKeys, u32), CryptoError> {
+        let top = self.keks.iter().map(|(v, _)| *v).max().unwrap_or(0);
+        let next = top
+            .checked_add(1)
+            .ok_or(CryptoError::InvalidLength("KEK version overflow"))?;
+        let mut keks = self.copy_keks(|_| true)?;
+        keks.push((next, Key32::random()?));
+        Ok((VolumeKeys::from_parts(self.volume_id, keks, next)?, next))
+    }
+
+    /// A copy of these keys without KEK `version` (which must not be the
+    /// active one): what is left once that version is destroyed.
+    pub fn without_kek(&self, version: u32) -> Result<VolumeKeys, CryptoError> {
+        if version == self.active {
+            return Err(CryptoError::InvalidLength("cannot drop the active KEK"));
+        }
+        let keks = self.copy_keks(|v| v != version)?;
+        VolumeKeys::from_parts(self.volume_id, keks, self.active)
+    }
+
+    /// A copy of these keys with `version` (already held) as the active KEK.
+    pub fn with_active(&self, version: u32) -> Result<VolumeKeys, CryptoError> {
+        VolumeKeys::from_parts(self.volume_id, self.copy_keks(|_| true)?, version)
+    }
+
+    /// Versions of every KEK held, ascending.
+    pub fn kek_versions(&self) -> Vec<u32> {
+        self.keks.iter().map(|(v, _)| *v).collect()
+    }
+
+    fn copy_keks(&self, keep: impl Fn(u32) -> bool) -> Result<Vec<(u32, Key32)>, CryptoError> {
+        let mut out = Vec::with_capacity(self.keks.len() + 1);
+        for (v, k) in self.keks.iter().filter(|(v, _)| keep(*v)) {
+            let copy = Key32::try_fill(|o| {
+                o.copy_from_slice(k.expose());
+                Ok::<(), CryptoError>(())
+            })?;
+            out.push((*v, copy));
+        }
+        Ok(out)
+    }
+
     /// Rewraps the DEK of a header of a file in `dir` to the active KEK (same
     /// parent). The header must open with a KEK this volume holds.
     pub fn rewrap_file_kek(
@@ -103,7 +151,6 @@ impl VolumeKeys {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::secret::Key32;
 
     fn key(b: u8) -> Key32 {
         Key32::from_array(&mut [b; 32])
@@ -153,6 +200,22 @@ mod tests {
         assert_eq!(versions(&r.fin), [2, 0]);
         assert!(v2.open_file(&b, &r.fin).is_ok());
         assert!(both.rewrap_file_kek(&a, &r.fin).is_err());
+    }
+
+    #[test]
+    fn new_kek_is_active_and_old_can_be_dropped() {
+        let v1 = vol(&[1], 1);
+        let (root, rmeta) = v1.create_root_dir_from_parts(key(50), [3; 16]).unwrap();
+        let (both, next) = v1.with_new_kek().unwrap();
+        assert_eq!((next, both.active_kek_version()), (2, 2));
+        assert_eq!(both.kek_versions(), vec![1, 2]);
+        assert!(both.open_root_dir(&rmeta).is_ok());
+        let fin = both.rewrap_dir_kek(None, &rmeta).unwrap().unwrap().fin;
+        let v2 = both.without_kek(1).unwrap();
+        assert_eq!(v2.kek_versions(), vec![2]);
+        assert!(v2.open_root_dir(&fin).is_ok() && v2.open_root_dir(&rmeta).is_err());
+        assert!(both.without_kek(2).is_err());
+        let _ = root;
     }
 
     #[test]
