@@ -5,6 +5,8 @@
 
 pub mod fsck;
 mod quarantine;
+pub mod rekey;
+pub mod rotation;
 pub mod source;
 pub mod walk;
 

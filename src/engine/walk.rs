@@ -57,8 +57,10 @@ pub struct Problem {
 
 /// What a whole-tree job does with each object. Errors stop the walk.
 pub trait Visitor {
-    /// A directory whose key opened, before its entries (the root first).
-    fn dir(&mut self, _at: &Entry<'_>, _key: &DirKey) -> io::Result<()> {
+    /// A directory whose key opened, before its entries (the root first);
+    /// `parent` is the key its own key is wrapped to (`None` for the root,
+    /// whose key is wrapped to the KEK alone).
+    fn dir(&mut self, _at: &Entry<'_>, _key: &DirKey, _parent: Option<&DirKey>) -> io::Result<()> {
         Ok(())
     }
     fn file(&mut self, at: &Entry<'_>, parent: &DirKey) -> io::Result<()>;
@@ -90,7 +92,7 @@ impl<'v, S: Source, V: Visitor> Walker<'v, S, V> {
 
     pub fn run(mut self) -> io::Result<()> {
         let (fd, state) = self.source.root()?;
-        self.enter(fd, state, "/".into(), PathBuf::new())
+        self.enter(fd, state, None, "/".into(), PathBuf::new())
     }
 
     fn problem(&mut self, path: String, backing: PathBuf, what: String, kind: ProblemKind) {
@@ -106,11 +108,12 @@ impl<'v, S: Source, V: Visitor> Walker<'v, S, V> {
         &mut self,
         fd: OwnedFd,
         state: DirKeyState,
+        parent: Option<&DirKey>,
         plain: String,
         backing: PathBuf,
     ) -> io::Result<()> {
         match state {
-            DirKeyState::Open(key) => self.dir(fd, key, plain, backing),
+            DirKeyState::Open(key) => self.dir(fd, key, parent, plain, backing),
             DirKeyState::EmptyWithoutKey(what) => {
                 self.visitor
                     .note(format!("{plain}: {what} (re-keyed on first access)"));
@@ -127,6 +130,7 @@ impl<'v, S: Source, V: Visitor> Walker<'v, S, V> {
         &mut self,
         fd: OwnedFd,
         key: Arc<DirKey>,
+        parent: Option<&DirKey>,
         plain: String,
         backing: PathBuf,
     ) -> io::Result<()> {
@@ -136,7 +140,7 @@ impl<'v, S: Source, V: Visitor> Walker<'v, S, V> {
             dir: fd.as_fd(),
             name: ".",
         };
-        self.visitor.dir(&at, &key)?;
+        self.visitor.dir(&at, &key, parent)?;
         let mut entries = layout::list(&fd)?;
         entries.sort_by(|a, b| a.raw.cmp(&b.raw));
         let longs: BTreeSet<&str> = entries
@@ -213,7 +217,7 @@ impl<'v, S: Source, V: Visitor> Walker<'v, S, V> {
         match ft {
             FileType::Directory => {
                 let (fd, state) = self.source.child(dirfd.as_fd(), key, cipher)?;
-                self.enter(fd, state, plain, backing)
+                self.enter(fd, state, Some(key), plain, backing)
             }
             FileType::Symlink => self.visitor.symlink(&at, key),
             FileType::RegularFile => self.visitor.file(&at, key),
