@@ -8,6 +8,7 @@ mod init;
 mod keysource;
 mod mount;
 mod protector;
+mod rekey;
 mod secret_input;
 mod status;
 mod umount;
@@ -60,6 +61,15 @@ enum Cmd {
     /// Add, remove, list or reseal protectors (passphrase, recovery key, TPM2)
     #[command(subcommand)]
     Protector(protector::ProtectorCmd),
+    /// Rotate the volume key (KEK) and destroy the old one
+    ///
+    /// A new KEK for every protector kept, every header and directory key
+    /// rewrapped, then the old KEK destroyed. Offline
+    /// (unmount first); crash-safe: --resume (or the next mount) finishes.
+    /// Protects against a leaked old passphrase, recovery key or TPM blob
+    /// together with today's ciphertext; not against a pre-rotation copy of
+    /// the whole cipher directory (file keys are unchanged).
+    Rekey(rekey::RekeyArgs),
 }
 
 /// The CLI definition, for generating man pages and completions at build time.
@@ -89,6 +99,7 @@ pub fn main() -> i32 {
         Cmd::Status(a) => status::run(a),
         Cmd::Fsck(a) => fsck::run(a),
         Cmd::Protector(c) => protector::run(c),
+        Cmd::Rekey(a) => rekey::run(a),
     };
     match r {
         Ok(()) => exit::OK,
