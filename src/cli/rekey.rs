@@ -175,10 +175,8 @@ pub fn run(a: RekeyArgs) -> CliResult<()> {
             }));
             if let Some(rk) = &b.recovery_key {
                 // The one time it is shown: stdout, also with --json.
-                println!(
-                    "New recovery key (store it safely, it is shown only once):\n{}",
-                    rk.display()
-                );
+                println!("New recovery key, shown only once; store it safely:");
+                println!("Recovery key: {}", rk.display());
             }
             (b.old, std::sync::Arc::new(b.keys))
         }
