@@ -268,8 +268,15 @@ pub fn begin(
             "refusing to drop every protector: the volume would be lost".into(),
         ));
     }
-    let all_tpm = added.iter().all(|r| r.body.kind() == PROTECTOR_KIND_TPM2);
-    if all_tpm && !opts.force {
+    // Only a rotation that takes away the last passphrase or recovery key
+    // needs --force; a volume that was TPM-only by choice stays so.
+    let is_tpm = |r: &ProtectorRecord| r.body.kind() == PROTECTOR_KIND_TPM2;
+    let was_tpm_only = config
+        .protectors
+        .iter()
+        .filter(|r| r.kek_version == old)
+        .all(is_tpm);
+    if added.iter().all(is_tpm) && !was_tpm_only && !opts.force {
         return Err(VolumeError::Refused(
             "refusing to keep only TPM protectors: a TPM can die and the data would die with it \
              (keep a passphrase or recovery key, or pass --force)"
