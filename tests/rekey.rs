@@ -202,3 +202,22 @@ fn rekey_refuses_a_mounted_volume_and_resume_with_nothing_pending_is_a_no_op() {
     rekey(&v, &["--resume"], None).expect_code(exit::OK, "resume with nothing pending");
     assert_eq!(fs::read(v.cipher.join(CONF)).unwrap(), before);
 }
+
+#[test]
+fn if_due_does_nothing_for_a_young_key_and_rotates_an_old_one() {
+    if skip() {
+        return;
+    }
+    let (v, _) = volume("rekey-due", 2);
+    let rk = recovery_file(&v);
+    let before = fs::read(v.cipher.join(CONF)).unwrap();
+    let extra = ["--also-recovery-key-file", rk.to_str().unwrap(), "--if-due"];
+    let o = rekey(&v, &extra, None);
+    o.expect_code(exit::OK, "rekey --if-due, fresh key");
+    assert!(o.stderr.contains("not due"), "{}", o.stderr);
+    assert_eq!(fs::read(v.cipher.join(CONF)).unwrap(), before);
+    let mut due = extra.to_vec();
+    due.extend(["--period-days", "0"]);
+    rekey(&v, &due, None).expect_code(exit::OK, "rekey --if-due --period-days 0");
+    assert_eq!(config(&v).keks[0].version, 2);
+}

@@ -52,6 +52,13 @@ pub struct RekeyArgs {
     /// One JSON object per line for progress and the result
     #[arg(long)]
     json: bool,
+    /// Do nothing unless the active KEK is older than the rotation period
+    /// (or a rotation is pending)
+    #[arg(long)]
+    if_due: bool,
+    /// Rotation period for --if-due, in days
+    #[arg(long, value_name = "DAYS", default_value_t = 365)]
+    period_days: u64,
 }
 
 fn explicit_credentials(a: &RekeyArgs) -> CliResult<Vec<Credential>> {
@@ -124,9 +131,34 @@ fn lock(cipherdir: &Path) -> CliResult<Option<VolumeLock>> {
     }
 }
 
+/// The age of the active KEK and when it is due, in days (unauthenticated
+/// config: at worst a forged date makes a rotation run early or late).
+fn due_in_days(a: &RekeyArgs) -> CliResult<(u64, i64)> {
+    let info = volume::read_info(&a.cipherdir)?;
+    let created = info.keks.iter().find(|k| k.2).map_or(0, |k| k.1);
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    let age = now.saturating_sub(created) / 86_400;
+    Ok((age, a.period_days as i64 - age as i64))
+}
+
 pub fn run(a: RekeyArgs) -> CliResult<()> {
     let _lock = lock(&a.cipherdir)?;
     let pending = rotate::pending_rotation(&a.cipherdir)?;
+    if a.if_due && pending.is_none() {
+        let (age, left) = due_in_days(&a)?;
+        if left > 0 {
+            let mut out = Output::new(a.json);
+            out.event(&serde_json::json!({
+                "event": "not_due", "kek_age_days": age, "due_in_days": left,
+            }));
+            out.say(&format!(
+                "not due: the volume key is {age} days old, rotation due in {left} days"
+            ));
+            return Ok(());
+        }
+    }
     let mut creds = explicit_credentials(&a)?;
     if creds.is_empty() && has_tty() && needs_credential(&a, pending.is_some())? {
         creds.push(Credential::Passphrase(secret_input::prompt(
