@@ -43,7 +43,6 @@ fn rekey_moves_every_object_and_the_old_config_opens_nothing() {
     let (v, want) = volume("rekey-all", 40);
     let before = slot_versions(&v.cipher);
     assert!(before.values().all(|s| s == &vec![1]), "{before:?}");
-    let mtime = |rel: &str| lstat(&v.cipher.join(rel)).modified().unwrap();
     let old_conf = fs::read(v.cipher.join(CONF)).unwrap();
     v.mount();
     let times_before: Vec<_> = want
@@ -52,12 +51,21 @@ fn rekey_moves_every_object_and_the_old_config_opens_nothing() {
         .collect();
     v.umount();
     let rk = recovery_file(&v);
+    let audit = v.dir.path().join("audit.log");
     let out = rekey(
         &v,
-        &["--also-recovery-key-file", rk.to_str().unwrap()],
+        &[
+            "--also-recovery-key-file",
+            rk.to_str().unwrap(),
+            "--log-file",
+            audit.to_str().unwrap(),
+        ],
         None,
     );
     out.expect_code(exit::OK, "rekey");
+    let audit = fs::read_to_string(audit).unwrap();
+    assert!(audit.contains("rekey: started, KEK 1 -> 2"), "{audit}");
+    assert!(audit.contains("KEK 1 destroyed"), "{audit}");
     assert!(out.stderr.contains("KEK 1 destroyed"), "{}", out.stderr);
     let after = slot_versions(&v.cipher);
     assert_eq!(after.len(), before.len(), "no object lost or gained");
@@ -67,7 +75,6 @@ fn rekey_moves_every_object_and_the_old_config_opens_nothing() {
     assert_eq!((c.keks[0].version, c.keks[0].state), (2, KekState::Active));
     assert!(c.protectors.iter().all(|p| p.kek_version == 2));
     assert_eq!(c.protectors.len(), 2);
-    let _ = mtime;
     // contents and times through the mount are unchanged; both credentials open
     v.mount();
     assert_eq!(hashes(&v, &want), want);

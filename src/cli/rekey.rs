@@ -56,6 +56,9 @@ pub struct RekeyArgs {
     /// (or a rotation is pending)
     #[arg(long)]
     if_due: bool,
+    /// Audit lines (start, finish, destruction) to FILE instead of syslog
+    #[arg(long, value_name = "FILE")]
+    log_file: Option<PathBuf>,
     /// Rotation period for --if-due, in days
     #[arg(long, value_name = "DAYS", default_value_t = 365)]
     period_days: u64,
@@ -144,6 +147,7 @@ fn due_in_days(a: &RekeyArgs) -> CliResult<(u64, i64)> {
 }
 
 pub fn run(a: RekeyArgs) -> CliResult<()> {
+    crate::logger::init(a.log_file.as_deref(), false)?;
     let _lock = lock(&a.cipherdir)?;
     let pending = rotate::pending_rotation(&a.cipherdir)?;
     if a.if_due && pending.is_none() {
