@@ -228,3 +228,52 @@ fn if_due_does_nothing_for_a_young_key_and_rotates_an_old_one() {
     rekey(&v, &due, None).expect_code(exit::OK, "rekey --if-due --period-days 0");
     assert_eq!(config(&v).keks[0].version, 2);
 }
+
+#[test]
+fn damaged_and_quarantined_objects_block_destruction_until_forced() {
+    if skip() {
+        return;
+    }
+    let (v, want) = volume("rekey-blocked", 6);
+    let rk = recovery_file(&v);
+    let extra = ["--also-recovery-key-file", rk.to_str().unwrap()];
+    // one header whose only slot no longer unwraps (slots are not under the MAC)
+    let victim = slot_versions(&v.cipher)
+        .keys()
+        .find(|p| !p.ends_with("dekfs.dir"))
+        .cloned()
+        .unwrap();
+    let path = v.cipher.join(&victim);
+    let mut bytes = fs::read(&path).unwrap();
+    bytes[100] ^= 0x55; // inside slot 0's wrapped key
+    fs::write(&path, &bytes).unwrap();
+    let q = v.cipher.join("dekfs.quarantine");
+    fs::create_dir(&q).unwrap();
+    fs::write(q.join("123-old-entry"), b"x").unwrap();
+    let o = rekey(&v, &extra, None);
+    o.expect_code(exit::CORRUPT, "rekey with blockers");
+    assert!(o.stderr.contains("123-old-entry"), "{}", o.stderr);
+    let c = config(&v);
+    assert_eq!(c.keks.len(), 2, "old KEK kept while objects need it");
+    // everything else moved; the blocked file still holds KEK 1
+    let s = slot_versions(&v.cipher);
+    assert_eq!(s[&victim], vec![1]);
+    assert_eq!(s.values().filter(|x| *x == &vec![2]).count(), s.len() - 1);
+    // resume without --force still refuses; with --force it destroys
+    rekey(&v, &["--resume"], None).expect_code(exit::CORRUPT, "resume, still blocked");
+    let o = rekey(&v, &["--resume", "--force"], None);
+    o.expect_code(exit::OK, "resume --force");
+    assert!(o.stderr.contains("unreadable"), "{}", o.stderr);
+    assert_eq!(config(&v).keks.len(), 1);
+    v.mount();
+    let readable = want
+        .keys()
+        .filter(|k| {
+            fs::read(v.p(k))
+                .map(|b| sha256(&b) == want[*k])
+                .unwrap_or(false)
+        })
+        .count();
+    assert_eq!(readable, want.len() - 1, "only the damaged file is lost");
+    v.umount();
+}
