@@ -258,7 +258,7 @@ fn report(out: &mut Output, f: &rotation::Finished) -> CliResult<()> {
         "event": "finished", "old_kek": f.old, "new_kek": f.new,
         "dirs": s.dirs, "files": s.files, "rewrapped": s.rewrapped,
         "already_current": s.current, "blockers": f.blockers,
-        "destroyed": f.destroyed,
+        "destroyed": f.destroyed, "rewrap_seconds": f.rewrap_time.as_secs_f64(),
     }));
     for b in &f.blockers {
         out.say(&format!("not moved to KEK {}: {b}", f.new));

@@ -16,6 +16,8 @@ pub struct Finished {
     pub old: u32,
     pub new: u32,
     pub rewrap: Report,
+    /// Wall time of the rewrap walk (its final sync included).
+    pub rewrap_time: std::time::Duration,
     pub verify: Report,
     /// KEK `old` is gone from the config.
     pub destroyed: bool,
@@ -35,7 +37,9 @@ pub fn finish(
 ) -> Result<Finished, VolumeError> {
     let new = keys.active_kek_version();
     log::info!("rekey: rewrapping every object from KEK {old} to KEK {new}");
+    let t0 = std::time::Instant::now();
     let rewrap = rekey::rewrap_all(cipherdir, keys, old, progress)?;
+    let rewrap_time = t0.elapsed();
     let verify = rekey::verify(cipherdir, keys, old)?;
     let blockers = verify.blockers();
     let destroyed = blockers.is_empty() || force;
@@ -58,6 +62,7 @@ pub fn finish(
         old,
         new,
         rewrap,
+        rewrap_time,
         verify,
         destroyed,
         blockers,
