@@ -12,4 +12,6 @@ pub mod walk;
 
 pub use walk::{Entry, Problem, ProblemKind, Visitor, Walker};
 #[cfg(test)]
+mod rekey_tests;
+#[cfg(test)]
 mod tests;
