@@ -54,6 +54,15 @@ fn crash_case(i: usize, point: &str, hit: u32, by_mount: bool) {
         before.keys().collect::<Vec<_>>(),
         "{fp}: no header or dekfs.dir lost"
     );
+    if i == 1 {
+        // A read-only mount reads the half-rotated volume and writes nothing.
+        let o = v.try_mount(&["-o", "ro"]);
+        o.expect_code(exit::OK, "read-only mount mid-rotation");
+        assert!(o.stderr.contains("unfinished"), "{}", o.stderr);
+        assert_eq!(hashes(&v, &want), want, "{fp}: read-only mount");
+        v.umount();
+        assert_eq!(slot_versions(&v.cipher), mid, "{fp}: ro mount wrote");
+    }
     if by_mount {
         // The mount finishes the rotation before it serves the volume.
         v.mount();

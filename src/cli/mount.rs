@@ -87,8 +87,13 @@ pub fn run(a: MountArgs) -> CliResult<()> {
     let mut unlocked =
         super::keysource::unlock_for_mount(&cipherdir, &mnt, &key, &a.tpm, &options)?;
     // Under the volume lock and before serving: an interrupted `rekey` is
-    // finished here (the daemon cannot yet rewrap online).
-    crate::engine::rotation::finish_pending_for_mount(&cipherdir, &mut unlocked)?;
+    // finished here (the daemon cannot yet rewrap online); a read-only
+    // mount writes nothing and only warns.
+    crate::engine::rotation::finish_pending_for_mount(
+        &cipherdir,
+        &mut unlocked,
+        options.read_only,
+    )?;
     let cfg = DaemonConfig {
         cipherdir,
         mountpoint: mnt,

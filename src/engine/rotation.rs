@@ -79,17 +79,26 @@ pub fn forget_old(u: &mut UnlockedVolume, old: u32) -> Result<(), VolumeError> {
 }
 
 /// For a mount: finishes a rotation an earlier `rekey` left pending, before
-/// the volume is served (offline, under the mount's volume lock). A rotation
+/// the volume is served (offline, under the mount's volume lock; not for a
+/// read-only mount, which only warns). A rotation
 /// that cannot finish is left pending with a warning; the volume still
 /// mounts, reading both KEKs and writing under the new one.
 pub fn finish_pending_for_mount(
     cipherdir: &Path,
     u: &mut UnlockedVolume,
+    read_only: bool,
 ) -> Result<(), VolumeError> {
     let Some((old, new)) = rotate::pending_rotation(cipherdir)? else {
         return Ok(());
     };
     if u.keys.active_kek_version() != new {
+        return Ok(());
+    }
+    if read_only {
+        eprintln!(
+            "dekfs: warning: a key rotation (KEK {old} -> {new}) is unfinished; a read-only \
+             mount does not finish it: run `dekfs rekey --resume` or mount read-write"
+        );
         return Ok(());
     }
     eprintln!("dekfs: finishing an interrupted key rotation (KEK {old} -> {new}) before mounting");
