@@ -54,6 +54,14 @@ fn crash_case(i: usize, point: &str, hit: u32, by_mount: bool) {
         before.keys().collect::<Vec<_>>(),
         "{fp}: no header or dekfs.dir lost"
     );
+    if point != "rekey.config.destroyed" {
+        let st = dekfs(["status", v.cipher.to_str().unwrap()]);
+        assert!(
+            st.stdout.contains("retiring"),
+            "{fp}: status: {}",
+            st.stdout
+        );
+    }
     if i == 1 {
         // A read-only mount reads the half-rotated volume and writes nothing.
         let o = v.try_mount(&["-o", "ro"]);
