@@ -6,7 +6,8 @@
 #
 # Installs (apt): FUSE 3 (fusermount3, libfuse3-dev for passthrough_ll), the C
 # toolchain, fio/jq (benchmarks), attr (getfattr/setfattr), gocryptfs (peer in
-# the benchmarks), util-linux (mountpoint). Adds the `tests` dummy user that
+# the benchmarks), util-linux (mountpoint), debootstrap, systemd-container
+# and iproute2 (tests/e2e/systemd.sh). Adds the `tests` dummy user that
 # pjdfstest switches to. Rust (cargo, rustfmt, clippy) must come from rustup;
 # this script does not download toolchains, it only tells you how.
 # Then it builds the test tools from crates.io at the exact versions pinned in
@@ -24,7 +25,8 @@ REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 
 PKGS=(fuse3 libfuse3-dev pkg-config fio jq attr gocryptfs gcc make build-essential
       util-linux procps psmisc strace tar python3 ca-certificates
-      swtpm swtpm-tools libtss2-dev libtss2-tcti-swtpm0 tpm2-tools)
+      swtpm swtpm-tools libtss2-dev libtss2-tcti-swtpm0 tpm2-tools
+      debootstrap systemd-container iproute2)
 
 missing=()
 for p in "${PKGS[@]}"; do

@@ -70,7 +70,7 @@ put_unit() {
 }
 
 install_all() {
-    local target=$REPO/target/release
+    local target=${CARGO_TARGET_DIR:-$REPO/target}/release
     if [ "$BUILD" = 1 ]; then
         (cd "$REPO" && DEKFS_BIN=$PREFIX/bin/dekfs cargo build --release --locked \
             -p dekfs -p mount-helper -p docgen)

@@ -19,11 +19,19 @@
 #                                          target, default 60, 2 in parallel)
 #   8. scripts/tpm-smoke.sh               (skip: SKIP_TPM=1; the CLI against its
 #                                          own swtpm, started and stopped there)
-#   9. clean tree                         (git status --porcelain is empty: no
+#   9. tests/e2e/systemd.sh               (skip: SKIP_E2E_SYSTEMD=1; mount at boot
+#                                          in a Debian 12 booted by systemd-nspawn;
+#                                          its checks count one each, its SKIPPED
+#                                          lines are listed, never counted passed;
+#                                          cold cache ~100-160 s, cached ~11-15 s)
+#  10. clean tree                         (git status --porcelain is empty: no
 #                                          step may modify or add a file that
 #                                          .gitignore does not cover; when the
 #                                          tree was already dirty, the run must
 #                                          not change it)
+#  11. leftovers                          (scripts/check-tmp-clean.sh: no
+#                                          dekfs-* dir or mount the run made in
+#                                          /tmp or /var/tmp is left behind)
 #
 # Every step runs even if an earlier one failed, so one run shows everything.
 # The last line is "N passed, N failed" summing all of it (fmt and clippy
@@ -37,6 +45,8 @@ export PATH="${HOME:-/root}/.cargo/bin:$PATH"
 export CARGO_TERM_COLOR=never
 LOGS=${TEST_LOG_DIR:-/var/tmp/dekfs-test-logs}
 mkdir -p "$LOGS"
+# What dekfs-* temp entries and mounts exist now, to find what the run leaves.
+scripts/check-tmp-clean.sh snapshot "$LOGS/tmp-before.txt"
 T_START=$SECONDS
 
 PASSED=0
@@ -46,7 +56,7 @@ step() { echo; echo "=== $* ($(date +%T), +$((SECONDS - T_START)) s)"; }
 check_ok() { PASSED=$((PASSED + 1)); echo "--- ok: $1"; }
 check_fail() { FAILED=$((FAILED + 1)); FAILED_STEPS+=("$1"); echo "--- FAILED: $1"; }
 
-# tree_state: what step 9 compares (empty on a clean tree)
+# tree_state: what step 10 compares (empty on a clean tree)
 tree_state() {
     git status --porcelain 2>&1
     git diff HEAD --binary 2>/dev/null | sha256sum | sed 's/^/diff /'
@@ -57,7 +67,7 @@ git rev-parse --is-inside-work-tree >/dev/null 2>&1 && IN_GIT=1
 TREE_CLEAN_AT_START=0
 [ "$IN_GIT" = 1 ] && [ -z "$(git status --porcelain 2>&1)" ] && TREE_CLEAN_AT_START=1
 TREE_BEFORE=$(tree_state)
-[ "$IN_GIT" = 0 ] || [ "$TREE_CLEAN_AT_START" = 1 ] || echo "test.sh: WARNING: the git tree is dirty before the run; step 9 only checks that the run changes nothing" >&2
+[ "$IN_GIT" = 0 ] || [ "$TREE_CLEAN_AT_START" = 1 ] || echo "test.sh: WARNING: the git tree is dirty before the run; step 10 only checks that the run changes nothing" >&2
 
 [ "$(id -u)" = 0 ] || echo "test.sh: WARNING: not root; FUSE mount tests and pjdfstest will be skipped or fail" >&2
 
@@ -99,7 +109,7 @@ grep -E 'SKIPPED \(needs root' "$LOGS/cargo-test.log" | head -3
 
 if [ "${SKIP_PJD:-0}" != 1 ]; then
     step "pjdfstest"
-    scripts/pjdfstest.sh dekfs 2>&1 | tee "$LOGS/pjdfstest.log"
+    OUT="$LOGS/pjd-results" scripts/pjdfstest.sh dekfs 2>&1 | tee "$LOGS/pjdfstest.log"
     rc=${PIPESTATUS[0]}
     line=$(grep -E '^pjdfstest: [0-9]+ passed, [0-9]+ failed' "$LOGS/pjdfstest.log" | tail -1)
     pp=$(sed -E 's/^pjdfstest: ([0-9]+) passed.*/\1/' <<<"$line"); pp=${pp:-0}
@@ -143,6 +153,21 @@ if [ "${SKIP_TPM:-0}" != 1 ]; then
     fi
 fi
 
+if [ "${SKIP_E2E_SYSTEMD:-0}" != 1 ]; then
+    step "e2e: mount at boot under systemd (tests/e2e/systemd.sh)"
+    tests/e2e/systemd.sh </dev/null 2>&1 | tee "$LOGS/e2e-systemd.log"
+    rc=${PIPESTATUS[0]}
+    line=$(grep -E '^e2e-systemd: [0-9]+ passed, [0-9]+ failed, [0-9]+ skipped' "$LOGS/e2e-systemd.log" | tail -1)
+    ep=$(sed -E 's/^e2e-systemd: ([0-9]+) passed.*/\1/' <<<"$line"); ep=${ep:-0}
+    ef=$(sed -E 's/^e2e-systemd: [0-9]+ passed, ([0-9]+) failed.*/\1/' <<<"$line"); ef=${ef:-0}
+    PASSED=$((PASSED + ep)); FAILED=$((FAILED + ef))
+    grep -E '^SKIPPED' "$LOGS/e2e-systemd.log" || true
+    if [ "$rc" != 0 ]; then
+        ((ef > 0)) || FAILED=$((FAILED + 1))   # setup failed
+        FAILED_STEPS+=("e2e systemd (exit $rc: $ep passed, $ef failed)")
+    fi
+fi
+
 step "clean tree (git status --porcelain)"
 if [ "$IN_GIT" = 0 ]; then
     echo "not a git checkout: nothing to compare"
@@ -154,6 +179,13 @@ else
     echo "the run left files that are neither committed nor ignored:"
     git status --porcelain 2>&1 | head -20
     check_fail "clean tree: the run modified the git tree"
+fi
+
+step "temp dirs and mounts left behind (scripts/check-tmp-clean.sh)"
+if scripts/check-tmp-clean.sh compare "$LOGS/tmp-before.txt"; then
+    check_ok "nothing left in the temp dirs"
+else
+    check_fail "the run left dekfs-* temp dirs or mounts behind"
 fi
 
 echo

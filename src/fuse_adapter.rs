@@ -26,6 +26,16 @@ pub struct DekFuse {
     pub policy: MountPolicy,
 }
 
+impl DekFuse {
+    /// The core, noting a request for `idle=`. Every request but FORGET
+    /// goes through here: the kernel forgets inodes on its own schedule,
+    /// which is not use of the mount.
+    fn core(&self) -> &CoreFs {
+        self.core.activity.touch();
+        &self.core
+    }
+}
+
 fn err(e: CoreErrno) -> Errno {
     Errno::from_i32(crate::fs::user_errno(e).0)
 }
@@ -40,7 +50,7 @@ impl Filesystem for DekFuse {
     }
 
     fn lookup(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEntry) {
-        entry(reply, self.core.lookup(parent.0, name.as_bytes()));
+        entry(reply, self.core().lookup(parent.0, name.as_bytes()));
     }
 
     fn forget(&self, _req: &Request, ino: INodeNo, nlookup: u64) {
@@ -48,7 +58,7 @@ impl Filesystem for DekFuse {
     }
 
     fn getattr(&self, _req: &Request, ino: INodeNo, _fh: Option<FileHandle>, reply: ReplyAttr) {
-        match self.core.getattr(ino.0) {
+        match self.core().getattr(ino.0) {
             Ok(a) => reply.attr(&policy::ttl(&a), &attr(&a)),
             Err(e) => reply.error(err(e)),
         }
@@ -83,14 +93,14 @@ impl Filesystem for DekFuse {
             kill_setid: policy::truncate_kills_setid(size.is_some(), req.uid()),
             who: Requester::pid(req.pid()),
         };
-        match self.core.setattr(ino.0, set) {
+        match self.core().setattr(ino.0, set) {
             Ok(a) => reply.attr(&policy::ttl(&a), &attr(&a)),
             Err(e) => reply.error(err(e)),
         }
     }
 
     fn readlink(&self, _req: &Request, ino: INodeNo, reply: ReplyData) {
-        match self.core.readlink(ino.0) {
+        match self.core().readlink(ino.0) {
             Ok(t) => reply.data(&t),
             Err(e) => reply.error(err(e)),
         }
@@ -108,7 +118,7 @@ impl Filesystem for DekFuse {
     ) {
         entry(
             reply,
-            self.core.mknod(
+            self.core().mknod(
                 parent.0,
                 name.as_bytes(),
                 mode,
@@ -129,17 +139,17 @@ impl Filesystem for DekFuse {
     ) {
         entry(
             reply,
-            self.core
+            self.core()
                 .mkdir(parent.0, name.as_bytes(), mode, caller(req, umask)),
         );
     }
 
     fn unlink(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEmpty) {
-        empty(reply, self.core.unlink(parent.0, name.as_bytes()));
+        empty(reply, self.core().unlink(parent.0, name.as_bytes()));
     }
 
     fn rmdir(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEmpty) {
-        empty(reply, self.core.rmdir(parent.0, name.as_bytes()));
+        empty(reply, self.core().rmdir(parent.0, name.as_bytes()));
     }
 
     fn symlink(
@@ -152,7 +162,7 @@ impl Filesystem for DekFuse {
     ) {
         entry(
             reply,
-            self.core.symlink(
+            self.core().symlink(
                 parent.0,
                 link_name.as_bytes(),
                 target.as_os_str().as_bytes(),
@@ -173,7 +183,7 @@ impl Filesystem for DekFuse {
     ) {
         empty(
             reply,
-            self.core.rename(
+            self.core().rename(
                 parent.0,
                 name.as_bytes(),
                 newparent.0,
@@ -193,12 +203,12 @@ impl Filesystem for DekFuse {
     ) {
         entry(
             reply,
-            self.core.link(ino.0, newparent.0, newname.as_bytes()),
+            self.core().link(ino.0, newparent.0, newname.as_bytes()),
         );
     }
 
     fn open(&self, _req: &Request, ino: INodeNo, flags: OpenFlags, reply: ReplyOpen) {
-        match self.core.open(ino.0, flags.0) {
+        match self.core().open(ino.0, flags.0) {
             Ok(fh) => reply.opened(FileHandle(fh), open_flags()),
             Err(e) => reply.error(err(e)),
         }
@@ -217,7 +227,7 @@ impl Filesystem for DekFuse {
     ) {
         // The plaintext goes to the kernel straight from the core's buffer.
         let mut reply = Some(reply);
-        let sent = self.core.read_with(fh.0, offset, size, |d| {
+        let sent = self.core().read_with(fh.0, offset, size, |d| {
             if let Some(r) = reply.take() {
                 r.data(d);
             }
@@ -242,7 +252,7 @@ impl Filesystem for DekFuse {
         let kill = write_flags.contains(WriteFlags::FUSE_WRITE_KILL_SUIDGID);
         let who = Requester::pid(req.pid());
         match self
-            .core
+            .core()
             .write_request(who, ino.0, fh.0, offset, data, kill)
         {
             Ok(n) => reply.written(n),
@@ -258,7 +268,7 @@ impl Filesystem for DekFuse {
         _lock_owner: LockOwner,
         reply: ReplyEmpty,
     ) {
-        empty(reply, self.core.flush());
+        empty(reply, self.core().flush());
     }
 
     fn release(
@@ -271,7 +281,7 @@ impl Filesystem for DekFuse {
         _flush: bool,
         reply: ReplyEmpty,
     ) {
-        self.core.release(fh.0);
+        self.core().release(fh.0);
         reply.ok();
     }
 
@@ -283,11 +293,11 @@ impl Filesystem for DekFuse {
         datasync: bool,
         reply: ReplyEmpty,
     ) {
-        empty(reply, self.core.fsync(fh.0, datasync));
+        empty(reply, self.core().fsync(fh.0, datasync));
     }
 
     fn opendir(&self, _req: &Request, ino: INodeNo, _flags: OpenFlags, reply: ReplyOpen) {
-        match self.core.opendir(ino.0) {
+        match self.core().opendir(ino.0) {
             Ok(fh) => reply.opened(FileHandle(fh), convert::dir_open_flags()),
             Err(e) => reply.error(err(e)),
         }
@@ -301,7 +311,7 @@ impl Filesystem for DekFuse {
         offset: u64,
         reply: ReplyDirectory,
     ) {
-        listing::readdir(&self.core, ino, fh, offset, reply);
+        listing::readdir(self.core(), ino, fh, offset, reply);
     }
 
     fn readdirplus(
@@ -312,7 +322,7 @@ impl Filesystem for DekFuse {
         offset: u64,
         reply: ReplyDirectoryPlus,
     ) {
-        listing::readdirplus(&self.core, ino, fh, offset, reply);
+        listing::readdirplus(self.core(), ino, fh, offset, reply);
     }
 
     fn releasedir(
@@ -323,7 +333,7 @@ impl Filesystem for DekFuse {
         _flags: OpenFlags,
         reply: ReplyEmpty,
     ) {
-        self.core.releasedir(fh.0);
+        self.core().releasedir(fh.0);
         reply.ok();
     }
 
@@ -335,11 +345,11 @@ impl Filesystem for DekFuse {
         _datasync: bool,
         reply: ReplyEmpty,
     ) {
-        empty(reply, self.core.fsyncdir(ino.0));
+        empty(reply, self.core().fsyncdir(ino.0));
     }
 
     fn statfs(&self, _req: &Request, _ino: INodeNo, reply: ReplyStatfs) {
-        match self.core.statfs() {
+        match self.core().statfs() {
             Ok(s) => reply.statfs(
                 s.blocks, s.bfree, s.bavail, s.files, s.ffree, s.bsize, s.namelen, s.frsize,
             ),
@@ -362,7 +372,7 @@ impl Filesystem for DekFuse {
         }
         empty(
             reply,
-            self.core.setxattr(ino.0, name.as_bytes(), value, flags),
+            self.core().setxattr(ino.0, name.as_bytes(), value, flags),
         );
     }
 
@@ -370,25 +380,25 @@ impl Filesystem for DekFuse {
         if let Err(e) = self.policy.xattr_allowed() {
             return reply.error(err(e));
         }
-        xattr_reply(reply, size, self.core.getxattr(ino.0, name.as_bytes()));
+        xattr_reply(reply, size, self.core().getxattr(ino.0, name.as_bytes()));
     }
 
     fn listxattr(&self, _req: &Request, ino: INodeNo, size: u32, reply: ReplyXattr) {
         if let Err(e) = self.policy.xattr_allowed() {
             return reply.error(err(e));
         }
-        xattr_reply(reply, size, self.core.listxattr(ino.0));
+        xattr_reply(reply, size, self.core().listxattr(ino.0));
     }
 
     fn removexattr(&self, _req: &Request, ino: INodeNo, name: &OsStr, reply: ReplyEmpty) {
         if let Err(e) = self.policy.xattr_allowed() {
             return reply.error(err(e));
         }
-        empty(reply, self.core.removexattr(ino.0, name.as_bytes()));
+        empty(reply, self.core().removexattr(ino.0, name.as_bytes()));
     }
 
     fn access(&self, _req: &Request, ino: INodeNo, _mask: fuser::AccessFlags, reply: ReplyEmpty) {
-        empty(reply, self.core.access(ino.0));
+        empty(reply, self.core().access(ino.0));
     }
 
     fn create(
@@ -402,7 +412,7 @@ impl Filesystem for DekFuse {
         reply: ReplyCreate,
     ) {
         match self
-            .core
+            .core()
             .create(parent.0, name.as_bytes(), mode, flags, caller(req, umask))
         {
             Ok((a, fh)) => reply.created(
@@ -429,7 +439,7 @@ impl Filesystem for DekFuse {
         let who = crate::fs::Requester::pid(req.pid());
         empty(
             reply,
-            self.core.fallocate_as(who, fh.0, offset, length, mode),
+            self.core().fallocate_as(who, fh.0, offset, length, mode),
         );
     }
 }

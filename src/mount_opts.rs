@@ -33,7 +33,8 @@ pub enum KeySourceOpt {
     /// The TPM first, then `passfile=` or the terminal (the behaviour of `dekfs mount`).
     #[default]
     Auto,
-    /// The TPM; when it refuses, ask for the passphrase unless `nofail`.
+    /// The TPM; when it refuses, ask for the passphrase unless `nofail` or
+    /// `headless`.
     Tpm,
     /// `passfile=` or the terminal; never the TPM.
     Passphrase,
@@ -64,6 +65,10 @@ pub struct MountOptions {
     pub idle: Option<Duration>,
     /// `nofail`: boot goes on without this mount, so never wait for a person.
     pub nofail: bool,
+    /// `headless`: never wait for a person either. systemd drops `nofail`
+    /// (and `auto`/`noauto`) before it runs mount(8), so a mount unit only
+    /// reaches the helper with this one.
+    pub headless: bool,
     /// `tpm_tcti=` / `tcti=`, rejoined across the commas it contains.
     pub tcti: Option<String>,
     /// mount(2) flags from generic options (`noexec`, `noatime`, ...).
@@ -175,6 +180,10 @@ impl MountOptions {
             "atime" | "async" | "diratime" => {}
             "nofail" => {
                 self.nofail = true;
+                return Ok(());
+            }
+            "headless" => {
+                self.headless = true;
                 return Ok(());
             }
             s if BOOKKEEPING.contains(&s) || s.starts_with("x-") || s.starts_with("comment=") => {
@@ -320,6 +329,7 @@ mod tests {
             ("idle=15min", |o| o.idle == Some(Duration::from_secs(900))),
             ("idle=90", |o| o.idle == Some(Duration::from_secs(90))),
             ("nofail", |o| o.nofail),
+            ("headless", |o| o.headless),
             ("max_read=131072", |o| {
                 o.kernel_data() == ["max_read=131072"]
             }),

@@ -27,12 +27,56 @@ struct Normaliser {
     recovery: Vec<String>,
 }
 
+/// Replaces ISO 8601 UTC times (`2026-12-03T17:04:39Z`) with `<time>`.
+fn iso_free(l: &str) -> String {
+    const SHAPE: &[u8] = b"dddd-dd-ddTdd:dd:ddZ";
+    let b = l.as_bytes();
+    let fits = |at: usize| {
+        b.len() >= at + SHAPE.len()
+            && SHAPE.iter().zip(&b[at..]).all(|(s, c)| match s {
+                b'd' => c.is_ascii_digit(),
+                s => s == c,
+            })
+    };
+    let mut out = String::new();
+    let mut i = 0;
+    while i < b.len() {
+        if fits(i) {
+            out.push_str("<time>");
+            i += SHAPE.len();
+        } else {
+            let ch = l[i..].chars().next().unwrap_or(' ');
+            out.push(ch);
+            i += ch.len_utf8();
+        }
+    }
+    out
+}
+
+/// Replaces the number after "pid " with `<pid>`.
+fn pid_free(l: &str) -> String {
+    let mut out = String::new();
+    let mut rest = l;
+    while let Some(at) = rest.find("pid ") {
+        let (head, tail) = rest.split_at(at + 4);
+        out.push_str(head);
+        let digits = tail.bytes().take_while(u8::is_ascii_digit).count();
+        if digits > 0 {
+            out.push_str("<pid>");
+        }
+        rest = &tail[digits..];
+    }
+    out.push_str(rest);
+    out
+}
+
 impl Normaliser {
     fn line(&mut self, l: &str) -> String {
         let mut l = l.replace(&self.root, "$D");
         for k in &self.recovery {
             l = l.replace(k.as_str(), "<recovery-key>");
         }
+        let l = pid_free(&iso_free(&l));
         let mut out = String::new();
         let mut word = String::new();
         for c in l.chars().chain(std::iter::once('\n')) {
@@ -45,6 +89,15 @@ impl Normaliser {
             out.push(c);
         }
         out.pop();
+        // A daemon's pid and uptime (`dekfs status` of a mounted volume).
+        for (key, with) in [
+            ("pid ", "<pid>"),
+            ("\"pid\":", "<pid>"),
+            (", up ", "<secs>"),
+            ("\"uptime_secs\":", "<secs>"),
+        ] {
+            out = mask_number_after(&out, key, with);
+        }
         out
     }
 
@@ -83,6 +136,23 @@ impl Normaliser {
         }
         args
     }
+}
+
+/// Replaces the number right after each `key` in `l` by `with`.
+fn mask_number_after(l: &str, key: &str, with: &str) -> String {
+    let mut out = String::new();
+    let mut rest = l;
+    while let Some(i) = rest.find(key) {
+        let (head, tail) = rest.split_at(i + key.len());
+        out.push_str(head);
+        let digits = tail.bytes().take_while(u8::is_ascii_digit).count();
+        if digits > 0 {
+            out.push_str(with);
+        }
+        rest = &tail[digits..];
+    }
+    out.push_str(rest);
+    out
 }
 
 /// Unmounts `$D/m` if a failed transcript left it mounted.

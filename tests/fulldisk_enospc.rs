@@ -93,10 +93,10 @@ fn fulldisk_writers_get_enospc_and_fsynced_files_survive() {
     v.assert_fsck_clean("after full disk");
 }
 
-/// BUG (reported, in src/fs/file_io.rs, not owned here): a write that fails
-/// with ENOSPC leaves the backing file cut inside a block (a short pwrite is
-/// not undone), so the whole file reads as EIO afterwards, even its blocks
-/// written long before. Expected: the file keeps its last consistent size.
+/// A write that fails with ENOSPC must not leave the backing file cut
+/// inside a block (the whole file would read as EIO, even blocks written
+/// long before): the file keeps its last consistent size. Writes of 1000
+/// bytes rewrite the old partial last block while growing past it.
 #[test]
 fn fulldisk_file_whose_write_hit_enospc_stays_readable() {
     require_fuse!();

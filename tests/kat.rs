@@ -104,17 +104,20 @@ fn rfc5869_hkdf_sha256() {
 fn rfc9106_argon2id() {
     for (name, r) in load("rfc9106-argon2id.txt") {
         let mut tag = vec![0u8; hex(&r, "tag").len()];
-        kdf::argon2id_raw(
-            &hex(&r, "password"),
-            &hex(&r, "salt"),
-            &hex(&r, "secret"),
-            &hex(&r, "ad"),
+        let (password, salt) = (hex(&r, "password"), hex(&r, "salt"));
+        let (secret, ad) = (hex(&r, "secret"), hex(&r, "ad"));
+        let input = kdf::Argon2Input {
+            password: &password,
+            salt: &salt,
+            secret: &secret,
+            associated_data: &ad,
+        };
+        let cost = kdf::Argon2Cost::new(
             num(&r, "m_cost_kib") as u32,
             num(&r, "t_cost") as u32,
             num(&r, "p_lanes") as u32,
-            &mut tag,
-        )
-        .unwrap();
+        );
+        kdf::argon2id_raw(&input, cost, &mut tag).unwrap();
         assert_eq!(tag, hex(&r, "tag"), "{name}");
     }
 }

@@ -37,12 +37,13 @@ fn pin_inode(p: &std::path::Path) -> std::os::fd::OwnedFd {
     rustix::fs::open(p, OFlags::PATH | OFlags::CLOEXEC, Mode::empty()).unwrap()
 }
 
-/// Open handles of the daemon on files under `cipher`.
+/// Open handles of the daemon on files under `cipher`, its lock aside.
 fn open_handles(pid: u32, cipher: &std::path::Path) -> usize {
     let cipher = cipher.to_string_lossy().into_owned();
     held_files(pid, |o_path| !o_path)
         .iter()
-        .filter(|(t, _)| t.starts_with(&cipher))
+        // The volume lock stays open for the life of the mount.
+        .filter(|(t, _)| t.starts_with(&cipher) && !t.ends_with(VOLUME_LOCK))
         .count()
 }
 

@@ -61,7 +61,11 @@ Read the passphrase from the first line of FILE (with keysource=recovery: the re
 Unlock with the volume's tpm2 protector, no prompt. When the TPM refuses,
 ask for the passphrase (terminal, else systemd\-ask\-password), unless
 .B nofail
+or
+.B headless
 is given: then fail at once, so boot never waits for a person.
+systemd removes nofail from the options before it runs mount(8), so in
+fstab lines and mount units write headless as well.
 .TP
 .B keysource=passphrase
 The passphrase from passfile= or the terminal; never the TPM.
@@ -76,12 +80,18 @@ The recovery key from the file passfile= names, else asked for.
 (none)
 The TPM first, then passfile= or the terminal.
 .TP
+.B headless
+Never ask a person: a TPM refusal fails the mount at once. Unlike nofail,
+it reaches the helper when systemd mounts.
+.TP
 .BI tcti= TCTI ", tpm_tcti=" TCTI
 The TPM to use, e.g. device:/dev/tpmrm0 or swtpm:host=127.0.0.1,port=2321.
 .TP
 .BI idle= DURATION
-Unmount after DURATION without use: parsed, refused as not supported yet.
-Use x\-systemd.automount,x\-systemd.idle\-timeout= instead.
+Unmount after DURATION (90, 90s, 15min, 2h, 1d) with no request and no file
+or directory open; a busy mount (a working directory inside) stays and is
+tried again after another DURATION. With x\-systemd.automount the next
+access mounts it again.
 .TP
 .BR allow_other ", " allow_root ", " default_permissions ", " ro ", " rw ", " suid ", " dev ", " noxattr ", " writeback_cache
 As for
@@ -96,7 +106,7 @@ are accepted and left to mount(8) and systemd.
 Any other option is an error naming it (exit status 2).
 .SH EXAMPLES
 .nf
-/srv/vault.enc  /srv/vault  fuse.dekfs  keysource=tpm,nofail,x\-systemd.automount  0 0
+/srv/vault.enc  /srv/vault  fuse.dekfs  keysource=tpm,nofail,headless,x\-systemd.automount,idle=15min  0 0
 /srv/vault.enc  /srv/vault  fuse.dekfs  keysource=ask,x\-systemd.automount  0 0
 /srv/vault.enc  /srv/vault  fuse.dekfs  passfile=/etc/dekfs/vault.pass,nofail  0 0
 /srv/vault.enc  /srv/vault  fuse.dekfs  keysource=recovery,passfile=/root/vault.rk,noauto  0 0

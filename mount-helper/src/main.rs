@@ -62,9 +62,9 @@ fn find_dekfs() -> Option<PathBuf> {
     let beside = std::env::current_exe()
         .ok()
         .and_then(|p| p.parent().map(|d| d.join("dekfs")));
-    let path_dirs = std::env::var_os("PATH")
+    let path_dirs: Vec<PathBuf> = std::env::var_os("PATH")
         .map(|p| std::env::split_paths(&p).map(|d| d.join("dekfs")).collect())
-        .unwrap_or_else(Vec::new);
+        .unwrap_or_default();
     beside
         .into_iter()
         .chain([

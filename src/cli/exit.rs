@@ -51,6 +51,10 @@ impl From<VolumeError> for CliError {
         match e {
             VolumeError::WrongKey => CliError::new(WRONG_KEY, msg)
                 .hint("check the passphrase, or unlock with --recovery-key-file"),
+            VolumeError::WrongKeyWithinLimit { .. } => CliError::new(WRONG_KEY, msg).hint(format!(
+                "check the passphrase; --allow-kdf-cost or {}=1 tries every record",
+                crate::volume::ALLOW_KDF_COST_ENV
+            )),
             VolumeError::NoSuchProtector(_) => CliError::new(WRONG_KEY, msg),
             VolumeError::NotAVolume(_) => {
                 CliError::new(NOT_A_VOLUME, msg).hint("create one with `dekfs init CIPHERDIR`")

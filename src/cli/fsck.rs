@@ -7,7 +7,6 @@
 
 use super::exit::{CliError, CliResult, CORRUPT, IO, MOUNT_FAILED};
 use super::{secret_input, KeySource};
-use crate::volume::lock::is_config_temp;
 use crate::volume::{self, ConfigLock, Credential, LockError, VolumeLock};
 use clap::Args;
 use std::path::{Path, PathBuf};
@@ -72,17 +71,6 @@ fn mounted_error(cipherdir: &Path, what: &str) -> CliError {
     .hint("unmount it first (dekfs umount MOUNTPOINT), then run fsck --repair again")
 }
 
-/// Temp files of a crashed config writer, which only a repair removes.
-fn config_temps(cipherdir: &Path) -> usize {
-    std::fs::read_dir(cipherdir)
-        .map(|d| {
-            d.filter_map(Result::ok)
-                .filter(|e| is_config_temp(e.file_name().as_encoded_bytes()))
-                .count()
-        })
-        .unwrap_or(0)
-}
-
 pub fn run(a: FsckArgs) -> CliResult<()> {
     let cipherdir = std::fs::canonicalize(&a.cipherdir)
         .map_err(|_| CliError::from(volume::VolumeError::NotAVolume(a.cipherdir.clone())))?;
@@ -107,7 +95,7 @@ pub fn run(a: FsckArgs) -> CliResult<()> {
     }
     if stale > 0 {
         println!("repaired: removed {stale} config temp file(s) left by a crashed writer");
-    } else if !a.repair && config_temps(&cipherdir) > 0 {
+    } else if !a.repair && volume::lock::count_config_temps(&cipherdir) > 0 {
         println!("note: config temp file(s) left by a crashed writer (fsck --repair removes them)");
     }
     for p in &r.problems {

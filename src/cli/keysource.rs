@@ -1,7 +1,7 @@
 //! `-o keysource=`: which credential `dekfs mount` (and so fstab and mount
 //! units) unlocks with, and where a person is asked when nobody sits at a
 //! terminal. It must not read key material itself beyond choosing the
-//! reader, and `nofail` mounts never wait for a person.
+//! reader, and `nofail` or `headless` mounts never wait for a person.
 
 use super::exit::{CliError, CliResult, TPM_POLICY, USAGE};
 use super::unlock::{explicit_credential, has_tty, try_tpm, unlock_volume, TpmOpts};
@@ -50,14 +50,21 @@ pub fn unlock_for_mount(
                 | VolumeError::Corrupt(_)
                 | VolumeError::NoSuchProtector(_)),
             ) => {
-                if options.nofail {
+                if options.nofail || options.headless {
                     let hint = match &e {
                         VolumeError::Tpm(r) => r.hint(),
                         _ => "add a tpm2 protector: dekfs protector add --tpm2".into(),
                     };
                     return Err(CliError::new(
                         TPM_POLICY,
-                        format!("{e} (nofail: not asking for a passphrase)"),
+                        format!(
+                            "{e} ({}: not asking for a passphrase)",
+                            if options.headless {
+                                "headless"
+                            } else {
+                                "nofail"
+                            }
+                        ),
                     )
                     .hint(hint));
                 }

@@ -6,6 +6,7 @@ mod exit;
 mod fsck;
 mod init;
 mod keysource;
+mod live;
 mod mount;
 mod protector;
 mod rekey;
@@ -54,8 +55,12 @@ enum Cmd {
     Mount(mount::MountArgs),
     /// Unmount a dekfs mount and wait for its daemon to exit
     Umount(umount::UmountArgs),
-    /// Show a volume's identity, KEKs and protectors
+    /// Show a volume's identity, KEKs and protectors, and a mounted daemon's live figures
     Status(status::StatusArgs),
+    /// Wipe a mounted volume's keys from memory; the mount stays, access fails until unlock
+    Lock(live::LockArgs),
+    /// Give a locked mounted volume its keys back (same credentials as mount)
+    Unlock(live::UnlockArgs),
     /// Verify every config record, directory key, name, header and block of a volume
     Fsck(fsck::FsckArgs),
     /// Add, remove, list or reseal protectors (passphrase, recovery key, TPM2)
@@ -97,6 +102,8 @@ pub fn main() -> i32 {
         Cmd::Mount(a) => mount::run(a),
         Cmd::Umount(a) => umount::run(a),
         Cmd::Status(a) => status::run(a),
+        Cmd::Lock(a) => live::lock(a),
+        Cmd::Unlock(a) => live::unlock(a),
         Cmd::Fsck(a) => fsck::run(a),
         Cmd::Protector(c) => protector::run(c),
         Cmd::Rekey(a) => rekey::run(a),

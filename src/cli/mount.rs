@@ -27,7 +27,7 @@ pub struct MountArgs {
     tpm: super::unlock::TpmOpts,
     /// Mount options, comma-separated (allow_other, default_permissions, ro,
     /// passfile=FILE, keysource=tpm|passphrase|ask|recovery, tpm_tcti=TCTI,
-    /// noxattr, writeback_cache, ...)
+    /// idle=DURATION, noxattr, writeback_cache, ...)
     #[arg(short = 'o', value_delimiter = ',')]
     options: Vec<String>,
     /// Append daemon log lines to FILE (default: syslog, or stderr with -f)
@@ -41,13 +41,6 @@ pub struct MountArgs {
 pub fn run(a: MountArgs) -> CliResult<()> {
     let options =
         MountOptions::parse(&a.options).map_err(|e| CliError::new(USAGE, e.to_string()))?;
-    if let Some(d) = options.idle {
-        return Err(CliError::new(
-            USAGE,
-            format!("mount option `idle=` ({} s) is not supported yet", d.as_secs()),
-        )
-        .hint("remove idle= from the options; for an automount, x-systemd.idle-timeout= unmounts after idle time"));
-    }
     let mut key = a.key.clone();
     if let Some(p) = &options.passfile {
         if super::unlock::explicit_credential(&key) {

@@ -1,12 +1,14 @@
 //! `dekfs status`: shows a volume's identity, KEKs and protectors, from a
-//! cipher directory or a mount point. It needs no key and must not unlock.
+//! cipher directory or a mount point, and for a mounted one the daemon's
+//! live figures over its control socket. It needs no key and must not unlock.
 
 use super::exit::CliResult;
 use super::init::hex;
 use super::mount::mount_source;
+use crate::control::{Client, Status};
 use crate::volume;
 use clap::Args;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 #[cfg(test)]
 mod tests {
@@ -71,6 +73,7 @@ pub fn run(a: StatusArgs) -> CliResult<()> {
         }
     };
     let info = volume::read_info(&cipherdir)?;
+    let live = mounted_at.as_deref().map(live_status);
     // This process only: a mounted daemon's own lock state is not reachable from here yet.
     let locked = crate::secret::probe_memory_lock();
     if a.json {
@@ -92,8 +95,13 @@ pub fn run(a: StatusArgs) -> CliResult<()> {
                 )
             })
             .collect();
+        let live_json = match &live {
+            Some(Ok(s)) => format!(",\"live\":{}", live_json(s)),
+            Some(Err(why)) => format!(",\"live\":null,\"live_note\":\"{}\"", esc(why)),
+            None => ",\"live\":null".into(),
+        };
         println!(
-            "{{\"cipherdir\":\"{}\",\"mountpoint\":{},\"volume_id\":\"{}\",\"format_version\":{},\"created\":{},\"memory_locked\":{locked},\"keks\":[{}],\"protectors\":[{}]}}",
+            "{{\"cipherdir\":\"{}\",\"mountpoint\":{},\"volume_id\":\"{}\",\"format_version\":{},\"created\":{},\"memory_locked\":{locked},\"keks\":[{}],\"protectors\":[{}]{live_json}}}",
             esc(&cipherdir.display().to_string()),
             mounted_at.as_ref().map_or("null".into(), |m| format!("\"{}\"", esc(&m.display().to_string()))),
             hex(&info.volume_id),
@@ -148,5 +156,51 @@ pub fn run(a: StatusArgs) -> CliResult<()> {
             utc_time(p.created)
         );
     }
+    match &live {
+        Some(Ok(s)) => print_live(s),
+        Some(Err(why)) => {
+            println!("live:           unavailable ({why}); figures above are from the config")
+        }
+        None => {}
+    }
     Ok(())
+}
+
+/// The mounted daemon's figures, or why there are none.
+fn live_status(mnt: &Path) -> Result<Status, String> {
+    let mut c = Client::connect(mnt).map_err(|e| e.to_string())?;
+    c.status().map_err(|e| e.to_string())
+}
+
+fn print_live(s: &Status) {
+    println!("daemon:         pid {}, up {} s", s.pid, s.uptime_secs);
+    match (s.locked, s.kek_version) {
+        (true, _) => println!("keys:           locked (`dekfs unlock` gives them back)"),
+        (false, Some(v)) => println!("keys:           unlocked, KEK v{v} in use"),
+        (false, None) => println!("keys:           unlocked"),
+    }
+    println!("open files:     {}", s.open_files);
+    println!(
+        "cached keys:    {} directory, {} file",
+        s.cached_dir_keys, s.cached_file_keys
+    );
+    println!("bytes read:     {}", s.bytes_read);
+    println!("bytes written:  {}", s.bytes_written);
+    println!("integrity errors: {} since mount", s.integrity_errors);
+}
+
+fn live_json(s: &Status) -> String {
+    format!(
+        "{{\"pid\":{},\"uptime_secs\":{},\"locked\":{},\"kek_version\":{},\"open_files\":{},\"cached_dir_keys\":{},\"cached_file_keys\":{},\"bytes_read\":{},\"bytes_written\":{},\"integrity_errors\":{}}}",
+        s.pid,
+        s.uptime_secs,
+        s.locked,
+        s.kek_version.map_or("null".into(), |v| v.to_string()),
+        s.open_files,
+        s.cached_dir_keys,
+        s.cached_file_keys,
+        s.bytes_read,
+        s.bytes_written,
+        s.integrity_errors
+    )
 }

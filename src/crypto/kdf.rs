@@ -193,27 +193,61 @@ pub fn argon2id(
 ) -> Result<Key32, CryptoError> {
     check_argon2_params(m_cost_kib, t_cost, p_lanes)?;
     Key32::try_fill(|out| {
-        argon2id_raw(passphrase, salt, &[], &[], m_cost_kib, t_cost, p_lanes, out)
+        let input = Argon2Input {
+            password: passphrase,
+            salt,
+            secret: &[],
+            associated_data: &[],
+        };
+        argon2id_raw(&input, Argon2Cost::new(m_cost_kib, t_cost, p_lanes), out)
     })
+}
+
+/// The byte inputs of one Argon2id run (RFC 9106 §3.1).
+pub struct Argon2Input<'a> {
+    pub password: &'a [u8],
+    pub salt: &'a [u8],
+    /// Optional secret value K (empty for none).
+    pub secret: &'a [u8],
+    /// Optional associated data X (empty for none).
+    pub associated_data: &'a [u8],
+}
+
+/// Argon2id cost parameters: memory in KiB, passes, lanes.
+#[derive(Clone, Copy)]
+pub struct Argon2Cost {
+    pub m_cost_kib: u32,
+    pub t_cost: u32,
+    pub p_lanes: u32,
+}
+
+impl Argon2Cost {
+    pub fn new(m_cost_kib: u32, t_cost: u32, p_lanes: u32) -> Argon2Cost {
+        Argon2Cost {
+            m_cost_kib,
+            t_cost,
+            p_lanes,
+        }
+    }
 }
 
 /// Unbounded Argon2id v0x13 with optional secret and associated data (RFC 9106 §3.1), for
 /// known-answer tests. Working memory is zeroized and freed before returning.
-#[allow(clippy::too_many_arguments)]
 pub fn argon2id_raw(
-    password: &[u8],
-    salt: &[u8],
-    secret: &[u8],
-    associated_data: &[u8],
-    m_cost_kib: u32,
-    t_cost: u32,
-    p_lanes: u32,
+    input: &Argon2Input<'_>,
+    cost: Argon2Cost,
     out: &mut [u8],
 ) -> Result<(), CryptoError> {
     let mut b = ParamsBuilder::new();
-    b.m_cost(m_cost_kib)
-        .t_cost(t_cost)
-        .p_cost(p_lanes)
+    let Argon2Input {
+        password,
+        salt,
+        secret,
+        associated_data,
+    } = *input;
+    b.m_cost(cost.m_cost_kib)
+        .t_cost(cost.t_cost)
+        .p_cost(cost.p_lanes)
         .output_len(out.len());
     if !associated_data.is_empty() {
         let ad = AssociatedData::new(associated_data)

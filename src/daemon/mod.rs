@@ -3,6 +3,8 @@
 //! credentials or choose exit codes (the CLI does both), and it never holds
 //! key material beyond the unlocked volume handed to it.
 
+mod control_handler;
+mod idle;
 mod kcache;
 mod kmount;
 pub mod mountinfo;

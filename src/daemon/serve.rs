@@ -1,12 +1,14 @@
-//! One mount from unlock to exit: opens the shared core, mounts, installs
-//! the kernel-cache notifier, writes the pidfile, holds the volume lock, reports readiness, serves
+//! One mount from unlock to exit: opens the shared core, starts the control
+//! socket, mounts, installs the kernel-cache notifier, writes the pidfile, holds the volume lock, reports readiness, serves
 //! until unmount, then cleans up. It must not return before the session
 //! ends except on a startup error, and it drops the unlocked volume as soon
 //! as the core holds its keys.
 
+use super::control_handler::DaemonHandler;
 use super::process::{self, Ready};
 use super::runtime::PidFile;
 use super::{mountinfo, pidfile_path, session, DaemonConfig, DaemonError, FuseKernelCache};
+use crate::control;
 use crate::fs::policy::MAX_IO;
 use crate::fs::CoreFs;
 use crate::volume::{UnlockedVolume, VolumeLock};
@@ -39,18 +41,57 @@ pub fn serve(
     // The daemon keeps this clone for the life of the mount: the control
     // thread reaches the core through it while the session serves.
     let core = Arc::new(core);
+    // Before the mount: a socket that cannot start fails the mount without
+    // leaving one behind, and once `dekfs mount` returns, status, lock and
+    // unlock work.
+    let control = start_control(cfg, &core)?;
     let session = session::build(cfg, core.clone())?;
     core.set_kernel_cache(Arc::new(FuseKernelCache::new(session.notifier())));
     raise_readahead(mnt);
+    if let Some(idle) = cfg.options.idle {
+        // The mount is live: failing it now for want of a thread would be
+        // worse than a mount that stays until unmounted by hand.
+        if let Err(e) = super::idle::spawn(core.clone(), mnt.clone(), idle) {
+            log::error!("idle= timer not started, the mount stays: {e}");
+        }
+    }
     log::info!("mounted {} at {}", cfg.cipherdir.display(), mnt.display());
     process::report_ready(ready);
     let r = session.run();
+    if let Some(c) = control {
+        c.shutdown();
+    }
     drop(pidfile);
     if let Some(l) = lock {
         l.clear();
     }
     log::info!("unmounted {}", mnt.display());
     r.map_err(|e| DaemonError::Session(format!("FUSE session ended with an error: {e}")))
+}
+
+/// Serves the control socket for the life of the mount. A live daemon
+/// already on this mountpoint's socket fails the mount; a user daemon with
+/// no private runtime directory mounts without one (lock, unlock and live
+/// status are then unavailable, which the log says).
+fn start_control(
+    cfg: &DaemonConfig,
+    core: &Arc<CoreFs>,
+) -> Result<Option<control::Server>, DaemonError> {
+    let handler = Arc::new(DaemonHandler::new(
+        core.clone(),
+        cfg.cipherdir.clone(),
+        cfg.mountpoint.clone(),
+    ));
+    let started = control::ServerConfig::for_mount(&cfg.mountpoint)
+        .and_then(|sc| control::Server::start(sc, handler));
+    match started {
+        Ok(s) => Ok(Some(s)),
+        Err(e @ control::ControlError::NoRuntimeDir) => {
+            log::warn!("no control socket: {e}");
+            Ok(None)
+        }
+        Err(e) => Err(DaemonError::Mount(format!("control socket: {e}"))),
+    }
 }
 
 /// The kernel caps a FUSE mount's readahead at the bdi default whatever

@@ -29,7 +29,7 @@ pub fn build(
     // The kernel hands each request to the worker that has waited longest,
     // so surplus workers only make requests land on cache-cold threads;
     // one more than the cores leaves a worker for the asynchronous RELEASE
-    // (measurements in docs/design-daemon.md).
+    // (measurements in docs/design/daemon.md).
     config.n_threads = Some(cfg.threads.unwrap_or(cores + 1).clamp(1, 64));
     config.clone_fd = true;
     let fs = DekFuse {

@@ -6,13 +6,13 @@
 //! only quarantines corrupt entries (moves them into `dekfs.quarantine/`)
 //! and deletes long-name records that have no entry; it never rewrites.
 
-use super::source::Offline;
+use super::source::{Offline, Source};
 use super::walk::{Entry, Problem, Visitor, Walker};
 use crate::crypto::{DirKey, VolumeKeys, BLOCK_OVERHEAD, BLOCK_SIZE, CIPHER_BLOCK_SIZE};
 use crate::format::{plain_size, HEADER_LEN};
 use rustix::fs::{Mode, OFlags};
 use std::fs::File;
-use std::os::unix::fs::FileExt;
+use std::os::unix::fs::{FileExt, MetadataExt};
 use std::path::{Path, PathBuf};
 
 pub use crate::layout::QUARANTINE_DIR;
@@ -61,6 +61,17 @@ pub fn check(cipherdir: &Path, keys: &VolumeKeys, repair: bool) -> std::io::Resu
     Ok(report)
 }
 
+/// Checks every object a source hands out, without repairing: the online
+/// check of a mounted volume (`fs::online`) goes through here.
+pub fn check_source(source: impl Source, keys: &VolumeKeys) -> std::io::Result<Report> {
+    let mut v = Fsck {
+        keys,
+        report: Report::default(),
+    };
+    Walker::new(source, &mut v).run()?;
+    Ok(v.report)
+}
+
 struct Fsck<'a> {
     keys: &'a VolumeKeys,
     report: Report,
@@ -78,16 +89,27 @@ impl Visitor for Fsck<'_> {
     }
 
     fn file(&mut self, at: &Entry<'_>, parent: &DirKey) -> std::io::Result<()> {
-        self.report.files += 1;
-        if let Err(what) = self.check_file(at, parent)? {
-            self.problem(damaged(at, what));
+        match self.check_file(at, parent) {
+            Ok(Ok(())) => self.report.files += 1,
+            Ok(Err(what)) => {
+                self.report.files += 1;
+                self.problem(damaged(at, what));
+            }
+            // A live volume: removed or renamed over since it was listed.
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(e),
         }
         Ok(())
     }
 
     fn symlink(&mut self, at: &Entry<'_>, parent: &DirKey) -> std::io::Result<()> {
+        let target = match rustix::fs::readlinkat(at.dir, at.name, Vec::new()) {
+            Ok(t) => t,
+            // A live volume: gone since it was listed.
+            Err(rustix::io::Errno::NOENT) => return Ok(()),
+            Err(e) => return Err(e.into()),
+        };
         self.report.symlinks += 1;
-        let target = rustix::fs::readlinkat(at.dir, at.name, Vec::new())?;
         if parent.decrypt_symlink(target.as_bytes()).is_err() {
             self.problem(damaged(at, "symlink target failed authentication".into()));
         }
@@ -128,7 +150,11 @@ impl Fsck<'_> {
     /// anything.
     fn check_file(&mut self, at: &Entry<'_>, dir: &DirKey) -> std::io::Result<Result<(), String>> {
         let f = open_ro(at)?;
-        let csize = f.metadata()?.len();
+        let meta = f.metadata()?;
+        if at.ino != 0 && meta.ino() != at.ino {
+            return Err(std::io::ErrorKind::NotFound.into());
+        }
+        let csize = meta.len();
         let psize = match plain_size(csize) {
             Ok(s) => s,
             Err(_) => return Ok(Err(format!("impossible ciphertext size {csize}"))),

@@ -10,13 +10,13 @@
 //! descriptor per level of the path being walked, so the descriptor limit
 //! bounds the depth it can walk (an EMFILE stops the walk as an I/O error).
 
-use super::source::{DirKeyState, Source};
+use super::source::{DirKeyState, Held, Source};
 use crate::crypto::DirKey;
 use crate::layout::{self, Class, Decoded};
 use rustix::fs::{AtFlags, FileType};
 use std::collections::BTreeSet;
 use std::io;
-use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::os::fd::{AsFd, BorrowedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -29,8 +29,12 @@ pub struct Entry<'a> {
     pub backing: &'a std::path::Path,
     /// The directory holding the entry (the root itself for the root).
     pub dir: BorrowedFd<'a>,
-    /// The backing name in `dir` ("." for the root).
+    /// The backing name in `dir` ("." for a directory's own entry).
     pub name: &'a str,
+    /// The backing inode the listing showed (0 for a directory's own
+    /// entry). A visitor that opens `name` checks it got this inode: on a
+    /// live volume the name may have been renamed over since.
+    pub ino: u64,
 }
 
 /// What a repair may do about a problem.
@@ -81,6 +85,14 @@ pub struct Walker<'v, S, V> {
     visitor: &'v mut V,
 }
 
+/// One entry of a directory as the walker found it.
+struct Object<'a> {
+    cipher: &'a str,
+    plain: &'a [u8],
+    file_type: FileType,
+    ino: u64,
+}
+
 fn join(dir: &str, name: &str) -> String {
     format!("{}/{name}", dir.trim_end_matches('/'))
 }
@@ -92,7 +104,9 @@ impl<'v, S: Source, V: Visitor> Walker<'v, S, V> {
 
     pub fn run(mut self) -> io::Result<()> {
         let (fd, state) = self.source.root()?;
-        self.enter(fd, state, None, "/".into(), PathBuf::new())
+        let r = self.enter(fd.as_fd(), state, None, "/".into(), PathBuf::new());
+        self.source.leave(fd.as_fd());
+        r
     }
 
     fn problem(&mut self, path: String, backing: PathBuf, what: String, kind: ProblemKind) {
@@ -106,7 +120,7 @@ impl<'v, S: Source, V: Visitor> Walker<'v, S, V> {
 
     fn enter(
         &mut self,
-        fd: OwnedFd,
+        fd: BorrowedFd<'_>,
         state: DirKeyState,
         parent: Option<&DirKey>,
         plain: String,
@@ -128,7 +142,7 @@ impl<'v, S: Source, V: Visitor> Walker<'v, S, V> {
 
     fn dir(
         &mut self,
-        fd: OwnedFd,
+        fd: BorrowedFd<'_>,
         key: Arc<DirKey>,
         parent: Option<&DirKey>,
         plain: String,
@@ -139,6 +153,7 @@ impl<'v, S: Source, V: Visitor> Walker<'v, S, V> {
             backing: &backing,
             dir: fd.as_fd(),
             name: ".",
+            ino: 0,
         };
         self.visitor.dir(&at, &key, parent)?;
         let mut entries = layout::list(&fd)?;
@@ -181,7 +196,13 @@ impl<'v, S: Source, V: Visitor> Walker<'v, S, V> {
                 }
             };
             let path = join(&plain, &String::from_utf8_lossy(&name));
-            self.entry(&fd, &key, cipher, e.file_type, path, backing.join(cipher))?;
+            let obj = Object {
+                cipher,
+                plain: &name,
+                file_type: e.file_type,
+                ino: e.ino,
+            };
+            self.entry(fd, &key, obj, path, backing.join(cipher))?;
         }
         for rec in orphans {
             let (p, b) = (join(&plain, rec), backing.join(rec));
@@ -193,19 +214,21 @@ impl<'v, S: Source, V: Visitor> Walker<'v, S, V> {
 
     fn entry(
         &mut self,
-        dirfd: &OwnedFd,
+        dirfd: BorrowedFd<'_>,
         key: &DirKey,
-        cipher: &str,
-        file_type: FileType,
+        obj: Object<'_>,
         plain: String,
         backing: PathBuf,
     ) -> io::Result<()> {
-        let ft = match file_type {
+        let cipher = obj.cipher;
+        let ft = match obj.file_type {
             // Some filesystems leave d_type unset: ask the inode itself.
-            FileType::Unknown => {
-                let st = rustix::fs::statat(dirfd, cipher, AtFlags::SYMLINK_NOFOLLOW)?;
-                FileType::from_raw_mode(st.st_mode)
-            }
+            FileType::Unknown => match rustix::fs::statat(dirfd, cipher, AtFlags::SYMLINK_NOFOLLOW)
+            {
+                Ok(st) => FileType::from_raw_mode(st.st_mode),
+                Err(rustix::io::Errno::NOENT) => return Ok(()),
+                Err(e) => return Err(e.into()),
+            },
             t => t,
         };
         let at = Entry {
@@ -213,14 +236,34 @@ impl<'v, S: Source, V: Visitor> Walker<'v, S, V> {
             backing: &backing,
             dir: dirfd.as_fd(),
             name: cipher,
+            ino: obj.ino,
         };
         match ft {
             FileType::Directory => {
-                let (fd, state) = self.source.child(dirfd.as_fd(), key, cipher)?;
-                self.enter(fd, state, Some(key), plain, backing)
+                let (fd, state) = match self.source.child(dirfd.as_fd(), key, cipher, obj.plain) {
+                    Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                        self.visitor.note(format!("{plain}: gone during the walk"));
+                        return Ok(());
+                    }
+                    r => r?,
+                };
+                let r = self.enter(fd.as_fd(), state, Some(key), plain, backing);
+                self.source.leave(fd.as_fd());
+                r
             }
-            FileType::Symlink => self.visitor.symlink(&at, key),
-            FileType::RegularFile => self.visitor.file(&at, key),
+            FileType::Symlink | FileType::RegularFile => {
+                let visitor = &mut *self.visitor;
+                let mut visit = || match ft {
+                    FileType::Symlink => visitor.symlink(&at, key),
+                    _ => visitor.file(&at, key),
+                };
+                let held = Held {
+                    name: cipher,
+                    plain: obj.plain,
+                    ino: obj.ino,
+                };
+                self.source.hold(dirfd.as_fd(), key, held, &mut visit)
+            }
             _ => self.visitor.other(&at),
         }
     }

@@ -235,6 +235,10 @@ fn parse_kek(r: &mut Reader<'_>) -> Result<KekRecord, FormatError> {
 fn parse_protector(r: &mut Reader<'_>) -> Result<ProtectorRecord, FormatError> {
     let kind = r.u8()?;
     let flags = r.u8()?;
+    // Reserved for meanings an older reader could not honour: refuse.
+    if flags & !PROTECTOR_FLAG_CRITICAL != 0 {
+        return Err(FormatError::Invalid("protector record flag bits 1..7 set"));
+    }
     let body_len = r.u16()?;
     let kek_version = r.u32()?;
     let created = r.u64()?;

@@ -105,6 +105,15 @@ fn refusals() {
     let mut v = b.clone();
     v[66] = 113; // passphrase body_len
     assert!(VolumeConfig::parse(&v).is_err());
+    for bit in 1..8 {
+        let mut v = b.clone();
+        v[65] = 1 << bit; // protector flags: only bit 0 is defined
+        assert_eq!(
+            VolumeConfig::parse(&v),
+            Err(FormatError::Invalid("protector record flag bits 1..7 set")),
+            "flag bit {bit}"
+        );
+    }
     let mut v = b.clone();
     v[96] = 2; // kdf_alg
     assert!(VolumeConfig::parse(&v).is_err());

@@ -137,12 +137,18 @@ impl CoreFs {
     }
 
     pub fn getattr(&self, ino: u64) -> FsResult<Attr> {
+        // While locked only the mountpoint itself answers (shells, umount
+        // and `mountpoint` stat it); everything below is refused.
+        if ino != super::ROOT_INO {
+            self.check_unlocked()?;
+        }
         let node = self.node(ino)?;
         self.attr_of(&node)
     }
 
     pub fn setattr(&self, ino: u64, set: SetAttr) -> FsResult<Attr> {
         self.check_writable()?;
+        self.check_unlocked()?;
         let node = self.node(ino)?;
         if set.uid.is_some() || set.gid.is_some() {
             rustix::fs::chownat(
@@ -215,13 +221,14 @@ impl CoreFs {
         };
         let (_, dkey) = self.dir_node(node.parent())?;
         let mut io = node.io.write().unwrap_or_else(|e| e.into_inner());
+        let keys = self.vkeys()?;
         let temp = !io.is_loaded();
         if temp {
-            io.load(&file, &self.keys, &dkey)
+            io.load(&file, &keys, &dkey)
                 .map_err(|e| self.locate(node.ino, e))?;
         }
         let r = io
-            .truncate(&file, &self.keys, &dkey, size, who)
+            .truncate(&file, &keys, &dkey, size, who)
             .map_err(|e| self.locate(node.ino, e));
         if temp && node.open_handles.load(std::sync::atomic::Ordering::Acquire) == 0 {
             io.unload();

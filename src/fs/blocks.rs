@@ -2,13 +2,9 @@
 //! nonces and a reusable per-thread buffer. It must not do I/O or decide
 //! which blocks a request touches.
 //!
-//! Runs are sealed on the calling thread. Splitting a 1 MiB request across
-//! cores was measured on the 2-core reference machine and lost: a rayon pool
-//! cost 15-20% of sequential write throughput on tmpfs (its idle workers spin
-//! in sched_yield on the core the application needs), a scoped helper thread
-//! per request about 5%, and a writer thread pwriting chunk k while chunk
-//! k+1 is sealed 8%. With a FUSE worker per core (plus one) the daemon already
-//! seals concurrent requests in parallel.
+//! Runs are sealed on the calling thread: spreading one request across
+//! cores lost to the FUSE workers that already seal concurrent requests in
+//! parallel (docs/DESIGN.md, "The path of a write()", has the measurements).
 
 use crate::crypto::{fill_random, CryptoError, FileKey, BLOCK_SIZE, CIPHER_BLOCK_SIZE};
 use std::cell::RefCell;

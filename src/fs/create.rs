@@ -179,7 +179,7 @@ impl CoreFs {
         rustix::fs::mkdirat(&pnode.fd, bn.name(), Mode::from_raw_mode(perm))
             .inspect_err(|_| ne.abandon())?;
         let made = (|| -> FsResult<(OwnedFd, DirKey)> {
-            let (key, meta) = self.keys.create_dir(&pkey).map_err(CoreError::Crypto)?;
+            let (key, meta) = self.vkeys()?.create_dir(&pkey).map_err(CoreError::Crypto)?;
             let dfd = rustix::fs::openat(
                 &pnode.fd,
                 bn.name(),

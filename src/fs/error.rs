@@ -53,6 +53,8 @@ impl Errno {
     pub const EFBIG: Errno = Errno(libc::EFBIG);
     pub const EEXIST: Errno = Errno(libc::EEXIST);
     pub const ENOSPC: Errno = Errno(libc::ENOSPC);
+    /// Every access while the volume is locked (see docs/CONTROL.md).
+    pub const EKEYREVOKED: Errno = Errno(libc::EKEYREVOKED);
 }
 
 impl From<rustix::io::Errno> for Errno {
@@ -173,9 +175,17 @@ fn reported() -> &'static Mutex<HashMap<u64, Instant>> {
     SEEN.get_or_init(|| Mutex::new(HashMap::new()))
 }
 
+static DAMAGES: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+/// Damages reported in this process, logged or not (`dekfs status`).
+pub fn integrity_errors() -> u64 {
+    DAMAGES.load(std::sync::atomic::Ordering::Relaxed)
+}
+
 /// The one integrity reporter: logs a damage with its plaintext path, at
 /// most once per window per file. Returns whether it logged.
 pub fn report(d: &Damage) -> bool {
+    DAMAGES.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     if d.ino != 0 {
         let now = Instant::now();
         let mut seen = super::node::lock(reported());

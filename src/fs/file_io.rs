@@ -97,6 +97,15 @@ impl FileIo {
         *self = FileIo::default();
     }
 
+    /// A lock: drops the DEK and header even with handles open; they load
+    /// it again on next use (a fresh session: no nonce budget is carried
+    /// over). Returns whether a key was dropped.
+    pub fn revoke(&mut self) -> bool {
+        let had = self.key.is_some();
+        *self = FileIo::default();
+        had
+    }
+
     pub fn plain_len(&self) -> FsResult<u64> {
         Ok(visible_size(self.csize))
     }
@@ -225,6 +234,10 @@ impl FileIo {
         size: u32,
         reply: impl FnOnce(&[u8]) -> R,
     ) -> FsResult<R> {
+        if !self.loaded {
+            // Revoked by a lock: an empty state must not read as an empty file.
+            return Err(Errno::EKEYREVOKED.into());
+        }
         let plen = self.plain_len()?;
         if off >= plen || size == 0 {
             return Ok(reply(&[]));
@@ -277,14 +290,30 @@ impl FileIo {
             if off + (out.len() as u64) <= self.csize {
                 prefetch_partial_pages(f, off, out.len() as u64);
             }
-            if let Err(e) = f.write_all_at(out, off) {
-                // A short write (ENOSPC, EDQUOT) may leave a torn block past
-                // the old end, which would fail authentication and take the
-                // whole file down with it; cut back to the last consistent size.
-                if off + out.len() as u64 > self.csize {
+            // A run that rewrites the old last block and grows past it is
+            // written in two parts, the new space first: a short write
+            // (ENOSPC, EDQUOT) then never lands on the old block, and cutting
+            // back to the old end leaves the file as it was.
+            let keep = self.csize.saturating_sub(off).min(out.len() as u64) as usize;
+            let (head, tail) = if keep > 0 && keep < out.len() {
+                out.split_at(keep)
+            } else {
+                (&out[..0], out)
+            };
+            let tail_off = off + head.len() as u64;
+            if let Err(e) = f.write_all_at(tail, tail_off) {
+                // A torn block past the old end would fail authentication
+                // and take the whole file down with it.
+                if tail_off + tail.len() as u64 > self.csize {
                     let _ = f.set_len(self.csize);
                 }
                 return Err(e.into());
+            }
+            if !head.is_empty() {
+                if let Err(e) = f.write_all_at(head, off) {
+                    let _ = f.set_len(self.csize);
+                    return Err(e.into());
+                }
             }
             self.csize = self.csize.max(off + out.len() as u64);
             Ok(())
@@ -300,6 +329,9 @@ impl FileIo {
         data: &[u8],
         who: Requester,
     ) -> FsResult<usize> {
+        if !self.loaded {
+            return Err(Errno::EKEYREVOKED.into());
+        }
         let r = self.write_inner(f, keys, dir, off, data, who);
         // A header is only ever pending within one write: it is wrapped
         // under the current parent's key, which a later rename could change.

@@ -68,7 +68,7 @@ impl CoreFs {
         let node = self.nodes.lookup_or_insert(ino, || {
             let dir_key = match (kind, fresh_key) {
                 (Kind::Dir, Some(k)) => Some(Arc::new(k)),
-                (Kind::Dir, None) if !e.unreadable => self.load_dir_key(&fd, pkey, ino, &loc),
+                (Kind::Dir, None) if !e.unreadable => self.load_dir_key(&fd, pkey, ino, &loc)?,
                 _ => None,
             };
             Ok(Node::new(ino, kind, fd, loc.clone(), dir_key, e.unreadable))
@@ -85,21 +85,23 @@ impl CoreFs {
         pkey: &DirKey,
         ino: u64,
         loc: &Location,
-    ) -> Option<Arc<DirKey>> {
+    ) -> Result<Option<Arc<DirKey>>, Errno> {
+        // Locked since the caller took its parent's key: no key, not a damage.
+        let keys = self.vkeys()?;
         let what = match read_small(fd, DIR_META_NAME, DIR_META_LEN) {
             // mkdir does not fsync the metadata (see `mkdir`): after a power
             // cut it may be missing or short, which is harmless while the
             // directory is still empty.
             Ok(meta) if meta.len() < DIR_META_LEN => match self.rekey_empty_dir(fd, pkey) {
-                Some(k) => return Some(k),
+                Some(k) => return Ok(Some(k)),
                 None => format!("directory key metadata cut short ({} bytes)", meta.len()),
             },
-            Ok(meta) => match self.keys.open_dir(pkey, &meta) {
-                Ok(k) => return Some(Arc::new(k)),
+            Ok(meta) => match keys.open_dir(pkey, &meta) {
+                Ok(k) => return Ok(Some(Arc::new(k))),
                 Err(e) => format!("directory key: {e}"),
             },
             Err(e) if e == Errno::ENOENT => match self.rekey_empty_dir(fd, pkey) {
-                Some(k) => return Some(k),
+                Some(k) => return Ok(Some(k)),
                 None => "directory key metadata missing".into(),
             },
             Err(e) => format!("directory key unreadable: {e}"),
@@ -114,7 +116,7 @@ impl CoreFs {
             ),
             what,
         });
-        None
+        Ok(None)
     }
 
     /// A crash between mkdir and writing its metadata leaves an empty
@@ -139,7 +141,7 @@ impl CoreFs {
         if count > 0 || self.read_only {
             return None;
         }
-        let (key, meta) = self.keys.create_dir(pkey).ok()?;
+        let (key, meta) = self.vkeys().ok()?.create_dir(pkey).ok()?;
         write_small_atomic(fd, DIR_META_NAME, &meta).ok()?;
         log::warn!(
             "re-keyed an empty directory whose key metadata was missing (interrupted mkdir)"

@@ -2,6 +2,7 @@
 //! driven by the FUSE adapter (or by tests without a mount). It must not know
 //! about FUSE types, and it never logs key material or plaintext contents.
 
+mod activity;
 mod attr;
 mod blocks;
 mod cancel;
@@ -9,9 +10,11 @@ mod create;
 pub mod error;
 pub mod file_io;
 pub mod kcache;
+mod keystate;
 mod lookup;
 mod names;
 pub mod node;
+pub mod online;
 mod open_ops;
 pub mod policy;
 mod readdir;
@@ -20,9 +23,11 @@ mod rename;
 mod rewrap;
 mod xattr;
 
+pub use activity::Activity;
 pub use attr::{Attr, SetAttr, StatFs, TimeSet};
 pub use cancel::Requester;
 pub use error::{user_errno, CoreError, Damage, Errno, FsResult, OpenError};
+pub use keystate::{CoreStats, InstallError, LockOutcome};
 pub use names::RECOVERY_PREFIX;
 pub use node::{Kind, ROOT_INO};
 
@@ -55,7 +60,9 @@ pub struct OpenDir {
 }
 
 pub struct CoreFs {
-    keys: Arc<VolumeKeys>,
+    /// `None` while locked (see keystate.rs); requests take a clone.
+    keys: std::sync::RwLock<Option<Arc<VolumeKeys>>>,
+    live: keystate::Live,
     root_backing_ino: u64,
     nodes: NodeTable,
     files: Mutex<HashMap<u64, Arc<OpenFile>>>,
@@ -71,6 +78,8 @@ pub struct CoreFs {
     space_scanned: AtomicU64,
     /// Set by the daemon once its FUSE session exists (see kcache.rs).
     kcache: std::sync::OnceLock<Arc<dyn kcache::KernelCache>>,
+    /// Last request time, for the daemon's `idle=` timer.
+    pub activity: Activity,
 }
 
 impl CoreFs {
@@ -112,7 +121,8 @@ impl CoreFs {
             false,
         ));
         Ok(CoreFs {
-            keys,
+            keys: std::sync::RwLock::new(Some(keys)),
+            live: keystate::Live::default(),
             root_backing_ino: st.st_ino,
             nodes,
             files: Mutex::new(HashMap::new()),
@@ -127,6 +137,7 @@ impl CoreFs {
             space_gen: AtomicU64::new(1),
             space_scanned: AtomicU64::new(0),
             kcache: std::sync::OnceLock::new(),
+            activity: Activity::default(),
         })
     }
 
@@ -151,6 +162,12 @@ impl CoreFs {
         self.nodes.len()
     }
 
+    /// Open file and directory handles: `idle=` never unmounts while any
+    /// is open, even if the kernel would let it go.
+    pub fn open_handles(&self) -> usize {
+        node::lock(&self.files).len() + node::lock(&self.dirs).len()
+    }
+
     fn node(&self, ino: u64) -> FsResult<Arc<Node>> {
         Ok(self.nodes.get(ino)?)
     }
@@ -171,7 +188,7 @@ impl CoreFs {
 
     fn dir_node(&self, ino: u64) -> FsResult<(Arc<Node>, Arc<DirKey>)> {
         let n = self.node(ino)?;
-        let k = n.dir_key()?.clone();
+        let k = self.dir_key_of(&n)?;
         Ok((n, k))
     }
 
@@ -311,6 +328,8 @@ fn write_small_atomic(dir: &impl AsFd, name: &str, data: &[u8]) -> FsResult<()> 
     Ok(())
 }
 
+#[cfg(test)]
+mod online_tests;
 #[cfg(test)]
 mod rename_tests;
 #[cfg(test)]

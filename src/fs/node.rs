@@ -54,9 +54,9 @@ pub struct Node {
     pub fd: OwnedFd,
     pub loc: Mutex<Location>,
     lookups: AtomicU64,
-    /// Directories only: the directory key, `None` if its metadata failed to
-    /// authenticate (every operation inside then fails with EIO).
-    pub dir_key: Option<Arc<DirKey>>,
+    /// Directories only: the directory key (see [`DirKeySlot`]). Revocable:
+    /// `CoreFs::lock_keys` empties it, the next use derives it again.
+    dir_key: RwLock<DirKeySlot>,
     /// Serialises entry mutations (create/unlink/rename/rmdir) in a directory.
     pub entries_lock: Mutex<()>,
     /// Regular files only: header, DEK and size, shared by all open handles.
@@ -86,7 +86,10 @@ impl Node {
             fd,
             loc: Mutex::new(loc),
             lookups: AtomicU64::new(0),
-            dir_key,
+            dir_key: RwLock::new(match (kind, dir_key) {
+                (Kind::Dir, Some(k)) => DirKeySlot::Key(k),
+                _ => DirKeySlot::Absent,
+            }),
             entries_lock: Mutex::new(()),
             io: RwLock::new(FileIo::default()),
             open_handles: AtomicUsize::new(0),
@@ -128,12 +131,48 @@ impl Node {
         flush().inspect_err(|_| self.key_unsynced.store(true, Ordering::Release))
     }
 
-    pub fn dir_key(&self) -> Result<&Arc<DirKey>, Errno> {
-        match (&self.kind, &self.dir_key) {
-            (Kind::Dir, Some(k)) => Ok(k),
-            (Kind::Dir, None) => Err(Errno::EIO),
-            _ => Err(Errno::ENOTDIR),
+    /// The directory key as held now; `EKEYREVOKED` after a lock (the core
+    /// derives it again through `CoreFs::dir_key_of`).
+    pub fn dir_key(&self) -> Result<Arc<DirKey>, Errno> {
+        if self.kind != Kind::Dir {
+            return Err(Errno::ENOTDIR);
         }
+        match &*self.dir_key.read().unwrap_or_else(|e| e.into_inner()) {
+            DirKeySlot::Key(k) => Ok(k.clone()),
+            DirKeySlot::Absent => Err(Errno::EIO),
+            DirKeySlot::Revoked => Err(Errno::EKEYREVOKED),
+        }
+    }
+
+    /// Drops the directory key; true if there was one. Requests already
+    /// holding a clone finish with it, the last one wipes it.
+    pub fn revoke_dir_key(&self) -> bool {
+        let mut slot = self.dir_key.write().unwrap_or_else(|e| e.into_inner());
+        let had = matches!(*slot, DirKeySlot::Key(_));
+        if had {
+            *slot = DirKeySlot::Revoked;
+        }
+        had
+    }
+
+    /// Installs a key derived again after an unlock, unless another request
+    /// already did (both derived the same key from the same metadata).
+    pub fn restore_dir_key(&self, k: Arc<DirKey>) -> Arc<DirKey> {
+        let mut slot = self.dir_key.write().unwrap_or_else(|e| e.into_inner());
+        match &*slot {
+            DirKeySlot::Key(cur) => cur.clone(),
+            _ => {
+                *slot = DirKeySlot::Key(k.clone());
+                k
+            }
+        }
+    }
+
+    pub fn has_dir_key(&self) -> bool {
+        matches!(
+            *self.dir_key.read().unwrap_or_else(|e| e.into_inner()),
+            DirKeySlot::Key(_)
+        )
     }
 }
 
@@ -155,6 +194,16 @@ impl Drop for Node {
             }
         }
     }
+}
+
+/// What a node holds of its directory key.
+pub enum DirKeySlot {
+    /// Not a directory, or its metadata failed to authenticate (every
+    /// operation inside then fails with EIO).
+    Absent,
+    Key(Arc<DirKey>),
+    /// Wiped by a lock; derived again from the metadata on next use.
+    Revoked,
 }
 
 /// A poisoned lock only means another request panicked; the data it guards
@@ -324,9 +373,21 @@ impl NodeTable {
             map.remove(&ino)
         };
         // Dropped outside the table lock: closing the last descriptor of an
-        // unlinked inode makes the backing filesystem free it (~0.1 ms on
-        // disk), and every other request would wait for the lock meanwhile.
+        // unlinked inode makes the backing filesystem free its blocks, and
+        // every other request would wait for the lock meanwhile.
         drop(gone);
+    }
+
+    /// Every live node, for lock and status (the table lock is not held
+    /// while the caller works on them).
+    pub fn live(&self) -> Vec<Arc<Node>> {
+        self.read()
+            .values()
+            .filter_map(|s| match s {
+                Slot::Live(n) => Some(n.clone()),
+                Slot::Retired(_) => None,
+            })
+            .collect()
     }
 
     pub fn len(&self) -> usize {

@@ -29,10 +29,13 @@ impl CoreFs {
             let mut io = node.io.write().unwrap_or_else(|e| e.into_inner());
             if !io.is_loaded() {
                 if created {
+                    // The entry exists already: refusing the handle now would
+                    // leave it behind; its first write meets a lock instead.
                     io.load_new();
                 } else {
+                    let keys = self.vkeys()?;
                     let (_, dkey) = self.dir_node(node.parent())?;
-                    io.load(&file, &self.keys, &dkey)
+                    io.load(&file, &keys, &dkey)
                         .map_err(|e| self.locate(node.ino, e))?;
                 }
             }
@@ -78,9 +81,46 @@ impl CoreFs {
         reply: impl FnOnce(&[u8]) -> R,
     ) -> FsResult<R> {
         let of = self.open_file(fh)?;
+        let io = self.loaded_io(&of)?;
+        let mut n = 0;
+        let r = io
+            .read_with(&of.file, off, size, |b| {
+                n = b.len();
+                reply(b)
+            })
+            .map_err(|e| self.locate(of.node.ino, e))?;
+        self.live.bytes_read.fetch_add(n as u64, Ordering::Relaxed);
+        Ok(r)
+    }
+
+    /// The handle's file state for reading; a lock wiped it if it is not
+    /// loaded, so it is loaded again from the header (keys permitting).
+    fn loaded_io<'a>(
+        &self,
+        of: &'a OpenFile,
+    ) -> FsResult<std::sync::RwLockReadGuard<'a, super::file_io::FileIo>> {
         let io = of.node.io.read().unwrap_or_else(|e| e.into_inner());
-        io.read_with(&of.file, off, size, reply)
-            .map_err(|e| self.locate(of.node.ino, e))
+        if io.is_loaded() {
+            return Ok(io);
+        }
+        drop(io);
+        {
+            let mut io = of.node.io.write().unwrap_or_else(|e| e.into_inner());
+            self.reload(&of.node, &of.file, &mut io)?;
+        }
+        // A lock between the two guards leaves it unloaded: read_with refuses.
+        Ok(of.node.io.read().unwrap_or_else(|e| e.into_inner()))
+    }
+
+    /// Loads a handle's state again after a lock wiped it.
+    fn reload(&self, node: &Node, file: &File, io: &mut super::file_io::FileIo) -> FsResult<()> {
+        if io.is_loaded() {
+            return Ok(());
+        }
+        let keys = self.vkeys()?;
+        let (_, dkey) = self.dir_node(node.parent())?;
+        io.load(file, &keys, &dkey)
+            .map_err(|e| self.locate(node.ino, e))
     }
 
     pub fn read(&self, fh: u64, off: u64, size: u32) -> FsResult<Vec<u8>> {
@@ -99,11 +139,18 @@ impl CoreFs {
 
     fn write_once(&self, fh: u64, off: u64, data: &[u8], who: Requester) -> FsResult<u32> {
         let of = self.open_file(fh)?;
-        let (_, dkey) = self.dir_node(of.node.parent())?;
         let mut io = of.node.io.write().unwrap_or_else(|e| e.into_inner());
+        // Keys are taken under the file's lock: a lock either waits for
+        // this write to finish or has already wiped them, never half.
+        let keys = self.vkeys()?;
+        self.reload(&of.node, &of.file, &mut io)?;
+        let (_, dkey) = self.dir_node(of.node.parent())?;
         let n = io
-            .write(&of.file, &self.keys, &dkey, off, data, who)
+            .write(&of.file, &keys, &dkey, off, data, who)
             .map_err(|e| self.locate(of.node.ino, e))?;
+        self.live
+            .bytes_written
+            .fetch_add(n as u64, Ordering::Relaxed);
         Ok(n as u32)
     }
 
@@ -156,11 +203,13 @@ impl CoreFs {
         }
         let of = self.open_file(fh)?;
         let end = off.checked_add(len).ok_or(Errno::EFBIG)?;
-        let (_, dkey) = self.dir_node(of.node.parent())?;
         let mut io = of.node.io.write().unwrap_or_else(|e| e.into_inner());
+        let keys = self.vkeys()?;
+        self.reload(&of.node, &of.file, &mut io)?;
+        let (_, dkey) = self.dir_node(of.node.parent())?;
         let cur = io.plain_len().map_err(|e| self.locate(of.node.ino, e))?;
         if end > cur {
-            io.truncate(&of.file, &self.keys, &dkey, end, who)
+            io.truncate(&of.file, &keys, &dkey, end, who)
                 .map_err(|e| self.locate(of.node.ino, e))?;
         }
         Ok(())

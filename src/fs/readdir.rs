@@ -27,6 +27,8 @@ impl CoreFs {
     /// the directory again; later offsets continue the pass's listing, so
     /// that offsets stay stable while the directory changes.
     pub fn readdir_entries(&self, ino: u64, fh: u64, offset: u64) -> FsResult<Arc<OpenDir>> {
+        // A lock emptied the listings: continuing one would look like its end.
+        self.check_unlocked()?;
         if offset != 0 {
             let Some(listing) = lock(&self.dirs).get(&fh).cloned() else {
                 return Err(Errno::EBADF)?;

@@ -144,12 +144,11 @@ impl CoreFs {
                 }
                 let mut old = [0u8; HEADER_LEN];
                 file.read_exact_at(&mut old, 0)?;
-                let fk = self
-                    .keys
+                let keys = self.vkeys()?;
+                let fk = keys
                     .open_file(o.key, &old)
                     .map_err(|e| self.damaged(o, &format!("header: {e}")))?;
-                let (both, fin) = self
-                    .keys
+                let (both, fin) = keys
                     .rewrap_file_move(&fk, o.key, to, &old)
                     .map_err(CoreError::Crypto)?;
                 file.write_all_at(&both, 0)?;
@@ -164,12 +163,11 @@ impl CoreFs {
                     Mode::empty(),
                 )?;
                 let old = read_small(&dir, DIR_META_NAME, DIR_META_LEN)?;
-                let dkey = self
-                    .keys
+                let keys = self.vkeys()?;
+                let dkey = keys
                     .open_dir(o.key, &old)
                     .map_err(|e| self.damaged(o, &format!("directory key: {e}")))?;
-                let (both, fin) = self
-                    .keys
+                let (both, fin) = keys
                     .rewrap_dir_move(&dkey, o.key, to, &old)
                     .map_err(CoreError::Crypto)?;
                 write_small_atomic(&dir, DIR_META_NAME, &both)?;

@@ -26,20 +26,22 @@ impl CoreFs {
             return Err(self.integrity(node.ino, "entry name failed authentication"));
         }
         match node.kind {
-            Kind::Dir => f(node.dir_key()?.xattr()),
+            Kind::Dir => f(self.dir_key_of(node)?.xattr()),
             Kind::File => {
                 let (_, dkey) = self.dir_node(node.parent())?;
                 let file = self.reopen(node, if create { OFlags::RDWR } else { OFlags::RDONLY })?;
                 let mut io = node.io.write().unwrap_or_else(|e| e.into_inner());
+                // Under the file's lock: a lock that ran meanwhile is seen.
+                let keys = self.vkeys()?;
                 let temp = !io.is_loaded();
                 if temp {
-                    io.load(&file, &self.keys, &dkey)
+                    io.load(&file, &keys, &dkey)
                         .map_err(|e| self.locate(node.ino, e))?;
                 }
                 let key = match (io.key().cloned(), create) {
                     (Some(k), _) => Some(k),
                     (None, true) => Some(
-                        io.ensure_header(&file, &self.keys, &dkey)
+                        io.ensure_header(&file, &keys, &dkey)
                             .map_err(|e| self.locate(node.ino, e))?,
                     ),
                     (None, false) => None,

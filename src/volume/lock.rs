@@ -163,6 +163,18 @@ pub fn is_config_temp(name: &[u8]) -> bool {
     name.starts_with(CONFIG_TMP_NAME.as_bytes())
 }
 
+/// How many temp files of a crashed config writer lie in `cipherdir`
+/// (only a repair, under the config lock, removes them).
+pub fn count_config_temps(cipherdir: &Path) -> usize {
+    std::fs::read_dir(cipherdir)
+        .map(|d| {
+            d.filter_map(Result::ok)
+                .filter(|e| is_config_temp(e.file_name().as_encoded_bytes()))
+                .count()
+        })
+        .unwrap_or(0)
+}
+
 fn remove_stale_temps(cipherdir: &Path) -> std::io::Result<usize> {
     let mut n = 0;
     for e in std::fs::read_dir(cipherdir)? {

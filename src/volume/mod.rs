@@ -26,7 +26,7 @@ pub use lock::{ConfigLock, LockError, VolumeLock};
 pub use manage::{add_protector, remove_protector, reseal_tpm2, Added, NewProtector};
 pub use policy::{UnlockPolicy, ALLOW_KDF_COST_ENV};
 pub use tpm2::{init_tpm2, unlock_tpm2, Tpm2InitOptions, Tpm2Seal};
-pub use unlock::{unlock, unlock_with};
+pub use unlock::{unlock, unlock_with, unlock_with_keks};
 
 use crate::crypto::{CryptoError, VolumeKeys};
 use crate::format::FormatError;
@@ -136,6 +136,13 @@ pub enum VolumeError {
     UnsupportedFeature(u32),
     /// No protector of the credential's kind opened: wrong passphrase / recovery key.
     WrongKey,
+    /// No record of the credential's kind opened among those the unlock
+    /// limit let us try; the rest were not tried.
+    WrongKeyWithinLimit {
+        kind: &'static str,
+        tried: usize,
+        total: usize,
+    },
     /// The volume has no protector of the credential's kind.
     NoSuchProtector(&'static str),
     /// MAC failure, malformed record, parameters out of bounds (the text says which).
@@ -164,6 +171,11 @@ impl std::fmt::Display for VolumeError {
                 "volume uses an unsupported feature (required feature bits {bits:#x}); upgrade dekfs"
             ),
             VolumeError::WrongKey => f.write_str("wrong passphrase or recovery key"),
+            VolumeError::WrongKeyWithinLimit { kind, tried, total } => write!(
+                f,
+                "wrong {kind}: none of the first {tried} of {total} {kind} records opens; \
+                 the others were not tried (unlock limit)"
+            ),
             VolumeError::NoSuchProtector(kind) => write!(f, "this volume has no {kind} protector"),
             VolumeError::Corrupt(what) => {
                 write!(f, "volume is corrupt or has been tampered with: {what}")

@@ -119,15 +119,11 @@ pub fn unlock_with(
     }
     let Some((active_kek, protector_id)) = opened else {
         if tried.len() < candidates.len() {
-            return Err(VolumeError::Refused(format!(
-                "wrong {}: none of the first {} of {} {} records opens; the others were not \
-                 tried (unlock limit; --allow-kdf-cost or {}=1 tries them all)",
-                cred.kind_name(),
-                tried.len(),
-                candidates.len(),
-                cred.kind_name(),
-                super::policy::ALLOW_KDF_COST_ENV
-            )));
+            return Err(VolumeError::WrongKeyWithinLimit {
+                kind: cred.kind_name(),
+                tried: tried.len(),
+                total: candidates.len(),
+            });
         }
         return Err(VolumeError::WrongKey);
     };
@@ -169,6 +165,27 @@ pub fn unlock_with(
     }
     let keys = VolumeKeys::from_parts(vid, keks, active)?;
     finish_unlock(cipherdir, &raw, &config, keys)
+}
+
+/// Unlocks with KEKs already unwrapped elsewhere (a `dekfs unlock` client handing them to its
+/// mounted daemon): the same config MAC and root-directory checks as every other unlock, so keys
+/// that do not belong to this volume are refused (`WrongKey`).
+pub fn unlock_with_keks(
+    cipherdir: &Path,
+    keks: Vec<(u32, Key32)>,
+) -> Result<UnlockedVolume, VolumeError> {
+    let raw = read_config_bytes(cipherdir)?;
+    let config = VolumeConfig::parse(&raw).map_err(|e| config_format_error(cipherdir, e))?;
+    let active = config
+        .active_kek_version()
+        .ok_or_else(|| VolumeError::Corrupt("no active KEK".into()))?;
+    let keys = VolumeKeys::from_parts(config.volume_id, keks, active)
+        .map_err(|_| VolumeError::WrongKey)?;
+    finish_unlock(cipherdir, &raw, &config, keys).map_err(|e| match e {
+        // With keys from outside, a MAC that does not verify means the keys are wrong.
+        VolumeError::Corrupt(_) => VolumeError::WrongKey,
+        e => e,
+    })
 }
 
 /// The steps after the KEKs are known, shared by every protector kind: config MAC over the bytes

@@ -68,6 +68,15 @@ pub const BLOCK_CIPHER: u64 = BLOCK_PLAIN + BLOCK_OVERHEAD;
 pub const DIR_META: &str = "dekfs.dir";
 pub const DIR_META_LEN: u64 = 224;
 pub const CONF: &str = "dekfs.conf";
+/// The volume lock file a mount leaves in the cipher root (see FORMAT.md).
+pub const VOLUME_LOCK: &str = "dekfs.lock";
+/// The config writers' lock file (see FORMAT.md).
+pub const CONFIG_LOCK: &str = "dekfs.conf.lock";
+
+/// True for the cipher-root files that are not entries: config, key file, locks.
+pub fn is_root_meta(name: &str) -> bool {
+    [CONF, DIR_META, VOLUME_LOCK, CONFIG_LOCK].contains(&name)
+}
 
 /// Exit codes of the CLI contract.
 pub mod exit {

@@ -81,6 +81,12 @@ impl VolumeKeys {
             .map(|(_, k)| k)
     }
 
+    /// Every KEK by version, borrowed, for handing an unlock to a mounted daemon over its
+    /// control socket (`control::Client::unlock`); never copied out of locked memory.
+    pub(crate) fn keks_for_handoff(&self) -> Vec<(u32, &Key32)> {
+        self.keks.iter().map(|(v, k)| (*v, k)).collect()
+    }
+
     /// KEK of `version` for the volume layer (protector wrapping, config MAC); never public.
     pub(crate) fn kek_for(&self, version: u32) -> Result<&Key32, CryptoError> {
         self.kek(version).ok_or(CryptoError::MissingKek(version))

@@ -1,0 +1,168 @@
+//! The engine's online source: a whole-tree walk of a mounted volume through
+//! the live core. Directories come from the core's node table (so a walk
+//! sees the keys the daemon serves with, and the nodes stay the daemon's
+//! one node per inode), and each file or symlink is visited under its
+//! node's I/O lock, so no write, truncate or rewrap of the daemon changes
+//! it meanwhile. It must not write (attaching a node may re-key an empty
+//! directory that lost its key, as any lookup does) and must not hold a
+//! directory's entry lock across a visit: a walk never blocks creates,
+//! removes or renames for longer than one object.
+
+use super::lookup::Found;
+use super::node::Node;
+use super::{CoreError, CoreFs, Errno, ROOT_INO};
+use crate::crypto::DirKey;
+use crate::engine::fsck::{self, Report};
+use crate::engine::source::{DirKeyState, Held, Source};
+use rustix::fs::{Mode, OFlags};
+use std::collections::HashMap;
+use std::io;
+use std::os::fd::{AsRawFd, BorrowedFd, OwnedFd, RawFd};
+use std::sync::Arc;
+
+/// A walk of the live tree. Every node it attaches counts as one lookup of
+/// the core's, given back when the walker is done with the object, so the
+/// kernel's own FORGETs keep their meaning.
+pub struct Live<'a> {
+    core: &'a CoreFs,
+    /// The node behind each directory descriptor handed to the walker, and
+    /// whether this source holds a lookup of it.
+    dirs: HashMap<RawFd, (Arc<Node>, bool)>,
+}
+
+impl CoreFs {
+    /// A walk source over this live core (see `engine::walk`).
+    pub fn live_source(&self) -> Live<'_> {
+        Live {
+            core: self,
+            dirs: HashMap::new(),
+        }
+    }
+
+    /// Authenticates every key, name, header, block and symlink target of
+    /// the mounted volume without stopping it (read-only; repairs stay
+    /// offline).
+    /// A lock during the check waits for nothing, but the volume keys the
+    /// check holds are wiped only when it ends.
+    pub fn check_live(&self) -> io::Result<Report> {
+        let keys = self.vkeys().map_err(|e| io_err(e.into()))?;
+        fsck::check_source(self.live_source(), &keys)
+    }
+}
+
+fn io_err(e: CoreError) -> io::Error {
+    match e {
+        CoreError::Sys(Errno(n)) => io::Error::from_raw_os_error(n),
+        e => io::Error::other(format!("{e:?}")),
+    }
+}
+
+/// A descriptor of a node's directory that can list it (the node's own is
+/// O_PATH).
+fn open_listable(node: &Node) -> io::Result<OwnedFd> {
+    let flags = OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC;
+    Ok(rustix::fs::openat(&node.fd, ".", flags, Mode::empty())?)
+}
+
+/// A directory's key as the core serves it (derived again if a lock wiped
+/// it); a locked volume stops the walk.
+fn key_state(core: &CoreFs, node: &Node) -> io::Result<DirKeyState> {
+    match core.dir_key_of(node) {
+        Ok(k) => Ok(DirKeyState::Open(k)),
+        Err(e) if e == Errno::EKEYREVOKED => Err(io_err(e)),
+        Err(_) => Ok(DirKeyState::Damaged("directory key does not open".into())),
+    }
+}
+
+impl Live<'_> {
+    fn parent(&self, dir: BorrowedFd<'_>) -> io::Result<Arc<Node>> {
+        match self.dirs.get(&dir.as_raw_fd()) {
+            Some((n, _)) => Ok(n.clone()),
+            None => Err(io::Error::other("directory not handed out by this source")),
+        }
+    }
+
+    /// The node of entry `name` of `dir`, with one more lookup, or `None`
+    /// when it is gone.
+    fn attach(
+        &self,
+        dir: BorrowedFd<'_>,
+        dir_key: &DirKey,
+        name: &str,
+        plain: &[u8],
+    ) -> io::Result<Option<Arc<Node>>> {
+        let pnode = self.parent(dir)?;
+        match self.core.attach(&pnode, dir_key, Found::named(name, plain)) {
+            Ok((node, _)) => Ok(Some(node)),
+            Err(e) if e == Errno::ENOENT => Ok(None),
+            Err(e) => Err(io_err(e)),
+        }
+    }
+}
+
+impl Source for Live<'_> {
+    fn root(&mut self) -> io::Result<(OwnedFd, DirKeyState)> {
+        let node = self.core.node(ROOT_INO).map_err(io_err)?;
+        let fd = open_listable(&node)?;
+        let state = key_state(self.core, &node)?;
+        // The root is never forgotten: no lookup taken, none given back.
+        self.dirs.insert(fd.as_raw_fd(), (node, false));
+        Ok((fd, state))
+    }
+
+    fn child(
+        &mut self,
+        parent: BorrowedFd<'_>,
+        parent_key: &DirKey,
+        name: &str,
+        plain: &[u8],
+    ) -> io::Result<(OwnedFd, DirKeyState)> {
+        let Some(node) = self.attach(parent, parent_key, name, plain)? else {
+            return Err(io::ErrorKind::NotFound.into());
+        };
+        let fd = match open_listable(&node) {
+            Ok(fd) => fd,
+            Err(e) => {
+                self.core.forget(node.ino, 1);
+                return Err(e);
+            }
+        };
+        let state = match key_state(self.core, &node) {
+            Ok(s) => s,
+            Err(e) => {
+                self.core.forget(node.ino, 1);
+                return Err(e);
+            }
+        };
+        self.dirs.insert(fd.as_raw_fd(), (node, true));
+        Ok((fd, state))
+    }
+
+    fn leave(&mut self, dir: BorrowedFd<'_>) {
+        if let Some((node, true)) = self.dirs.remove(&dir.as_raw_fd()) {
+            self.core.forget(node.ino, 1);
+        }
+    }
+
+    fn hold(
+        &mut self,
+        dir: BorrowedFd<'_>,
+        dir_key: &DirKey,
+        obj: Held<'_>,
+        visit: &mut dyn FnMut() -> io::Result<()>,
+    ) -> io::Result<()> {
+        let Some(node) = self.attach(dir, dir_key, obj.name, obj.plain)? else {
+            return Ok(());
+        };
+        // Held only if the name still leads to the inode the walker listed;
+        // the visitor checks the inode it opens against the same number.
+        let r = if node.ino == self.core.fuse_ino(obj.ino) {
+            let _still = node.io.read().unwrap_or_else(|e| e.into_inner());
+            visit()
+        } else {
+            Ok(())
+        };
+        self.core.forget(node.ino, 1);
+        r
+    }
+}
