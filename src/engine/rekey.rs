@@ -78,6 +78,7 @@ struct Rekey<'a> {
     mode: Mode2,
     report: Report,
     progress: &'a mut dyn FnMut(&Stats),
+    staged: Vec<Staged>,
 }
 
 /// Rewraps every object under `cipherdir` to the active KEK of `keys`
@@ -133,9 +134,11 @@ fn walk(
         mode,
         report: Report::default(),
         progress,
+        staged: Vec::with_capacity(BATCH),
     };
     Walker::new(Offline::new(cipherdir, keys), &mut v).run()?;
     if mode == Mode2::Rewrap {
+        v.flush()?;
         // The final (slot-cleared) writes were not synced one by one: the
         // verify walk and the destruction come only after this.
         let root = rustix::fs::open(cipherdir, OFlags::RDONLY | OFlags::CLOEXEC, Mode::empty())?;
@@ -245,7 +248,7 @@ impl Visitor for Rekey<'_> {
         } else {
             let mut h = [0u8; HEADER_LEN];
             f.read_exact_at(&mut h, 0)?;
-            self.file_header(at, parent, &f, &h)?;
+            self.file_header(at, parent, f, &h)?;
         }
         (self.progress)(&self.report.stats);
         Ok(())
@@ -270,7 +273,7 @@ impl Rekey<'_> {
         &mut self,
         at: &Entry<'_>,
         parent: &DirKey,
-        f: &File,
+        f: File,
         h: &[u8; HEADER_LEN],
     ) -> io::Result<()> {
         if self.mode == Mode2::Verify {
@@ -295,18 +298,49 @@ impl Rekey<'_> {
             }
         };
         let t = times(f.as_fd())?;
-        if let Some(both) = r.both {
-            f.write_all_at(&both, 0)?;
-            // The new slot is durable before the old one may go.
-            f.sync_data()?;
-            crate::failpoint::hit(FP_FILE_BOTH);
-        }
-        f.write_all_at(&r.fin, 0)?;
-        rustix::fs::futimens(f, &t)?;
-        crate::failpoint::hit(FP_FILE_FIN);
         self.report.stats.rewrapped += 1;
+        let Some(both) = r.both else {
+            // The kept slot already is of the new KEK: only a leftover goes.
+            f.write_all_at(&r.fin, 0)?;
+            rustix::fs::futimens(&f, &t)?;
+            crate::failpoint::hit(FP_FILE_FIN);
+            return Ok(());
+        };
+        f.write_all_at(&both, 0)?;
+        self.staged.push(Staged { f, fin: r.fin, t });
+        if self.staged.len() >= BATCH {
+            self.flush()?;
+        }
         Ok(())
     }
+
+    /// Makes the staged headers' new slots durable with one filesystem
+    /// sync (a sync per file would bound a disk to its sync rate), and only
+    /// then clears their old slots.
+    fn flush(&mut self) -> io::Result<()> {
+        let Some(first) = self.staged.first() else {
+            return Ok(());
+        };
+        rustix::fs::syncfs(&first.f)?;
+        for s in self.staged.drain(..) {
+            crate::failpoint::hit(FP_FILE_BOTH);
+            s.f.write_all_at(&s.fin, 0)?;
+            rustix::fs::futimens(&s.f, &s.t)?;
+            crate::failpoint::hit(FP_FILE_FIN);
+        }
+        Ok(())
+    }
+}
+
+/// Headers staged per sync: each holds its file open until the flush.
+const BATCH: usize = 128;
+
+/// A header whose both-slots form is written, waiting for the sync that
+/// lets its old slot go.
+struct Staged {
+    f: File,
+    fin: [u8; HEADER_LEN],
+    t: Timestamps,
 }
 
 /// Opens a backing file without following a symlink and without touching
