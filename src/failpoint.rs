@@ -5,13 +5,16 @@
 //! other way.
 //!
 //! Points so far: `rename.cross_dir.renamed` (a cross-directory move after the
-//! rename and the directory fsyncs, before the old key slot is cleared).
-//! Later issues add theirs here (rekey: between rewrapping objects), one
-//! constant each. Offline shred's five points (`shred.journal.written`,
-//! `shred.slots.half`, `shred.slots.synced`, `shred.removal.contents`,
-//! `shred.removed`) are constants in engine/shred beside the steps they cut;
-//! there the process killed is the `dekfs shred` command itself.
+//! rename and the directory fsyncs, before the old key slot is cleared),
+//! rekey's (`rekey.*`, constants in volume/rotate.rs and engine/rekey.rs),
+//! and offline shred's five (`shred.journal.written`, `shred.slots.half`,
+//! `shred.slots.synced`, `shred.removal.contents`, `shred.removed`,
+//! constants in engine/shred beside the steps they cut; there the process
+//! killed is the `dekfs shred` command itself).
+//! `DEKFS_FAILPOINT=name@N` fires at the Nth hit of the point (1 = first),
+//! so a test can stop a walk in the middle.
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::OnceLock;
 
 /// Cross-directory move: new slot written and synced, entry renamed, both
@@ -21,16 +24,32 @@ pub const CROSS_DIR_RENAMED: &str = "rename.cross_dir.renamed";
 /// The environment variable naming the one armed point.
 pub const ENV: &str = "DEKFS_FAILPOINT";
 
-fn armed() -> Option<&'static str> {
-    static ARMED: OnceLock<Option<String>> = OnceLock::new();
+/// The armed point and the hit it fires at.
+fn armed_at() -> Option<&'static (String, u64)> {
+    static ARMED: OnceLock<Option<(String, u64)>> = OnceLock::new();
     ARMED
-        .get_or_init(|| std::env::var(ENV).ok().filter(|s| !s.is_empty()))
-        .as_deref()
+        .get_or_init(|| {
+            let v = std::env::var(ENV).ok().filter(|s| !s.is_empty())?;
+            Some(match v.rsplit_once('@') {
+                Some((name, n)) => (name.to_owned(), n.parse().unwrap_or(1).max(1)),
+                None => (v, 1),
+            })
+        })
+        .as_ref()
 }
 
-/// Kills the process here if `point` is the armed one.
+#[cfg(test)]
+fn armed() -> Option<&'static str> {
+    armed_at().map(|(n, _)| n.as_str())
+}
+
+/// Kills the process here if `point` is the armed one (at its Nth hit).
 pub fn hit(point: &str) {
-    if armed() == Some(point) {
+    static HITS: AtomicU64 = AtomicU64::new(0);
+    let Some((name, at)) = armed_at() else {
+        return;
+    };
+    if name == point && HITS.fetch_add(1, Ordering::Relaxed) + 1 == *at {
         log::warn!("failpoint {point}: killing the daemon");
         log::logger().flush();
         let _ =

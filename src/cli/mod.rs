@@ -10,6 +10,7 @@ mod keysource;
 mod live;
 mod mount;
 mod protector;
+mod rekey;
 mod secret_input;
 mod shred;
 mod status;
@@ -67,6 +68,15 @@ enum Cmd {
     /// Add, remove, list or reseal protectors (passphrase, recovery key, TPM2)
     #[command(subcommand)]
     Protector(protector::ProtectorCmd),
+    /// Rotate the volume key (KEK) and destroy the old one
+    ///
+    /// A new KEK for every protector kept, every header and directory key
+    /// rewrapped, then the old KEK destroyed. Offline
+    /// (unmount first); crash-safe: --resume (or the next mount) finishes.
+    /// Protects against a leaked old passphrase, recovery key or TPM blob
+    /// together with today's ciphertext; not against a pre-rotation copy of
+    /// the whole cipher directory (file keys are unchanged).
+    Rekey(rekey::RekeyArgs),
     /// Cryptographically erase a file or directory tree of an unmounted volume
     Shred(shred::ShredArgs),
     /// Erase a whole volume by destroying every copy of its key
@@ -102,6 +112,7 @@ pub fn main() -> i32 {
         Cmd::Unlock(a) => live::unlock(a),
         Cmd::Fsck(a) => fsck::run(a),
         Cmd::Protector(c) => protector::run(c),
+        Cmd::Rekey(a) => rekey::run(a),
         Cmd::Shred(a) => shred::run(a),
         Cmd::Destroy(a) => destroy::run(a),
     };

@@ -77,7 +77,16 @@ pub fn run(a: MountArgs) -> CliResult<()> {
     }
     // Unlock before the daemon forks: the TPM goes first, and a fallback
     // prompt needs the terminal.
-    let unlocked = super::keysource::unlock_for_mount(&cipherdir, &mnt, &key, &a.tpm, &options)?;
+    let mut unlocked =
+        super::keysource::unlock_for_mount(&cipherdir, &mnt, &key, &a.tpm, &options)?;
+    // Under the volume lock and before serving: an interrupted `rekey` is
+    // finished here (the daemon cannot yet rewrap online); a read-only
+    // mount writes nothing and only warns.
+    crate::engine::rotation::finish_pending_for_mount(
+        &cipherdir,
+        &mut unlocked,
+        options.read_only,
+    )?;
     let cfg = DaemonConfig {
         cipherdir,
         mountpoint: mnt,

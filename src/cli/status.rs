@@ -124,7 +124,12 @@ pub fn run(a: StatusArgs) -> CliResult<()> {
         println!(
             "KEK v{v}:         created {}{}",
             utc_time(*c),
-            if *act { ", active" } else { "" }
+            // Only a rotation in progress leaves a non-active KEK.
+            if *act {
+                ", active"
+            } else {
+                ", retiring (key rotation unfinished: dekfs rekey --resume)"
+            }
         );
     }
     println!(

@@ -78,7 +78,12 @@ struct Fsck<'a> {
 }
 
 impl Visitor for Fsck<'_> {
-    fn dir(&mut self, _at: &Entry<'_>, _key: &DirKey) -> std::io::Result<()> {
+    fn dir(
+        &mut self,
+        _at: &Entry<'_>,
+        _key: &DirKey,
+        _parent: Option<&DirKey>,
+    ) -> std::io::Result<()> {
         self.report.dirs += 1;
         Ok(())
     }

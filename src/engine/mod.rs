@@ -6,10 +6,14 @@
 pub mod destroy;
 pub mod fsck;
 mod quarantine;
+pub mod rekey;
+pub mod rotation;
 pub mod shred;
 pub mod source;
 pub mod walk;
 
 pub use walk::{Entry, Problem, ProblemKind, Visitor, Walker};
+#[cfg(test)]
+mod rekey_tests;
 #[cfg(test)]
 mod tests;

@@ -61,8 +61,10 @@ pub struct Problem {
 
 /// What a whole-tree job does with each object. Errors stop the walk.
 pub trait Visitor {
-    /// A directory whose key opened, before its entries (the root first).
-    fn dir(&mut self, _at: &Entry<'_>, _key: &DirKey) -> io::Result<()> {
+    /// A directory whose key opened, before its entries (the root first);
+    /// `parent` is the key its own key is wrapped to (`None` for the root,
+    /// whose key is wrapped to the KEK alone).
+    fn dir(&mut self, _at: &Entry<'_>, _key: &DirKey, _parent: Option<&DirKey>) -> io::Result<()> {
         Ok(())
     }
     fn file(&mut self, at: &Entry<'_>, parent: &DirKey) -> io::Result<()>;
@@ -102,7 +104,7 @@ impl<'v, S: Source, V: Visitor> Walker<'v, S, V> {
 
     pub fn run(mut self) -> io::Result<()> {
         let (fd, state) = self.source.root()?;
-        let r = self.enter(fd.as_fd(), state, "/".into(), PathBuf::new());
+        let r = self.enter(fd.as_fd(), state, None, "/".into(), PathBuf::new());
         self.source.leave(fd.as_fd());
         r
     }
@@ -120,11 +122,12 @@ impl<'v, S: Source, V: Visitor> Walker<'v, S, V> {
         &mut self,
         fd: BorrowedFd<'_>,
         state: DirKeyState,
+        parent: Option<&DirKey>,
         plain: String,
         backing: PathBuf,
     ) -> io::Result<()> {
         match state {
-            DirKeyState::Open(key) => self.dir(fd, key, plain, backing),
+            DirKeyState::Open(key) => self.dir(fd, key, parent, plain, backing),
             DirKeyState::EmptyWithoutKey(what) => {
                 self.visitor
                     .note(format!("{plain}: {what} (re-keyed on first access)"));
@@ -141,6 +144,7 @@ impl<'v, S: Source, V: Visitor> Walker<'v, S, V> {
         &mut self,
         fd: BorrowedFd<'_>,
         key: Arc<DirKey>,
+        parent: Option<&DirKey>,
         plain: String,
         backing: PathBuf,
     ) -> io::Result<()> {
@@ -151,7 +155,7 @@ impl<'v, S: Source, V: Visitor> Walker<'v, S, V> {
             name: ".",
             ino: 0,
         };
-        self.visitor.dir(&at, &key)?;
+        self.visitor.dir(&at, &key, parent)?;
         let mut entries = layout::list(&fd)?;
         entries.sort_by(|a, b| a.raw.cmp(&b.raw));
         let longs: BTreeSet<&str> = entries
@@ -243,7 +247,7 @@ impl<'v, S: Source, V: Visitor> Walker<'v, S, V> {
                     }
                     r => r?,
                 };
-                let r = self.enter(fd.as_fd(), state, plain, backing);
+                let r = self.enter(fd.as_fd(), state, Some(key), plain, backing);
                 self.source.leave(fd.as_fd());
                 r
             }

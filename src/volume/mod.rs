@@ -11,6 +11,9 @@ mod policy;
 #[cfg(test)]
 mod policy_tests;
 mod protector;
+pub mod rotate;
+#[cfg(test)]
+mod rotate_tests;
 #[cfg(test)]
 mod tests;
 mod tpm2;

@@ -4,6 +4,7 @@
 
 mod dir;
 mod file;
+mod rotate;
 #[cfg(test)]
 mod tests;
 #[cfg(test)]
@@ -12,6 +13,7 @@ mod xattr;
 
 pub use dir::DirKey;
 pub use file::FileKey;
+pub use rotate::KekRewrap;
 pub use xattr::{XattrCipher, MAX_XATTR_VALUE, XATTR_NAME_MAX, XATTR_PREFIX, XATTR_SIZE_MAX};
 
 use super::kw::{unwrap_bound, wrap_bound};

@@ -1,0 +1,364 @@
+//! The object side of a KEK rotation, as walker visitors: `rewrap_all`
+//! moves every dekfs.dir and file header (long-name entries included) to the
+//! active KEK, each in two durable steps (new slot beside the kept one and
+//! synced, then the old slot cleared); `verify` is the read-only walk that
+//! must find no slot of the retiring KEK before it may be destroyed. It must
+//! not touch dekfs.conf (volume/rotate.rs does), change file contents, sizes
+//! or timestamps, or skip an object silently: every one it cannot rewrap is a
+//! reported problem.
+
+use super::source::Offline;
+use super::walk::{Entry, Problem, ProblemKind, Visitor, Walker};
+use crate::crypto::{DirKey, VolumeKeys};
+use crate::format::{DirMeta, FileHeader, KeySlot, DIR_META_LEN, DIR_META_NAME, HEADER_LEN};
+use crate::layout::{self, write_small_atomic};
+use rustix::fs::{Mode, OFlags, Timespec, Timestamps};
+use std::fs::File;
+use std::io;
+use std::os::fd::{AsFd, BorrowedFd};
+use std::os::unix::fs::FileExt;
+use std::path::Path;
+
+/// Failpoints of the per-object steps (the volume layer has the config ones).
+pub const FP_FILE_BOTH: &str = "rekey.file.both";
+pub const FP_FILE_FIN: &str = "rekey.file.fin";
+pub const FP_DIR_BOTH: &str = "rekey.dir.both";
+pub const FP_DIR_FIN: &str = "rekey.dir.fin";
+
+/// Counts of one walk.
+#[derive(Debug, Default, Clone)]
+pub struct Stats {
+    pub dirs: u64,
+    pub files: u64,
+    /// Objects given the active KEK by this walk.
+    pub rewrapped: u64,
+    /// Objects that already held only an active-KEK slot.
+    pub current: u64,
+}
+
+/// What a walk found.
+#[derive(Debug, Default)]
+pub struct Report {
+    pub stats: Stats,
+    /// Objects not rewrapped (unreadable names, keys or headers).
+    pub problems: Vec<Problem>,
+    /// Plaintext paths of objects that still hold a slot of the old KEK.
+    pub old_slots: Vec<String>,
+    pub notes: Vec<String>,
+}
+
+impl Report {
+    /// What blocks destroying the old KEK: every object that may still need
+    /// it. Orphan long-name records hold no key and do not count.
+    pub fn blockers(&self) -> Vec<String> {
+        let mut v: Vec<String> = self
+            .problems
+            .iter()
+            .filter(|p| p.kind == ProblemKind::Damaged)
+            .map(|p| format!("{}: {}", p.path, p.what))
+            .collect();
+        v.extend(
+            self.old_slots
+                .iter()
+                .map(|p| format!("{p}: still holds the old KEK")),
+        );
+        v
+    }
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Mode2 {
+    Rewrap,
+    Verify,
+}
+
+struct Rekey<'a> {
+    keys: &'a VolumeKeys,
+    old: u32,
+    mode: Mode2,
+    report: Report,
+    progress: &'a mut dyn FnMut(&Stats),
+    staged: Vec<Staged>,
+}
+
+/// Rewraps every object under `cipherdir` to the active KEK of `keys`
+/// (which must also hold KEK `old`, so that not-yet-rewrapped objects open).
+/// `progress` is called after each object.
+pub fn rewrap_all(
+    cipherdir: &Path,
+    keys: &VolumeKeys,
+    old: u32,
+    progress: &mut dyn FnMut(&Stats),
+) -> io::Result<Report> {
+    walk(cipherdir, keys, old, Mode2::Rewrap, progress)
+}
+
+/// The read-only walk: every object that still holds a slot of `old`, and
+/// every object that could not be read.
+pub fn verify(cipherdir: &Path, keys: &VolumeKeys, old: u32) -> io::Result<Report> {
+    walk(cipherdir, keys, old, Mode2::Verify, &mut |_| {})
+}
+
+/// Counts directories and files (for progress totals); reads no header.
+pub fn count(cipherdir: &Path, keys: &VolumeKeys) -> io::Result<u64> {
+    struct Count(u64);
+    impl Visitor for Count {
+        fn dir(&mut self, _: &Entry<'_>, _: &DirKey, _: Option<&DirKey>) -> io::Result<()> {
+            self.0 += 1;
+            Ok(())
+        }
+        fn file(&mut self, _: &Entry<'_>, _: &DirKey) -> io::Result<()> {
+            self.0 += 1;
+            Ok(())
+        }
+        fn symlink(&mut self, _: &Entry<'_>, _: &DirKey) -> io::Result<()> {
+            Ok(())
+        }
+        fn problem(&mut self, _: Problem) {}
+    }
+    let mut c = Count(0);
+    Walker::new(Offline::new(cipherdir, keys), &mut c).run()?;
+    Ok(c.0)
+}
+
+fn walk(
+    cipherdir: &Path,
+    keys: &VolumeKeys,
+    old: u32,
+    mode: Mode2,
+    progress: &mut dyn FnMut(&Stats),
+) -> io::Result<Report> {
+    let mut v = Rekey {
+        keys,
+        old,
+        mode,
+        report: Report::default(),
+        progress,
+        staged: Vec::with_capacity(BATCH),
+    };
+    Walker::new(Offline::new(cipherdir, keys), &mut v).run()?;
+    if mode == Mode2::Rewrap {
+        v.flush()?;
+        // The final (slot-cleared) writes were not synced one by one: the
+        // verify walk and the destruction come only after this.
+        let root = rustix::fs::open(cipherdir, OFlags::RDONLY | OFlags::CLOEXEC, Mode::empty())?;
+        rustix::fs::syncfs(&root)?;
+    }
+    quarantine_blocks(cipherdir, &mut v.report)?;
+    Ok(v.report)
+}
+
+/// Quarantined entries are keyed to the old KEK too and become unreadable
+/// forever once it is destroyed: each one is a blocker.
+fn quarantine_blocks(cipherdir: &Path, report: &mut Report) -> io::Result<()> {
+    let q = cipherdir.join(layout::QUARANTINE_DIR);
+    let entries = match std::fs::read_dir(&q) {
+        Ok(e) => e,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(e),
+    };
+    for e in entries {
+        let e = e?;
+        let rel = Path::new(layout::QUARANTINE_DIR).join(e.file_name());
+        report.problems.push(Problem {
+            path: rel.display().to_string(),
+            backing: rel,
+            what: "quarantined entry (unreadable after the old KEK is destroyed)".into(),
+            kind: ProblemKind::Damaged,
+        });
+    }
+    Ok(())
+}
+
+fn has_version(slots: &[Option<KeySlot>; 2], v: u32) -> bool {
+    slots.iter().flatten().any(|s| s.kek_version == v)
+}
+
+fn damaged(at: &Entry<'_>, what: String) -> Problem {
+    Problem {
+        path: at.path.to_owned(),
+        backing: at.backing.to_owned(),
+        what,
+        kind: ProblemKind::Damaged,
+    }
+}
+
+/// The access and modification times of `fd`, to put back after a rewrap
+/// (a key change is not a change of the file's contents).
+fn times(fd: BorrowedFd<'_>) -> io::Result<Timestamps> {
+    let st = rustix::fs::fstat(fd)?;
+    let ts = |s: i64, ns: i64| Timespec {
+        tv_sec: s,
+        tv_nsec: ns as _,
+    };
+    Ok(Timestamps {
+        last_access: ts(st.st_atime as i64, st.st_atime_nsec as i64),
+        last_modification: ts(st.st_mtime as i64, st.st_mtime_nsec as i64),
+    })
+}
+
+impl Visitor for Rekey<'_> {
+    fn dir(&mut self, at: &Entry<'_>, _key: &DirKey, parent: Option<&DirKey>) -> io::Result<()> {
+        self.report.stats.dirs += 1;
+        let meta = layout::read_dir_meta(&at.dir)?;
+        match self.mode {
+            Mode2::Verify => match DirMeta::parse(&meta) {
+                Ok(m) if has_version(&m.slots, self.old) => {
+                    self.report.old_slots.push(at.path.to_owned())
+                }
+                Ok(_) => self.report.stats.current += 1,
+                Err(e) => self.problem(damaged(at, format!("directory key: {e}"))),
+            },
+            Mode2::Rewrap => match self.keys.rewrap_dir_kek(parent, &meta) {
+                Ok(None) => self.report.stats.current += 1,
+                Ok(Some(r)) => {
+                    let t = times(at.dir)?;
+                    if let Some(both) = r.both {
+                        write_meta(at.dir, &both)?;
+                        crate::failpoint::hit(FP_DIR_BOTH);
+                    }
+                    write_meta(at.dir, &r.fin)?;
+                    rustix::fs::futimens(at.dir, &t)?;
+                    crate::failpoint::hit(FP_DIR_FIN);
+                    self.report.stats.rewrapped += 1;
+                }
+                Err(e) => self.problem(damaged(at, format!("directory key: {e}"))),
+            },
+        }
+        (self.progress)(&self.report.stats);
+        Ok(())
+    }
+
+    fn file(&mut self, at: &Entry<'_>, parent: &DirKey) -> io::Result<()> {
+        self.report.stats.files += 1;
+        let f = open_file(at, self.mode == Mode2::Rewrap)?;
+        let md = f.metadata()?;
+        let len = md.len();
+        let replaced = at.ino != 0 && std::os::unix::fs::MetadataExt::ino(&md) != at.ino;
+        if replaced && self.mode == Mode2::Rewrap {
+            // Renamed over since the listing (live volume): not the object
+            // the walk decoded under this parent; the verify walk checks
+            // whatever is there now.
+            self.note(format!("{}: replaced during the walk", at.path));
+        } else if len == 0 {
+            // No header yet: nothing is keyed.
+            self.report.stats.current += 1;
+        } else if len < HEADER_LEN as u64 {
+            self.problem(damaged(at, format!("impossible ciphertext size {len}")));
+        } else {
+            let mut h = [0u8; HEADER_LEN];
+            f.read_exact_at(&mut h, 0)?;
+            self.file_header(at, parent, f, &h)?;
+        }
+        (self.progress)(&self.report.stats);
+        Ok(())
+    }
+
+    fn symlink(&mut self, _at: &Entry<'_>, _parent: &DirKey) -> io::Result<()> {
+        // A symlink target is sealed under its directory's key: no KEK slot.
+        Ok(())
+    }
+
+    fn problem(&mut self, p: Problem) {
+        self.report.problems.push(p);
+    }
+
+    fn note(&mut self, n: String) {
+        self.report.notes.push(n);
+    }
+}
+
+impl Rekey<'_> {
+    fn file_header(
+        &mut self,
+        at: &Entry<'_>,
+        parent: &DirKey,
+        f: File,
+        h: &[u8; HEADER_LEN],
+    ) -> io::Result<()> {
+        if self.mode == Mode2::Verify {
+            match FileHeader::parse(h) {
+                Ok(x) if has_version(&x.slots, self.old) => {
+                    self.report.old_slots.push(at.path.to_owned())
+                }
+                Ok(_) => self.report.stats.current += 1,
+                Err(e) => self.problem(damaged(at, format!("header: {e}"))),
+            }
+            return Ok(());
+        }
+        let r = match self.keys.rewrap_file_kek(parent, h) {
+            Ok(Some(r)) => r,
+            Ok(None) => {
+                self.report.stats.current += 1;
+                return Ok(());
+            }
+            Err(e) => {
+                self.problem(damaged(at, format!("header: {e}")));
+                return Ok(());
+            }
+        };
+        let t = times(f.as_fd())?;
+        self.report.stats.rewrapped += 1;
+        let Some(both) = r.both else {
+            // The kept slot already is of the new KEK: only a leftover goes.
+            f.write_all_at(&r.fin, 0)?;
+            rustix::fs::futimens(&f, &t)?;
+            crate::failpoint::hit(FP_FILE_FIN);
+            return Ok(());
+        };
+        f.write_all_at(&both, 0)?;
+        self.staged.push(Staged { f, fin: r.fin, t });
+        if self.staged.len() >= BATCH {
+            self.flush()?;
+        }
+        Ok(())
+    }
+
+    /// Makes the staged headers' new slots durable with one filesystem
+    /// sync (a sync per file would bound a disk to its sync rate), and only
+    /// then clears their old slots.
+    fn flush(&mut self) -> io::Result<()> {
+        let Some(first) = self.staged.first() else {
+            return Ok(());
+        };
+        rustix::fs::syncfs(&first.f)?;
+        for s in self.staged.drain(..) {
+            crate::failpoint::hit(FP_FILE_BOTH);
+            s.f.write_all_at(&s.fin, 0)?;
+            rustix::fs::futimens(&s.f, &s.t)?;
+            crate::failpoint::hit(FP_FILE_FIN);
+        }
+        Ok(())
+    }
+}
+
+/// Headers staged per sync: each holds its file open until the flush.
+const BATCH: usize = 128;
+
+/// A header whose both-slots form is written, waiting for the sync that
+/// lets its old slot go.
+struct Staged {
+    f: File,
+    fin: [u8; HEADER_LEN],
+    t: Timestamps,
+}
+
+/// Opens a backing file without following a symlink and without touching
+/// its atime where allowed.
+fn open_file(at: &Entry<'_>, write: bool) -> io::Result<File> {
+    let base = if write { OFlags::RDWR } else { OFlags::RDONLY };
+    let flags = base | OFlags::NOFOLLOW | OFlags::CLOEXEC;
+    let fd = match rustix::fs::openat(at.dir, at.name, flags | OFlags::NOATIME, Mode::empty()) {
+        Err(rustix::io::Errno::PERM) => rustix::fs::openat(at.dir, at.name, flags, Mode::empty()),
+        r => r,
+    }?;
+    Ok(File::from(fd))
+}
+
+/// Replaces the directory's dekfs.dir (temp file, fsync, rename) and syncs
+/// the directory so the rename is durable before the next step.
+fn write_meta(dir: BorrowedFd<'_>, meta: &[u8; DIR_META_LEN]) -> io::Result<()> {
+    write_small_atomic(&dir, DIR_META_NAME, meta)?;
+    rustix::fs::fsync(dir)?;
+    Ok(())
+}
