@@ -2,9 +2,11 @@
 //! It must not implement filesystem or key logic itself.
 
 mod ask_password;
+mod audit;
 mod exit;
 mod fsck;
 mod init;
+mod key;
 mod keysource;
 mod mount;
 mod protector;
@@ -24,6 +26,12 @@ use std::path::PathBuf;
     about = "Encrypting filesystem with per-file DEKs, directory keys and a rotatable KEK"
 )]
 struct Cli {
+    /// Audit log file (default: dekfs.audit inside CIPHERDIR; also $DEKFS_AUDIT_LOG)
+    #[arg(long, global = true, value_name = "PATH")]
+    audit_log: Option<PathBuf>,
+    /// Record plaintext paths in the audit log (default: ids only; also $DEKFS_AUDIT_NAMES=1)
+    #[arg(long, global = true)]
+    audit_names: bool,
     #[command(subcommand)]
     cmd: Cmd,
 }
@@ -60,6 +68,11 @@ enum Cmd {
     /// Add, remove, list or reseal protectors (passphrase, recovery key, TPM2)
     #[command(subcommand)]
     Protector(protector::ProtectorCmd),
+    /// Escrow and migration: transport keys, KEK export and import
+    #[command(subcommand)]
+    Key(key::KeyCmd),
+    /// List or verify the volume's audit log
+    Audit(audit::AuditArgs),
 }
 
 /// The CLI definition, for generating man pages and completions at build time.
@@ -82,6 +95,7 @@ pub fn main() -> i32 {
             };
         }
     };
+    crate::audit::configure(cli.audit_log.clone(), cli.audit_names);
     let r = match cli.cmd {
         Cmd::Init(a) => init::run(a),
         Cmd::Mount(a) => mount::run(a),
@@ -89,6 +103,8 @@ pub fn main() -> i32 {
         Cmd::Status(a) => status::run(a),
         Cmd::Fsck(a) => fsck::run(a),
         Cmd::Protector(c) => protector::run(c),
+        Cmd::Key(c) => key::run(c),
+        Cmd::Audit(a) => audit::run(a),
     };
     match r {
         Ok(()) => exit::OK,
