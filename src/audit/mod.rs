@@ -260,3 +260,6 @@ pub fn link_rotation(keys: &VolumeKeys, new: u32) {
         }
     }
 }
+
+#[cfg(test)]
+mod tests;
