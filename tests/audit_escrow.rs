@@ -130,7 +130,7 @@ fn transport_key_is_0600_and_never_overwritten() {
 #[test]
 fn export_then_import_on_a_copy_opens_with_the_new_protector() {
     require_fuse!();
-    let v = TestVolume::new("escrow");
+    let v = TestVolume::with_init_args("escrow", &["--audit"]);
     v.mount();
     fs::write(v.p("kept.txt"), b"survives migration").unwrap();
     v.umount();

@@ -100,6 +100,21 @@ struct Config {
     names: bool,
 }
 
+static CREATE: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// Lets this process create a volume's audit log (`init --audit`, `audit --enable`). Otherwise
+/// a volume is audited only once its log exists, or when a location was given explicitly.
+pub fn enable_creation() {
+    CREATE.store(true, std::sync::atomic::Ordering::SeqCst);
+}
+
+/// Whether events for `paths` are written to a file (syslog gets them either way).
+fn enabled(paths: &Paths) -> bool {
+    CREATE.load(std::sync::atomic::Ordering::SeqCst)
+        || config().location.is_some()
+        || std::fs::symlink_metadata(&paths.log).is_ok()
+}
+
 static CONFIG: OnceLock<Config> = OnceLock::new();
 
 fn config_from_env() -> Config {
@@ -173,6 +188,9 @@ impl Target {
     /// Appends one event: chained if the key is held, else to the pending file.
     pub fn append(&self, e: Event) -> std::io::Result<()> {
         emit_syslog(&e.0, self.key.as_ref().map(|k| k.kek));
+        if !enabled(&self.paths) {
+            return Ok(());
+        }
         let mut held = store::Locked::acquire(&self.paths)?;
         match &self.key {
             Some(k) => held.append(&self.paths, &k.key, k.kek, None, vec![e.0]),
@@ -187,6 +205,10 @@ impl Target {
         let old = self.key.take();
         let e = Event::new("audit-key-link").key_version(new);
         emit_syslog(&e.0, Some(new));
+        if !enabled(&self.paths) {
+            self.key = Some(newk);
+            return Ok(());
+        }
         let mut held = store::Locked::acquire(&self.paths)?;
         let link = old.as_ref().map(|o| (o.kek, &o.key));
         let r = held.append(&self.paths, &newk.key, new, link, vec![e.0]);

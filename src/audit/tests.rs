@@ -13,6 +13,7 @@ fn keys(v: u32) -> VolumeKeys {
 }
 
 fn target(dir: &Path, k: &VolumeKeys) -> Target {
+    enable_creation();
     Target {
         paths: Paths::new(dir.join(LOG_NAME)),
         key: None,

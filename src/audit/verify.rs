@@ -69,6 +69,11 @@ pub struct Report {
 
 /// Checks the chain with the audit keys in `keys` (one per KEK version held).
 pub fn verify(p: &Paths, keys: &[AuditKey]) -> std::io::Result<Report> {
+    // Held while reading so that a concurrent append (log line, then seal) is seen whole.
+    let _held = match std::fs::symlink_metadata(&p.log) {
+        Ok(_) => Some(super::store::Locked::acquire(p)?),
+        Err(_) => None,
+    };
     let (lines, pending, torn) = read_lines(p)?;
     let mut r = Report {
         lines: lines.len(),

@@ -24,6 +24,9 @@ pub struct AuditArgs {
     /// Check the MAC chain and the seal (needs a credential); names the first bad line
     #[arg(long)]
     verify: bool,
+    /// Start keeping the audit log for this volume (needs a credential)
+    #[arg(long, conflicts_with = "verify")]
+    enable: bool,
     #[command(flatten)]
     key: KeySource,
     #[command(flatten)]
@@ -110,6 +113,30 @@ pub fn run(a: AuditArgs) -> CliResult<()> {
     };
     // Checked before listing: a volume that is not one has no log to show.
     crate::volume::read_info(&a.cipherdir)?;
+    if a.enable {
+        audit::enable_creation();
+        let u = unlock_volume(
+            &a.cipherdir,
+            &a.key,
+            &a.tpm,
+            None,
+            !explicit_credential(&a.key),
+        )?;
+        audit::attach(&a.cipherdir, Some(&u.keys));
+        audit::record(audit::Event::new("audit-enable").volume(&u.info.volume_id));
+        eprintln!(
+            "dekfs: audit log enabled at {}",
+            audit::paths_for(&a.cipherdir).log.display()
+        );
+        return Ok(());
+    }
+    let paths = audit::paths_for(&a.cipherdir);
+    if std::fs::symlink_metadata(&paths.log).is_err() {
+        return Err(
+            CliError::new(USAGE, format!("no audit log at {}", paths.log.display()))
+                .hint("this volume is not audited; `dekfs audit --enable CIPHERDIR` starts a log"),
+        );
+    }
     let keys = if a.verify {
         if !explicit_credential(&a.key) && !has_tty() && !has_tpm(&a) {
             None
@@ -132,7 +159,6 @@ pub fn run(a: AuditArgs) -> CliResult<()> {
     } else {
         None
     };
-    let paths = audit::paths_for(&a.cipherdir);
     let (lines, pending, torn) = audit::read_lines(&paths)?;
     let keep = |s: &StoredLine| {
         s.line.as_ref().is_none_or(|l| {
