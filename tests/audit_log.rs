@@ -318,3 +318,30 @@ fn kill_9_mid_append_leaves_a_verifiable_log() {
     o.expect_code(exit::OK, "verify after kill -9 loop");
     assert!(events(&v).len() >= 2);
 }
+
+#[test]
+fn listing_filters_by_event_and_time_and_prints_json() {
+    let v = audited("filters");
+    verify(&v).expect_code(exit::OK, "verify");
+    verify(&v).expect_code(exit::OK, "verify");
+    let c = s(&v.cipher);
+    let o = dekfs(["audit", &c, "--event", "unlock"]);
+    o.expect_code(exit::OK, "--event");
+    assert_eq!(o.stdout.lines().count(), 2, "{}", o.stdout);
+    let o = dekfs(["audit", &c, "--json"]);
+    o.expect_code(exit::OK, "--json");
+    let lines: Vec<serde_json::Value> = o
+        .stdout
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(lines.len(), 3);
+    assert!(lines.iter().all(|l| l["mac"].as_str().unwrap().len() == 64));
+    assert_eq!(lines[0]["event"], "init");
+    let all = dekfs(["audit", &c, "--since", "2000-01-01"]);
+    assert_eq!(all.stdout.lines().count(), 3);
+    let none = dekfs(["audit", &c, "--since", "2999-01-01T00:00:00Z"]);
+    none.expect_code(exit::OK, "future --since");
+    assert_eq!(none.stdout.lines().count(), 0);
+    dekfs(["audit", &c, "--since", "yesterday"]).expect_code(exit::USAGE, "bad --since");
+}

@@ -233,3 +233,19 @@ fn has_tpm(a: &AuditArgs) -> bool {
         .is_ok_and(|i| i.protectors.iter().any(|p| p.tpm2.is_some()))
         && a.tpm.tpm_tcti.is_some()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::parse_time;
+
+    #[test]
+    fn since_accepts_unix_seconds_and_utc_dates() {
+        assert_eq!(parse_time("1700000000"), Some(1_700_000_000));
+        assert_eq!(parse_time("1970-01-01"), Some(0));
+        assert_eq!(parse_time("2000-03-01T00:00:00Z"), Some(951_868_800));
+        assert_eq!(parse_time("2026-12-03 17:11:47"), Some(1_796_317_907));
+        assert_eq!(parse_time("2026-13-01"), None);
+        assert_eq!(parse_time("1969-12-31"), None);
+        assert_eq!(parse_time("soon"), None);
+    }
+}
