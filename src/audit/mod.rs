@@ -108,7 +108,7 @@ pub fn enable_creation() {
     CREATE.store(true, std::sync::atomic::Ordering::SeqCst);
 }
 
-/// Whether events for `paths` are written to a file (syslog gets them either way).
+/// Whether events for `paths` are recorded at all (file and syslog copy).
 fn enabled(paths: &Paths) -> bool {
     CREATE.load(std::sync::atomic::Ordering::SeqCst)
         || config().location.is_some()
@@ -187,10 +187,11 @@ impl Target {
 
     /// Appends one event: chained if the key is held, else to the pending file.
     pub fn append(&self, e: Event) -> std::io::Result<()> {
-        emit_syslog(&e.0, self.key.as_ref().map(|k| k.kek));
+        // A volume that is not audited keeps its log as before: no extra syslog lines either.
         if !enabled(&self.paths) {
             return Ok(());
         }
+        emit_syslog(&e.0, self.key.as_ref().map(|k| k.kek));
         let mut held = store::Locked::acquire(&self.paths)?;
         match &self.key {
             Some(k) => held.append(&self.paths, &k.key, k.kek, None, vec![e.0]),
@@ -204,11 +205,11 @@ impl Target {
         let newk = AuditKey::derive(keys, new).map_err(std::io::Error::other)?;
         let old = self.key.take();
         let e = Event::new("audit-key-link").key_version(new);
-        emit_syslog(&e.0, Some(new));
         if !enabled(&self.paths) {
             self.key = Some(newk);
             return Ok(());
         }
+        emit_syslog(&e.0, Some(new));
         let mut held = store::Locked::acquire(&self.paths)?;
         let link = old.as_ref().map(|o| (o.kek, &o.key));
         let r = held.append(&self.paths, &newk.key, new, link, vec![e.0]);
@@ -259,7 +260,7 @@ pub fn attach(cipherdir: &Path, keys: Option<&VolumeKeys>) {
     }
 }
 
-/// Records one event on this process's target (see `attach`); without one, syslog only.
+/// Records one event on this process's target (see `attach`); without one, nothing.
 /// Never fails the caller: a write error is logged.
 pub fn record(e: Event) {
     let g = global().lock().unwrap_or_else(|e| e.into_inner());
@@ -269,7 +270,7 @@ pub fn record(e: Event) {
                 log::warn!("audit: cannot append to {}: {err}", t.paths.log.display());
             }
         }
-        None => emit_syslog(&e.0, None),
+        None => drop(e),
     }
 }
 
