@@ -5,7 +5,8 @@
 //! other way.
 //!
 //! Points so far: `rename.cross_dir.renamed` (a cross-directory move after the
-//! rename and the directory fsyncs, before the old key slot is cleared).
+//! rename and the directory fsyncs, before the old key slot is cleared),
+//! `audit.append.torn` and `audit.append.before_seal` (see their constants).
 //! Later issues add theirs here (rekey: between rewrapping objects; shred:
 //! between destroying a key and removing the ciphertext), one constant each.
 
@@ -15,6 +16,12 @@ use std::sync::OnceLock;
 /// directories synced; the old slot is still there.
 pub const CROSS_DIR_RENAMED: &str = "rename.cross_dir.renamed";
 
+/// Audit append: half of a line written, before its newline (a torn line).
+pub const AUDIT_TORN_LINE: &str = "audit.append.torn";
+
+/// Audit append: lines written and synced, the seal not yet rewritten.
+pub const AUDIT_BEFORE_SEAL: &str = "audit.append.before_seal";
+
 /// The environment variable naming the one armed point.
 pub const ENV: &str = "DEKFS_FAILPOINT";
 
@@ -23,6 +30,11 @@ fn armed() -> Option<&'static str> {
     ARMED
         .get_or_init(|| std::env::var(ENV).ok().filter(|s| !s.is_empty()))
         .as_deref()
+}
+
+/// Whether `point` is the armed one (for points that set up their crash state first).
+pub fn armed_is(point: &str) -> bool {
+    armed() == Some(point)
 }
 
 /// Kills the process here if `point` is the armed one.

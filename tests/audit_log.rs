@@ -314,6 +314,38 @@ fn kill_9_mid_append_leaves_a_verifiable_log() {
     }
     // Listing needs no key and never writes; then a keyed verify (which appends) must pass.
     dekfs(["audit", &s(&v.cipher)]).expect_code(exit::OK, "list after kills");
+    verify(&v).expect_code(exit::OK, "verify after kill -9 loop");
+    let whole = events(&v).len();
+
+    // Deterministic kills at the two crash points of an append.
+    let killed = |point: &str| {
+        let o = std::process::Command::new(DEKFS)
+            .args([
+                "audit",
+                &s(&v.cipher),
+                "--verify",
+                "--passfile",
+                &s(&v.passfile),
+            ])
+            .env("DEKFS_FAILPOINT", point)
+            .output()
+            .unwrap();
+        assert_eq!(o.status.code(), None, "{point}: not killed");
+    };
+    killed("audit.append.torn");
+    let log = v.cipher.join("dekfs.audit");
+    let torn = fs::read(&log).unwrap();
+    assert!(!torn.ends_with(b"\n"), "no torn line left");
+    let listed = dekfs(["audit", &s(&v.cipher)]);
+    listed.expect_code(exit::OK, "list with a torn line");
+    assert!(listed.stderr.contains("torn line"), "{}", listed.stderr);
+    assert_eq!(listed.stdout.lines().count(), whole, "whole lines listed");
+    killed("audit.append.before_seal");
+    assert_eq!(
+        events(&v).len(),
+        whole + 1,
+        "the torn line was cut, the new one kept"
+    );
     let o = verify(&v);
     o.expect_code(exit::OK, "verify after kill -9 loop");
     assert!(events(&v).len() >= 2);

@@ -157,6 +157,11 @@ impl Locked {
         l.seq = state.0 + 1;
         l.kek = Some(kek);
         let (text, mac) = line::seal_line(key, &state.1, &l).map_err(std::io::Error::other)?;
+        if crate::failpoint::armed_is(crate::failpoint::AUDIT_TORN_LINE) {
+            self.file.write_all(&text.as_bytes()[..text.len() / 2])?;
+            self.file.sync_data()?;
+            crate::failpoint::hit(crate::failpoint::AUDIT_TORN_LINE);
+        }
         self.file.write_all(text.as_bytes())?;
         *state = (l.seq, mac);
         Ok(())
@@ -198,6 +203,7 @@ impl Locked {
             self.append_keyed(key, kek, l, &mut state)?;
         }
         self.file.sync_data()?;
+        crate::failpoint::hit(crate::failpoint::AUDIT_BEFORE_SEAL);
         // The pending lines are in the chain now; a crash before this line repeats them once.
         if std::fs::metadata(&p.pending).is_ok_and(|m| m.len() > 0) {
             OpenOptions::new()
