@@ -1,6 +1,6 @@
 //! KEK escrow and migration through the CLI: transport keys, export, import on a copy of the
 //! volume (which then mounts with the new protector), every bad blob refused with the cipher
-//! directory unchanged byte for byte, and no KEK bytes in any output, log or audit file.
+//! directory unchanged byte for byte, and no KEK or DEK bytes in any output, log or audit file.
 
 mod common;
 
@@ -95,6 +95,34 @@ fn kek_of(tk: &Path, blob: &[u8]) -> [u8; 32] {
     plain.expose()[..32].try_into().unwrap()
 }
 
+/// The DEK of a file in the root directory, unwrapped straight from FORMAT.md with the KEK
+/// (root dekfs.dir slot 0, then the file header's slot 0), independently of dekfs's key code.
+fn dek_of(cipher: &Path, kek: &[u8; 32], backing: &Path) -> [u8; 32] {
+    let hkdf = |ikm: &[&[u8]], salt: &[u8], info: &[&[u8]]| {
+        let hk = hkdf::Hkdf::<sha2::Sha256>::new(Some(salt), &ikm.concat());
+        let mut okm = [0u8; 32];
+        hk.expand(&info.concat(), &mut okm).unwrap();
+        okm
+    };
+    let unwrap = |k: &[u8; 32], w: &[u8]| aes_kw::KekAes256::from(*k).unwrap_vec(w).unwrap();
+    let conf = fs::read(cipher.join("dekfs.conf")).unwrap();
+    let vid = &conf[20..36];
+    let m = fs::read(cipher.join("dekfs.dir")).unwrap();
+    let root_id = &m[16..32];
+    let dwk = hkdf(&[kek], vid, &[b"dekfs v1 root-wrap", root_id]);
+    let root_key = unwrap(&dwk, &m[88..152]);
+    let h = fs::read(backing).unwrap();
+    let file_id = &h[16..32];
+    let fwk = hkdf(
+        &[kek, &root_key[..32]],
+        vid,
+        &[b"dekfs v1 file-wrap", root_id, file_id],
+    );
+    let inner = unwrap(&fwk, &h[80..144]);
+    assert_eq!(&inner[32..48], file_id, "independent unwrap went wrong");
+    inner[..32].try_into().unwrap()
+}
+
 fn contains(hay: &[u8], needle: &[u8]) -> bool {
     hay.windows(needle.len()).any(|w| w == needle)
 }
@@ -132,7 +160,7 @@ fn export_then_import_on_a_copy_opens_with_the_new_protector() {
     require_fuse!();
     let v = TestVolume::with_init_args("escrow", &["--audit"]);
     v.mount();
-    fs::write(v.p("kept.txt"), b"survives migration").unwrap();
+    let backing = v.create_file("kept.txt", b"survives migration");
     v.umount();
     let tk = v.dir.path().join("tk");
     let blob = v.dir.path().join("kek.export");
@@ -176,11 +204,15 @@ fn export_then_import_on_a_copy_opens_with_the_new_protector() {
 
     // No output, log or audit file holds the KEK, raw or in hex.
     let kek = kek_of(&tk, &blob_bytes);
-    let needles = [
-        kek.to_vec(),
-        hex::encode(kek).into_bytes(),
-        hex::encode_upper(kek).into_bytes(),
-    ];
+    let dek = dek_of(&v.cipher, &kek, &backing);
+    let mut needles = Vec::new();
+    for k in [kek, dek] {
+        needles.extend([
+            k.to_vec(),
+            hex::encode(k).into_bytes(),
+            hex::encode_upper(k).into_bytes(),
+        ]);
+    }
     let mut hay: Vec<(String, Vec<u8>)> = outputs
         .iter()
         .map(|o| {
