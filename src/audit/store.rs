@@ -191,15 +191,20 @@ impl Locked {
             self.append_keyed(key, kek, l, &mut state)?;
         }
         let pending = take_pending(p)?;
-        for l in pending {
-            self.append_keyed(key, kek, l, &mut state)?;
-        }
-        for (i, mut l) in lines.into_iter().enumerate() {
+        // A key link comes first: nothing may be MAC'd under the new key before it.
+        let (first, then) = match link {
+            Some(_) => (lines, pending),
+            None => (pending, lines),
+        };
+        for (i, mut l) in first.into_iter().enumerate() {
             if let (0, Some((old_v, old_key))) = (i, link) {
                 let tag = line::link_tag(old_key, kek, &state.1).map_err(std::io::Error::other)?;
                 l.prev_kek = Some(old_v);
                 l.link = Some(hex(&tag));
             }
+            self.append_keyed(key, kek, l, &mut state)?;
+        }
+        for l in then {
             self.append_keyed(key, kek, l, &mut state)?;
         }
         self.file.sync_data()?;
