@@ -7,7 +7,8 @@
 //! Points so far: `rename.cross_dir.renamed` (a cross-directory move after the
 //! rename and the directory fsyncs, before the old key slot is cleared),
 //! rekey's (`rekey.*`, constants in volume/rotate.rs and engine/rekey.rs),
-//! and offline shred's five (`shred.journal.written`, `shred.slots.half`,
+//! audit's `audit.append.torn` and `audit.append.before_seal` (see their
+//! constants), and offline shred's five (`shred.journal.written`, `shred.slots.half`,
 //! `shred.slots.synced`, `shred.removal.contents`, `shred.removed`,
 //! constants in engine/shred beside the steps they cut; there the process
 //! killed is the `dekfs shred` command itself).
@@ -20,6 +21,12 @@ use std::sync::OnceLock;
 /// Cross-directory move: new slot written and synced, entry renamed, both
 /// directories synced; the old slot is still there.
 pub const CROSS_DIR_RENAMED: &str = "rename.cross_dir.renamed";
+
+/// Audit append: half of a line written, before its newline (a torn line).
+pub const AUDIT_TORN_LINE: &str = "audit.append.torn";
+
+/// Audit append: lines written and synced, the seal not yet rewritten.
+pub const AUDIT_BEFORE_SEAL: &str = "audit.append.before_seal";
 
 /// The environment variable naming the one armed point.
 pub const ENV: &str = "DEKFS_FAILPOINT";
@@ -38,9 +45,14 @@ fn armed_at() -> Option<&'static (String, u64)> {
         .as_ref()
 }
 
-#[cfg(test)]
 fn armed() -> Option<&'static str> {
     armed_at().map(|(n, _)| n.as_str())
+}
+
+/// Whether `point` is the armed one (for points that set up their crash
+/// state first).
+pub fn armed_is(point: &str) -> bool {
+    armed() == Some(point)
 }
 
 /// Kills the process here if `point` is the armed one (at its Nth hit).

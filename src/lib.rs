@@ -4,6 +4,7 @@
 #![deny(unsafe_code)]
 #![forbid(unsafe_op_in_unsafe_fn)]
 
+pub mod audit;
 pub mod crypto;
 pub mod format;
 pub mod layout;

@@ -486,3 +486,51 @@ fn blocks_sealed_by_dekfs_open_with_rustcrypto_aes_gcm() {
         assert_eq!(&stored[..12], &nonce);
     }
 }
+
+/// RFC 5649 through the aes-kw crate dekfs wraps with (the RFC's KEK is 192-bit, dekfs's
+/// helpers are AES-256 only), then dekfs's own padded helpers against the same crate at 256.
+#[test]
+fn rfc5649_key_wrap_with_padding() {
+    for (name, r) in load("rfc5649-aes-kwp.txt") {
+        let kek = aes_kw::KekAes192::from(arr::<24>(&r, "kek"));
+        let wrapped = kek.wrap_with_padding_vec(&hex(&r, "plain")).unwrap();
+        assert_eq!(wrapped, hex(&r, "wrapped"), "{name}");
+        let back = kek.unwrap_with_padding_vec(&wrapped).unwrap();
+        assert_eq!(back, hex(&r, "plain"), "{name}");
+        let mut bad = wrapped.clone();
+        bad[3] ^= 1;
+        assert!(kek.unwrap_with_padding_vec(&bad).is_err(), "{name}");
+
+        let k256 = [0x5au8; 32];
+        let ours =
+            kw::wrap_padded(&Key32::from_array(&mut k256.clone()), &hex(&r, "plain")).unwrap();
+        let theirs = aes_kw::KekAes256::from(k256)
+            .wrap_with_padding_vec(&hex(&r, "plain"))
+            .unwrap();
+        assert_eq!(ours, theirs, "{name} (AES-256)");
+        let back = kw::unwrap_padded(&Key32::from_array(&mut k256.clone()), &ours).unwrap();
+        assert_eq!(back.expose(), &hex(&r, "plain")[..], "{name} (AES-256)");
+    }
+}
+
+/// The frozen KEK export (made by an independent implementation from FORMAT.md): dekfs must
+/// produce it byte for byte, and parse and check it.
+#[test]
+fn frozen_kek_export_v1() {
+    for (name, r) in load("dekfs-kek-export-v1.txt") {
+        let blob = dekfs::volume::export_blob(
+            &key(&r, "transport_key"),
+            &key(&r, "kek"),
+            &arr::<16>(&r, "volume_id"),
+            num(&r, "kek_version") as u32,
+            num(&r, "created"),
+        )
+        .unwrap();
+        assert_eq!(blob, hex(&r, "blob"), "{name}");
+        let e = dekfs::format::KekExport::parse(&blob).unwrap();
+        assert_eq!(e.kek_version as u64, num(&r, "kek_version"), "{name}");
+        assert_eq!(e.created, num(&r, "created"), "{name}");
+        let plain = kw::unwrap(&key(&r, "transport_key"), &e.wrapped).unwrap();
+        assert_eq!(&plain.expose()[..32], &hex(&r, "kek")[..], "{name}");
+    }
+}

@@ -33,9 +33,15 @@ pub struct InitArgs {
     /// Confirm --tpm-only
     #[arg(long)]
     yes: bool,
+    /// Keep a tamper-evident audit log (dekfs.audit inside CIPHERDIR unless --audit-log)
+    #[arg(long)]
+    audit: bool,
 }
 
 pub fn run(a: InitArgs) -> CliResult<()> {
+    if a.audit {
+        crate::audit::enable_creation();
+    }
     if a.tpm.tpm2 {
         return run_tpm2(a);
     }

@@ -2,10 +2,12 @@
 //! It must not implement filesystem or key logic itself.
 
 mod ask_password;
+mod audit;
 mod destroy;
 mod exit;
 mod fsck;
 mod init;
+mod key;
 mod keysource;
 mod live;
 mod mount;
@@ -28,6 +30,12 @@ use std::path::PathBuf;
     about = "Encrypting filesystem with per-file DEKs, directory keys and a rotatable KEK"
 )]
 struct Cli {
+    /// Audit log file (default: dekfs.audit inside CIPHERDIR; also $DEKFS_AUDIT_LOG)
+    #[arg(long, global = true, value_name = "PATH")]
+    audit_log: Option<PathBuf>,
+    /// Record plaintext paths in the audit log (default: ids only; also $DEKFS_AUDIT_NAMES=1)
+    #[arg(long, global = true)]
+    audit_names: bool,
     #[command(subcommand)]
     cmd: Cmd,
 }
@@ -81,6 +89,11 @@ enum Cmd {
     Shred(shred::ShredArgs),
     /// Erase a whole volume by destroying every copy of its key
     Destroy(destroy::DestroyArgs),
+    /// Escrow and migration: transport keys, KEK export and import
+    #[command(subcommand)]
+    Key(key::KeyCmd),
+    /// List or verify the volume's audit log
+    Audit(audit::AuditArgs),
 }
 
 /// The CLI definition, for generating man pages and completions at build time.
@@ -103,6 +116,7 @@ pub fn main() -> i32 {
             };
         }
     };
+    crate::audit::configure(cli.audit_log.clone(), cli.audit_names);
     let r = match cli.cmd {
         Cmd::Init(a) => init::run(a),
         Cmd::Mount(a) => mount::run(a),
@@ -115,6 +129,8 @@ pub fn main() -> i32 {
         Cmd::Rekey(a) => rekey::run(a),
         Cmd::Shred(a) => shred::run(a),
         Cmd::Destroy(a) => destroy::run(a),
+        Cmd::Key(c) => key::run(c),
+        Cmd::Audit(a) => audit::run(a),
     };
     match r {
         Ok(()) => exit::OK,

@@ -6,6 +6,7 @@ use super::exit::{CliError, CliResult, USAGE};
 use super::init::hex;
 use super::unlock::{explicit_credential, unlock_volume, TpmOpts};
 use super::{secret_input, KeySource};
+use crate::audit::{self, Event};
 use crate::volume::{self, KdfParams, NewProtector, Tpm2Seal};
 use clap::{Args, Subcommand};
 use std::path::PathBuf;
@@ -73,9 +74,9 @@ pub enum ProtectorCmd {
     Reseal(ResealArgs),
 }
 
+/// The protector to create (protector add, key import).
 #[derive(Args)]
-pub struct AddArgs {
-    cipherdir: PathBuf,
+pub struct NewArgs {
     #[command(flatten)]
     new_tpm: Tpm2NewArgs,
     /// Add a passphrase protector (new passphrase from --new-passfile or the terminal)
@@ -96,6 +97,58 @@ pub struct AddArgs {
     /// Argon2id lanes (default 4)
     #[arg(long, value_name = "P")]
     kdf_lanes: Option<u32>,
+}
+
+impl NewArgs {
+    pub fn check(&self) -> CliResult<()> {
+        if !(self.new_tpm.tpm2 || self.passphrase || self.recovery_key) {
+            return Err(CliError::new(
+                USAGE,
+                "say which protector to add: --tpm2, --passphrase or --recovery-key",
+            ));
+        }
+        Ok(())
+    }
+
+    pub fn kind_name(&self) -> &'static str {
+        if self.new_tpm.tpm2 {
+            "tpm2"
+        } else if self.passphrase {
+            "passphrase"
+        } else {
+            "recovery-key"
+        }
+    }
+}
+
+/// Reads what the new protector needs (passphrase, PIN) and describes it.
+pub fn new_protector(a: &NewArgs) -> CliResult<NewProtector> {
+    Ok(if a.new_tpm.tpm2 {
+        NewProtector::Tpm2(a.new_tpm.seal_request()?)
+    } else if a.passphrase {
+        let passphrase = match &a.new_passfile {
+            Some(p) => secret_input::from_file(p)?,
+            None => secret_input::prompt("New passphrase: ", true)?,
+        };
+        let d = KdfParams::default();
+        NewProtector::Passphrase {
+            passphrase,
+            kdf: KdfParams {
+                m_cost_kib: a.kdf_memory.unwrap_or(d.m_cost_kib),
+                t_cost: a.kdf_time.unwrap_or(d.t_cost),
+                p_lanes: a.kdf_lanes.unwrap_or(d.p_lanes),
+            },
+        }
+    } else {
+        NewProtector::RecoveryKey
+    })
+}
+
+#[derive(Args)]
+pub struct AddArgs {
+    cipherdir: PathBuf,
+    #[command(flatten)]
+    new: NewArgs,
     #[command(flatten)]
     key: KeySource,
 }
@@ -144,7 +197,19 @@ pub fn run(c: ProtectorCmd) -> CliResult<()> {
                 None,
                 !explicit_credential(&a.key),
             )?;
-            let id = volume::remove_protector(&a.cipherdir, &u, &a.id, a.force)?;
+            audit::attach(&a.cipherdir, Some(&u.keys));
+            let id = match volume::remove_protector(&a.cipherdir, &u, &a.id, a.force) {
+                Ok(id) => id,
+                Err(e) => {
+                    audit::record(
+                        Event::new("protector-remove")
+                            .key_id(a.id.clone())
+                            .refused(e.to_string()),
+                    );
+                    return Err(e.into());
+                }
+            };
+            audit::record(Event::new("protector-remove").key_id(id.clone()));
             eprintln!("Removed protector {id}");
             Ok(())
         }
@@ -157,14 +222,30 @@ pub fn run(c: ProtectorCmd) -> CliResult<()> {
                 .iter()
                 .any(|p| p.tpm2.as_ref().is_some_and(|t| t.pin));
             let pin = if needs_pin { a.tpm.pin(false)? } else { None };
-            let ids = volume::reseal_tpm2(
+            audit::attach(&a.cipherdir, Some(&u.keys));
+            let ids = match volume::reseal_tpm2(
                 &a.cipherdir,
                 &u,
                 a.id.as_deref(),
                 &a.tpm.tcti(None)?,
                 pcrs,
                 pin,
-            )?;
+            ) {
+                Ok(ids) => ids,
+                Err(e) => {
+                    audit::record(
+                        Event::new("protector-reseal")
+                            .protector("tpm2")
+                            .failed(e.to_string()),
+                    );
+                    return Err(e.into());
+                }
+            };
+            audit::record(
+                Event::new("protector-reseal")
+                    .protector("tpm2")
+                    .key_id(ids.join(",")),
+            );
             eprintln!(
                 "Resealed TPM2 protector(s) {} to the current PCR values",
                 ids.join(", ")
@@ -212,39 +293,33 @@ fn list(cipherdir: PathBuf) -> CliResult<()> {
 }
 
 fn add(a: AddArgs) -> CliResult<()> {
-    if !(a.new_tpm.tpm2 || a.passphrase || a.recovery_key) {
-        return Err(CliError::new(
-            USAGE,
-            "say which protector to add: --tpm2, --passphrase or --recovery-key",
-        ));
-    }
+    a.new.check()?;
     let u = unlock_volume(
         &a.cipherdir,
         &a.key,
-        &a.new_tpm.tpm,
+        &a.new.new_tpm.tpm,
         None,
         !explicit_credential(&a.key),
     )?;
-    let new = if a.new_tpm.tpm2 {
-        NewProtector::Tpm2(a.new_tpm.seal_request()?)
-    } else if a.passphrase {
-        let passphrase = match &a.new_passfile {
-            Some(p) => secret_input::from_file(p)?,
-            None => secret_input::prompt("New passphrase: ", true)?,
+    audit::attach(&a.cipherdir, Some(&u.keys));
+    let kind = a.new.kind_name();
+    let added =
+        match new_protector(&a.new).and_then(|n| Ok(volume::add_protector(&a.cipherdir, &u, n)?)) {
+            Ok(x) => x,
+            Err(e) => {
+                audit::record(
+                    Event::new("protector-add")
+                        .protector(kind)
+                        .failed(e.msg.clone()),
+                );
+                return Err(e);
+            }
         };
-        let d = KdfParams::default();
-        NewProtector::Passphrase {
-            passphrase,
-            kdf: KdfParams {
-                m_cost_kib: a.kdf_memory.unwrap_or(d.m_cost_kib),
-                t_cost: a.kdf_time.unwrap_or(d.t_cost),
-                p_lanes: a.kdf_lanes.unwrap_or(d.p_lanes),
-            },
-        }
-    } else {
-        NewProtector::RecoveryKey
-    };
-    let added = volume::add_protector(&a.cipherdir, &u, new)?;
+    audit::record(
+        Event::new("protector-add")
+            .protector(kind)
+            .key_id(added.id.clone()),
+    );
     eprintln!(
         "Added protector {} to volume {}",
         added.id,

@@ -260,6 +260,11 @@ fn accept_loop(
                 peer.pid,
                 cfg.owner_uid
             );
+            crate::audit::record(
+                crate::audit::Event::new("control-refused")
+                    .peer(peer.uid, peer.pid)
+                    .refused(format!("uid {} may not control this mount", peer.uid)),
+            );
             refuse(
                 &s,
                 ErrorCode::PermissionDenied,

@@ -23,6 +23,8 @@ pub const INFO_XATTR_NAME: &[u8] = b"dekfs v1 xattr-name";
 pub const INFO_FILE_WRAP: &[u8] = b"dekfs v1 file-wrap";
 pub const INFO_HEADER_MAC: &[u8] = b"dekfs v1 header-mac";
 pub const INFO_CONTENT: &[u8] = b"dekfs v1 content";
+pub const INFO_AUDIT_MAC: &[u8] = b"dekfs v1 audit-mac";
+pub const INFO_EXPORT_MAC: &[u8] = b"dekfs v1 export-mac";
 
 /// HKDF-SHA256 (RFC 5869) with the IKM and info each given as concatenated parts, so composite
 /// inputs like KEK || DirKey never need a temporary buffer. `salt = None` means the RFC default
@@ -71,6 +73,18 @@ pub fn recovery_protector_key(recovery: &Key32, salt: &[u8; 32]) -> Result<Key32
 /// ConfigMacKey = HKDF(KEK_active, volume_id, "dekfs v1 config-mac").
 pub fn config_mac_key(kek: &Key32, volume_id: &[u8; 16]) -> Result<Key32, CryptoError> {
     key32(&[kek.expose()], Some(volume_id), &[INFO_CONFIG_MAC])
+}
+
+/// AuditMacKey = HKDF(KEK_v, volume_id, "dekfs v1 audit-mac"): chains the audit log and seals
+/// its line count; one per KEK version.
+pub fn audit_mac_key(kek: &Key32, volume_id: &[u8; 16]) -> Result<Key32, CryptoError> {
+    key32(&[kek.expose()], Some(volume_id), &[INFO_AUDIT_MAC])
+}
+
+/// ExportMacKey = HKDF(transport_key, no salt, "dekfs v1 export-mac"): the checksum of an exported
+/// KEK blob, so a wrong transport key is told apart from a blob that merely parses.
+pub fn export_mac_key(transport: &Key32) -> Result<Key32, CryptoError> {
+    key32(&[transport.expose()], None, &[INFO_EXPORT_MAC])
 }
 
 /// Root DWK = HKDF(KEK_v, volume_id, "dekfs v1 root-wrap" || dir_id).

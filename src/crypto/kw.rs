@@ -32,6 +32,33 @@ pub fn unwrap(kek: &Key32, wrapped: &[u8]) -> Result<SecretBytes, CryptoError> {
     Ok(out)
 }
 
+/// RFC 5649 (key wrap with padding): any length from 1 byte; output is the length rounded up to
+/// a multiple of 8, plus 8.
+pub fn wrap_padded(kek: &Key32, plain: &[u8]) -> Result<Vec<u8>, CryptoError> {
+    if plain.is_empty() || plain.len() > 4096 {
+        return Err(CryptoError::InvalidLength("key wrap input"));
+    }
+    kek_cipher(kek)?
+        .wrap_with_padding_vec(plain)
+        .map_err(|_| CryptoError::InvalidLength("key wrap input"))
+}
+
+/// Inverse of `wrap_padded`; the RFC 5649 integrity value and padding are both checked.
+pub fn unwrap_padded(kek: &Key32, wrapped: &[u8]) -> Result<SecretBytes, CryptoError> {
+    if wrapped.len() < 16 || wrapped.len() % 8 != 0 || wrapped.len() > 4096 + 16 {
+        return Err(CryptoError::InvalidLength("wrapped key"));
+    }
+    let kw = kek_cipher(kek)?;
+    let mut out = SecretBytes::zeroed(wrapped.len() - 8);
+    let n = kw
+        .unwrap_with_padding(wrapped, out.expose_mut())
+        .map_err(|_| CryptoError::UnwrapFailed)?
+        .len();
+    let mut exact = SecretBytes::zeroed(n);
+    exact.expose_mut().copy_from_slice(&out.expose()[..n]);
+    Ok(exact)
+}
+
 /// Wraps `key(32) || id(16) || u64 kek_version` (the 56-byte payload every dekfs slot and
 /// protector uses) into 64 bytes.
 pub(crate) fn wrap_bound(
@@ -128,6 +155,21 @@ mod tests {
             unwrap_bound_detailed(&wk, &w, &[4; 16], 1).unwrap(),
             BoundUnwrap::Mismatch
         ));
+    }
+
+    #[test]
+    fn padded_round_trip_and_tamper() {
+        let wk = Key32::from_array(&mut [1; 32]);
+        for len in [1usize, 7, 8, 20, 56] {
+            let plain: Vec<u8> = (0..len as u8).collect();
+            let w = wrap_padded(&wk, &plain).unwrap();
+            assert_eq!(w.len(), len.div_ceil(8).max(1) * 8 + 8);
+            assert_eq!(unwrap_padded(&wk, &w).unwrap().expose(), &plain[..]);
+            let mut t = w.clone();
+            t[0] ^= 1;
+            assert!(unwrap_padded(&wk, &t).is_err());
+        }
+        assert!(wrap_padded(&wk, &[]).is_err());
     }
 
     #[test]

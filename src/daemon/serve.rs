@@ -35,6 +35,8 @@ pub fn serve(
     }
     let pidfile = PidFile::create(&pidfile_path(mnt))?;
     log::info!("unlocked volume {}", super::hex(&unlocked.info.volume_id));
+    // Integrity errors and control refusals are recorded from here on.
+    crate::audit::attach(&cfg.cipherdir, Some(&unlocked.keys));
     let core = CoreFs::new(&cfg.cipherdir, unlocked.keys.clone(), cfg.options.read_only)
         .map_err(DaemonError::from)?;
     drop(unlocked);

@@ -6,6 +6,7 @@ mod config;
 mod dirmeta;
 mod geometry;
 mod header;
+mod kek_export;
 mod reader;
 mod slot;
 mod tpm2;
@@ -20,6 +21,9 @@ pub use config::{
 pub use dirmeta::{DirMeta, DIR_META_MAGIC};
 pub use geometry::{block_count, block_offset, cipher_size, plain_size, stored_block_len};
 pub use header::{FileHeader, HEADER_MAGIC};
+pub use kek_export::{
+    KekExport, EXPORT_ALG_KW, EXPORT_ALG_KWP, EXPORT_MAC_LEN, EXPORT_MAGIC, EXPORT_VERSION,
+};
 pub use slot::{KeySlot, SLOT_LEN, WRAPPED_LEN};
 pub use tpm2::{
     mask_of_pcrs, pcrs_of_mask, Tpm2Body, TPM2_ALG_SHA256, TPM2_FLAG_PIN, TPM2_MAX_PRIVATE,

@@ -201,6 +201,12 @@ pub fn report(d: &Damage) -> bool {
     }
     let path = if d.path.is_empty() { "?" } else { &d.path };
     log::error!("integrity error: {path}: {}", d.what);
+    crate::audit::record(
+        crate::audit::Event::new("integrity-error")
+            .failed(d.what.to_string())
+            .object(format!("ino {}", d.ino))
+            .path(path),
+    );
     true
 }
 

@@ -164,5 +164,6 @@ pub(crate) fn create_volume(
     let (_, root_meta) = keys.create_root_dir()?;
     write_root_dir_meta(cipherdir, &root_meta)?;
     write_config_atomic(cipherdir, &config.to_bytes())?;
+    super::audit_hook::created(cipherdir, &keys, &config);
     Ok(volume_id)
 }

@@ -2,7 +2,9 @@
 //! this layer that touches the disk. Must NOT handle file contents or names (the filesystem core
 //! does) or hold raw key bytes itself (they stay in `crate::secret` types).
 
+mod audit_hook;
 mod config_io;
+mod export;
 mod info;
 mod init;
 pub mod lock;
@@ -20,6 +22,10 @@ mod tpm2;
 mod unlock;
 
 pub use config_io::{read_config_bytes, write_config_atomic};
+pub use export::{
+    export_blob, export_kek, import_kek, new_transport_key, parse_transport_key,
+    TRANSPORT_KEY_PREFIX,
+};
 pub use info::read_info;
 pub use init::init;
 pub use lock::{ConfigLock, LockError, VolumeLock};

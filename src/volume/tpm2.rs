@@ -133,6 +133,16 @@ pub fn unlock_tpm2(
     tcti: &Tcti,
     pin: Option<&SecretBytes>,
 ) -> Result<UnlockedVolume, VolumeError> {
+    let r = unlock_tpm2_inner(cipherdir, tcti, pin);
+    super::audit_hook::unlock(cipherdir, "tpm2", &r);
+    r
+}
+
+fn unlock_tpm2_inner(
+    cipherdir: &Path,
+    tcti: &Tcti,
+    pin: Option<&SecretBytes>,
+) -> Result<UnlockedVolume, VolumeError> {
     let raw = read_config_bytes(cipherdir)?;
     let config = VolumeConfig::parse(&raw).map_err(|e| config_format_error(cipherdir, e))?;
     let active = config

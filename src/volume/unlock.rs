@@ -69,6 +69,20 @@ pub fn unlock_with(
     cred: &Credential,
     policy: &UnlockPolicy,
 ) -> Result<UnlockedVolume, VolumeError> {
+    let r = unlock_inner(cipherdir, cred, policy);
+    let kind = match cred {
+        Credential::Passphrase(_) => "passphrase",
+        Credential::RecoveryKey(_) => "recovery-key",
+    };
+    super::audit_hook::unlock(cipherdir, kind, &r);
+    r
+}
+
+fn unlock_inner(
+    cipherdir: &Path,
+    cred: &Credential,
+    policy: &UnlockPolicy,
+) -> Result<UnlockedVolume, VolumeError> {
     let raw = read_config_bytes(cipherdir)?;
     let config = VolumeConfig::parse(&raw).map_err(|e| config_format_error(cipherdir, e))?;
     let active = config
