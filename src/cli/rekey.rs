@@ -205,6 +205,11 @@ pub fn run(a: RekeyArgs) -> CliResult<()> {
             };
             let b = rotate::begin(&a.cipherdir, &u.keys, &opts)?;
             log::info!("rekey: started, KEK {} -> {}", b.old, b.new);
+            crate::audit::record(
+                crate::audit::Event::new("rotation-start")
+                    .key_version(b.new)
+                    .detail(format!("from KEK {}", b.old)),
+            );
             out.event(&serde_json::json!({
                 "event": "begun", "old_kek": b.old, "new_kek": b.new,
                 "kept": b.kept, "dropped": b.dropped,

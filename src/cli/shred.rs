@@ -191,6 +191,14 @@ fn audit(plain: &str, s: &Survey, ids: &[[u8; 16]], file: Option<&Path>) -> CliR
         eprintln!("{head} ids={shown}");
     }
     log::info!("{head}");
+    crate::audit::record(
+        crate::audit::Event::new("shred")
+            .path(plain)
+            .detail(format!(
+                "dirs={} files={} keys={} ids_sha256={digest}",
+                s.dirs, s.files, s.key_objects
+            )),
+    );
     if let Some(f) = file {
         let mut out = std::fs::OpenOptions::new()
             .create(true)

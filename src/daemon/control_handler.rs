@@ -59,6 +59,14 @@ impl DaemonHandler {
         sync_mount(&self.mountpoint);
         let out = self.core.lock_keys();
         log::info!("lock requested by uid {} pid {}", peer.uid, peer.pid);
+        crate::audit::record(
+            crate::audit::Event::new("lock")
+                .peer(peer.uid, peer.pid)
+                .detail(format!(
+                    "{} dir keys, {} file keys wiped",
+                    out.dir_keys, out.file_keys
+                )),
+        );
         Response::done(format!(
             "locked: wiped the volume keys, {} directory key(s) and {} file key(s)",
             out.dir_keys, out.file_keys
@@ -78,6 +86,11 @@ impl DaemonHandler {
                     peer.uid,
                     peer.pid
                 );
+                crate::audit::record(
+                    crate::audit::Event::new("unlock")
+                        .peer(peer.uid, peer.pid)
+                        .failed("keys do not open this volume"),
+                );
                 return Response::error(
                     ErrorCode::WrongKey,
                     "the credential does not open this volume; it stays locked",
@@ -88,6 +101,7 @@ impl DaemonHandler {
         match self.core.install_keys(unlocked.keys) {
             Ok(()) => {
                 log::info!("unlock requested by uid {} pid {}", peer.uid, peer.pid);
+                crate::audit::record(crate::audit::Event::new("unlock").peer(peer.uid, peer.pid));
                 Response::done("unlocked")
             }
             Err(InstallError::NotLocked) => {

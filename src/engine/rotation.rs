@@ -37,6 +37,11 @@ pub fn finish(
 ) -> Result<Finished, VolumeError> {
     let new = keys.active_kek_version();
     log::info!("rekey: rewrapping every object from KEK {old} to KEK {new}");
+    crate::audit::record(
+        crate::audit::Event::new("rotation-rewrap")
+            .key_version(new)
+            .detail(format!("from KEK {old}")),
+    );
     let t0 = std::time::Instant::now();
     let rewrap = rekey::rewrap_all(cipherdir, keys, old, progress)?;
     let rewrap_time = t0.elapsed();
@@ -50,8 +55,15 @@ pub fn finish(
                 blockers.len()
             );
         }
+        // The audit chain moves to the new KEK's key while both are known.
+        crate::audit::link_rotation(keys, new);
         rotate::destroy(cipherdir, keys, old)?;
         log::info!("rekey: KEK {old} destroyed; KEK {new} is the only key");
+        crate::audit::record(
+            crate::audit::Event::new("kek-destroyed")
+                .key_version(old)
+                .detail(format!("KEK {new} is the only key")),
+        );
     } else {
         log::warn!(
             "rekey: KEK {old} kept: {} objects could not be moved to KEK {new}",
