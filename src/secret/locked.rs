@@ -6,7 +6,6 @@
 use super::pool::{LARGE, LARGE_SLOT};
 use std::ops::Deref;
 use std::ptr::NonNull;
-use zeroize::Zeroize;
 
 /// A value wiped (every byte of its slot) when dropped, after its own Drop ran.
 pub struct Locked<T> {
@@ -77,9 +76,13 @@ const SCRUB_BYTES: usize = 16 * 1024;
 /// locals (RustCrypto's HKDF buffers, AES-SIV, AES-KW; ring's construction) left them.
 #[inline(never)]
 pub fn scrub_stack() {
-    let mut area = [0u64; SCRUB_BYTES / 8];
-    area.zeroize();
-    std::hint::black_box(&area);
+    let mut area = std::mem::MaybeUninit::<[u8; SCRUB_BYTES]>::uninit();
+    // A plain memset (one `rep stos`) rather than a volatile loop: the area is handed to
+    // black_box afterwards, so the compiler must assume it is read and cannot drop the writes.
+    // SAFETY: writing SCRUB_BYTES zero bytes into our own local of exactly that size.
+    unsafe { std::ptr::write_bytes(area.as_mut_ptr().cast::<u8>(), 0, SCRUB_BYTES) };
+    std::sync::atomic::compiler_fence(std::sync::atomic::Ordering::SeqCst);
+    std::hint::black_box(&mut area);
 }
 
 /// Runs `f` and then scrubs the stack it used. For every operation that hands key bytes to a

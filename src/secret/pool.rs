@@ -86,10 +86,14 @@ impl Pool {
     /// Wipes a slot and gives it back; the caller must not use it afterwards and must have
     /// dropped whatever it held.
     pub(super) fn free(&self, slot: NonNull<u8>) {
-        // SAFETY: the slot is `self.slot` bytes of initialised memory (zeroed at birth, then
-        // written only through its owner), exclusively owned by the caller, who gives it up
-        // here; the volatile wipe cannot be elided.
-        unsafe { std::slice::from_raw_parts_mut(slot.as_ptr(), self.slot).zeroize() };
+        // Wiped by words: slots are aligned to their size (at least 64), and a word loop is
+        // several times cheaper than a byte loop for the large slots freed per closed file.
+        // SAFETY: the slot is `self.slot` bytes (a multiple of 8, 8-aligned) of memory
+        // exclusively owned by the caller, who gives it up here; any bit pattern is a valid
+        // u64; the volatile wipe cannot be elided.
+        unsafe {
+            std::slice::from_raw_parts_mut(slot.as_ptr().cast::<u64>(), self.slot / 8).zeroize()
+        };
         self.state().free.push(slot.as_ptr() as usize);
     }
 
