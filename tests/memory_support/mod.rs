@@ -137,6 +137,11 @@ pub fn scan(pid: u32, secrets: &[Secret]) -> Vec<Vec<String>> {
     let maps = fs::read_to_string(format!("/proc/{pid}/maps")).unwrap();
     let mem = fs::File::open(format!("/proc/{pid}/mem")).unwrap();
     let mut hits = vec![Vec::new(); secrets.len()];
+    // One pass over memory: only offsets whose first two bytes begin some secret are compared.
+    let mut first2 = vec![false; 1 << 16];
+    for s in secrets {
+        first2[usize::from(u16::from_le_bytes([s.bytes[0], s.bytes[1]]))] = true;
+    }
     for l in maps.lines() {
         let f: Vec<&str> = l.split_whitespace().collect();
         if !f[1].starts_with('r') || l.contains("[vvar") || l.contains("[vsyscall]") {
@@ -152,13 +157,14 @@ pub fn scan(pid: u32, secrets: &[Secret]) -> Vec<Vec<String>> {
             continue;
         }
         let what = f.get(5).map_or(format!("anon {}", f[1]), |p| p.to_string());
-        for (i, s) in secrets.iter().enumerate() {
-            for (off, _) in buf
-                .windows(s.bytes.len())
-                .enumerate()
-                .filter(|(_, w)| *w == s.bytes)
-            {
-                hits[i].push(format!("{what}+{:#x}", off as u64 + a));
+        for off in 0..buf.len().saturating_sub(1) {
+            if !first2[usize::from(u16::from_le_bytes([buf[off], buf[off + 1]]))] {
+                continue;
+            }
+            for (i, s) in secrets.iter().enumerate() {
+                if buf[off..].starts_with(&s.bytes) {
+                    hits[i].push(format!("{what}+{:#x}", off as u64 + a));
+                }
             }
         }
     }
