@@ -2,7 +2,8 @@
 //! keys, name and xattr keys, DEKs, content keys as ring's key schedule holds them, header MAC
 //! keys, wrapping keys, passphrase and recovery-key bytes; derived here independently, see
 //! memory_support): the mount's and the open file's keys are found while in use (positive
-//! control); the file's keys are gone once the file is closed and the kernel forgot its inode;
+//! control); a file's and a subdirectory's keys are gone once they are closed and the kernel
+//! forgot their inodes;
 //! nothing is left at the moment the daemon exits after unmount (ptrace stops it at
 //! PTRACE_EVENT_EXIT, before its memory is torn down); credentials are never there; key pages
 //! are locked. Needs root. Must not modify the daemon's memory or the volume.
@@ -176,8 +177,19 @@ fn every_secret_gone_when_unused(name: &str, cred: Cred) {
     let backing = v.create_file("/f", &data);
     set_xattr(&v.p("/f"), "user.comment", b"file value").unwrap();
     set_xattr(&v.mnt, "user.comment", b"dir value").unwrap();
+    fs::create_dir(v.p("/d")).unwrap();
+    fs::write(v.p("/d/x"), b"x").unwrap();
+    set_xattr(&v.p("/d"), "user.comment", b"subdir value").unwrap();
+    let sub: Vec<_> = fs::read_dir(&v.cipher)
+        .unwrap()
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| p.is_dir())
+        .collect();
+    assert_eq!(sub.len(), 1, "one backing subdirectory: {sub:?}");
+    let sub_meta = fs::read(sub[0].join(DIR_META)).unwrap();
     let header = fs::read(&backing).unwrap()[..216].to_vec();
-    let secrets = secrets(&v, &header);
+    let secrets = secrets(&v, &header, &sub_meta);
 
     // positive control: the mount's and the open file's keys are visible while in use
     let f = fs::File::open(v.p("/f")).unwrap();
@@ -188,8 +200,13 @@ fn every_secret_gone_when_unused(name: &str, cred: Cred) {
         b"file value"
     );
     assert_eq!(get_xattr(&v.mnt, "user.comment").unwrap(), b"dir value");
+    assert_eq!(dir_names(&v.p("/d")), vec!["x"]);
+    assert_eq!(
+        get_xattr(&v.p("/d"), "user.comment").unwrap(),
+        b"subdir value"
+    );
     let live = scan(pid, &secrets);
-    let unseen = missing(&secrets, &live, |l| l == Life::Mount || l == Life::File);
+    let unseen = missing(&secrets, &live, |l| l == Life::Mount || l == Life::Inode);
     assert!(
         unseen.is_empty(),
         "not found in the live daemon, so the scan cannot work: {unseen:?}"

@@ -12,8 +12,9 @@ use std::os::unix::fs::FileExt;
 pub enum Life {
     /// For the whole mount: the KEK and the root directory's keys.
     Mount,
-    /// While the file's inode is known to the kernel: its DEK and derived keys.
-    File,
+    /// While the kernel knows the inode: a file's DEK and derived keys, a subdirectory's key
+    /// and derived keys.
+    Inode,
     /// Only inside one operation: wrapping keys, MAC keys of directories.
     Op,
     /// Never: the credential is used by the parent before the daemon exists.
@@ -51,10 +52,11 @@ fn kw_unwrap(kek: &[u8], wrapped: &[u8]) -> Vec<u8> {
         .unwrap()
 }
 
-/// Every secret of the volume `v` that a daemon serving the root directory and the file whose
-/// first 216 backing bytes are `header` derives, plus the credentials that unlock it. 64-byte
+/// Every secret of the volume `v` that a daemon serving the root directory, the file (in the
+/// root) whose first 216 backing bytes are `header` and the subdirectory (of the root) whose
+/// `dekfs.dir` is `sub_meta` derives, plus the credentials that unlock it. 64-byte
 /// AES-SIV keys are listed by halves: the MAC half and the CTR half live apart in a cipher.
-pub fn secrets(v: &TestVolume, header: &[u8]) -> Vec<Secret> {
+pub fn secrets(v: &TestVolume, header: &[u8], sub_meta: &[u8]) -> Vec<Secret> {
     let conf = fs::read(v.cipher.join(CONF)).unwrap();
     let vid = &conf[20..36];
     // passphrase record at 64 (32 + 112 bytes), then the recovery record
@@ -91,6 +93,12 @@ pub fn secrets(v: &TestVolume, header: &[u8]) -> Vec<Secret> {
     let hmac = hkdf(&[&dek], Some(vid), &[b"dekfs v1 header-mac", file_id], 32);
     let f_xattr = hkdf(&[&dek], Some(vid), &[b"dekfs v1 xattr", file_id], 32);
     let f_xname = hkdf(&[&f_xattr], None, &[b"dekfs v1 xattr-name"], 64);
+    let sub_id = &sub_meta[16..32];
+    let sub_wk = hkdf(&[&kek, &dk], Some(vid), &[b"dekfs v1 dir-wrap", sub_id], 32);
+    let sub = kw_unwrap(&sub_wk, &sub_meta[88..152])[..32].to_vec();
+    let sub_names = hkdf(&[&sub], Some(vid), &[b"dekfs v1 names"], 64);
+    let sub_xattr = hkdf(&[&sub], Some(vid), &[b"dekfs v1 xattr"], 32);
+    let sub_xname = hkdf(&[&sub_xattr], None, &[b"dekfs v1 xattr-name"], 64);
     let mut out = Vec::new();
     let mut add = |name: &str, bytes: &[u8], life: Life| {
         out.push(Secret {
@@ -114,13 +122,44 @@ pub fn secrets(v: &TestVolume, header: &[u8]) -> Vec<Secret> {
         &dir_xname[32..],
         Life::Mount,
     );
-    add("file DEK", &dek, Life::File);
-    add("file content key", &content, Life::File);
-    add("file header MAC key", &hmac, Life::File);
-    add("file xattr key", &f_xattr, Life::File);
-    add("file xattr-name key (MAC half)", &f_xname[..32], Life::File);
-    add("file xattr-name key (CTR half)", &f_xname[32..], Life::File);
+    add("file DEK", &dek, Life::Inode);
+    add("file content key", &content, Life::Inode);
+    add("file header MAC key", &hmac, Life::Inode);
+    add("file xattr key", &f_xattr, Life::Inode);
+    add(
+        "file xattr-name key (MAC half)",
+        &f_xname[..32],
+        Life::Inode,
+    );
+    add(
+        "file xattr-name key (CTR half)",
+        &f_xname[32..],
+        Life::Inode,
+    );
+    add("subdirectory key", &sub, Life::Inode);
+    add(
+        "subdirectory name key (MAC half)",
+        &sub_names[..32],
+        Life::Inode,
+    );
+    add(
+        "subdirectory name key (CTR half)",
+        &sub_names[32..],
+        Life::Inode,
+    );
+    add("subdirectory xattr key", &sub_xattr, Life::Inode);
+    add(
+        "subdirectory xattr-name key (MAC half)",
+        &sub_xname[..32],
+        Life::Inode,
+    );
+    add(
+        "subdirectory xattr-name key (CTR half)",
+        &sub_xname[32..],
+        Life::Inode,
+    );
     add("root wrapping key", &dwk, Life::Op);
+    add("subdirectory wrapping key", &sub_wk, Life::Op);
     add("file wrapping key", &fwk, Life::Op);
     add("root directory MAC key", &dir_mac, Life::Op);
     add("recovery protector key", &pk, Life::Op);
