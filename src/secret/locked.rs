@@ -4,6 +4,7 @@
 //! anything that owns heap memory of its own (that memory would escape the wipe).
 
 use super::pool::{LARGE, LARGE_SLOT};
+use std::cell::Cell;
 use std::ops::Deref;
 use std::ptr::NonNull;
 
@@ -27,8 +28,7 @@ impl<T> Locked<T> {
             assert!(std::mem::align_of::<T>() <= LARGE_SLOT);
         }
         let slot = LARGE.alloc().cast::<T>();
-        let built = build(slot, f);
-        scrub_stack();
+        let built = scrubbed(|| build(slot, f));
         match built {
             Ok(()) => Ok(Locked { ptr: slot }),
             Err(e) => {
@@ -39,9 +39,8 @@ impl<T> Locked<T> {
     }
 }
 
-// Not inlined: the by-value temporaries of `f` then live in this frame or below it, where the
-// caller's scrub reaches, never in the caller's own frame.
-#[inline(never)]
+// The by-value temporaries of `f` live in this frame or below (scrubbed runs it in a frame of
+// its own), where the scrub reaches.
 fn build<T, E>(slot: NonNull<T>, f: impl FnOnce() -> Result<T, E>) -> Result<(), E> {
     let v = f()?;
     // SAFETY: slot is a fresh, exclusively owned pool slot, large and aligned enough for T
@@ -85,11 +84,37 @@ pub fn scrub_stack() {
     std::hint::black_box(&mut area);
 }
 
+thread_local! {
+    static DEPTH: Cell<u32> = const { Cell::new(0) };
+}
+
+/// Leaves a `scrubbed` region, also when `f` unwinds: a depth left raised would silence every
+/// later scrub of the thread.
+struct Leave;
+
+impl Drop for Leave {
+    fn drop(&mut self) {
+        DEPTH.with(|d| d.set(d.get().saturating_sub(1)));
+    }
+}
+
 /// Runs `f` and then scrubs the stack it used. For every operation that hands key bytes to a
-/// crate that does not wipe its own locals.
+/// crate that does not wipe its own locals. Nested regions scrub once, when the outermost one
+/// ends (it covers every frame of the inner ones), so a composite step like opening a file
+/// header pays for one scrub, not one per primitive.
 pub fn scrubbed<R>(f: impl FnOnce() -> R) -> R {
-    let r = call(f);
-    scrub_stack();
+    let outermost = DEPTH.with(|d| {
+        let v = d.get();
+        d.set(v + 1);
+        v == 0
+    });
+    let r = {
+        let _leave = Leave;
+        call(f)
+    };
+    if outermost {
+        scrub_stack();
+    }
     r
 }
 
@@ -127,5 +152,20 @@ mod tests {
             assert!(again.iter().all(|&b| b == 0));
         }
         assert!(Locked::<[u8; 8]>::try_new(|| Err::<[u8; 8], _>("no")).is_err());
+    }
+
+    #[test]
+    fn nested_regions_stay_balanced_even_when_unwinding() {
+        let depth = || DEPTH.with(|d| d.get());
+        assert_eq!(depth(), 0);
+        scrubbed(|| {
+            assert_eq!(depth(), 1);
+            scrubbed(|| assert_eq!(depth(), 2));
+            assert_eq!(depth(), 1);
+        });
+        assert_eq!(depth(), 0);
+        let r = std::panic::catch_unwind(|| scrubbed(|| panic!("inside a scrubbed region")));
+        assert!(r.is_err());
+        assert_eq!(depth(), 0, "a panic must not silence later scrubs");
     }
 }
