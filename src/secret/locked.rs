@@ -3,7 +3,7 @@
 //! the stack scrub that clears what such crates leave in dead stack frames. Must NOT hold
 //! anything that owns heap memory of its own (that memory would escape the wipe).
 
-use super::pool::{LARGE, LARGE_SLOT};
+use super::pool::{LARGE, LARGE_SLOT, SLOT_ALIGN};
 use std::cell::Cell;
 use std::ops::Deref;
 use std::ptr::NonNull;
@@ -25,7 +25,7 @@ impl<T> Locked<T> {
     pub fn try_new<E>(f: impl FnOnce() -> Result<T, E>) -> Result<Locked<T>, E> {
         const {
             assert!(std::mem::size_of::<T>() <= LARGE_SLOT);
-            assert!(std::mem::align_of::<T>() <= LARGE_SLOT);
+            assert!(std::mem::align_of::<T>() <= SLOT_ALIGN);
         }
         let slot = LARGE.alloc().cast::<T>();
         let built = scrubbed(|| build(slot, f));
@@ -130,7 +130,7 @@ mod tests {
 
     static DROPS: AtomicUsize = AtomicUsize::new(0);
 
-    struct Sched([u8; 600]);
+    struct Sched([u8; 500]);
     impl Drop for Sched {
         fn drop(&mut self) {
             DROPS.fetch_add(1, Ordering::Relaxed);
@@ -139,7 +139,7 @@ mod tests {
 
     #[test]
     fn locked_drops_in_place_and_wipes_its_slot() {
-        let l = Locked::try_new(|| Ok::<_, ()>(Sched([0xA5; 600]))).unwrap();
+        let l = Locked::try_new(|| Ok::<_, ()>(Sched([0xA5; 500]))).unwrap();
         assert!(l.0.iter().all(|&b| b == 0xA5));
         let addr = l.ptr.as_ptr() as *const u8;
         let before = DROPS.load(Ordering::Relaxed);
@@ -147,7 +147,7 @@ mod tests {
         assert_eq!(DROPS.load(Ordering::Relaxed), before + 1);
         // The slot is back in the pool; the next owner gets it zeroed (allocation is LIFO per
         // thread unless another test raced us, so check via a fresh slot we own).
-        let again = Locked::try_new(|| Ok::<_, ()>([0u8; 600])).unwrap();
+        let again = Locked::try_new(|| Ok::<_, ()>([0u8; 500])).unwrap();
         if again.ptr.as_ptr() as *const u8 == addr {
             assert!(again.iter().all(|&b| b == 0));
         }

@@ -22,7 +22,12 @@ struct State {
 }
 
 pub(super) const SMALL_SLOT: usize = 64;
-pub(super) const LARGE_SLOT: usize = 1024;
+/// Fits ring's AES-GCM key (its size is checked at compile time by `Locked`) with seven slots to
+/// a page; every open file holds two.
+pub(super) const LARGE_SLOT: usize = 576;
+/// Every slot starts at a multiple of this (page base + multiple of a slot size that is one).
+pub(super) const SLOT_ALIGN: usize = 64;
+const _: () = assert!(SMALL_SLOT % SLOT_ALIGN == 0 && LARGE_SLOT % SLOT_ALIGN == 0);
 /// Key32 and SecretBytes up to 64 bytes.
 pub(super) static SMALL: Pool = Pool::new(SMALL_SLOT);
 /// Key schedules of cipher crates (see `Locked`).
@@ -44,8 +49,8 @@ impl Pool {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// A zeroed slot of `slot_size()` bytes, aligned to it (slots sit at multiples of their size
-    /// in page-aligned pages), owned by the caller until `free`.
+    /// A zeroed slot of the pool's slot size, aligned to SLOT_ALIGN (slots sit at multiples of
+    /// their size in page-aligned pages), owned by the caller until `free`.
     pub(super) fn alloc(&self) -> NonNull<u8> {
         log_lock_failure_once();
         let mut s = self.state();
@@ -86,7 +91,7 @@ impl Pool {
     /// Wipes a slot and gives it back; the caller must not use it afterwards and must have
     /// dropped whatever it held.
     pub(super) fn free(&self, slot: NonNull<u8>) {
-        // Wiped by words: slots are aligned to their size (at least 64), and a word loop is
+        // Wiped by words: slots are aligned to SLOT_ALIGN, and a word loop is
         // several times cheaper than a byte loop for the large slots freed per closed file.
         // SAFETY: the slot is `self.slot` bytes (a multiple of 8, 8-aligned) of memory
         // exclusively owned by the caller, who gives it up here; any bit pattern is a valid
