@@ -1,5 +1,6 @@
 //! Criterion benchmarks of the crypto hot paths: content blocks, headers, names and the
-//! passphrase KDF at its default cost. Must NOT assert correctness (tests do that).
+//! passphrase KDF at its default cost, and the
+//! cost of memory hygiene. Must NOT assert correctness (tests do that).
 
 use criterion::{black_box, criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 use dekfs::crypto::{kdf, VolumeKeys};
@@ -105,5 +106,17 @@ fn argon2_default(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, blocks, headers_and_names, argon2_default);
+/// The price of memory hygiene: one stack scrub (after every KDF, SIV, KW and HMAC call) and
+/// one content-key schedule in a wiped, locked slot (two per opened file).
+fn hygiene(c: &mut Criterion) {
+    let mut g = c.benchmark_group("hygiene");
+    g.bench_function("scrub_stack", |b| b.iter(dekfs::secret::scrub_stack));
+    let k = Key32::random().unwrap();
+    g.bench_function("ring_aead_new_drop", |b| {
+        b.iter(|| drop(black_box(dekfs::crypto::RingAead::new(&k).unwrap())))
+    });
+    g.finish();
+}
+
+criterion_group!(benches, blocks, headers_and_names, argon2_default, hygiene);
 criterion_main!(benches);

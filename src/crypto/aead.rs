@@ -2,7 +2,7 @@
 //! build AADs or know about files: callers (keys.rs) own those decisions.
 
 use super::{CryptoError, NONCE_LEN, TAG_LEN};
-use crate::secret::Key32;
+use crate::secret::{Key32, Locked};
 use ring::aead::{Aad, LessSafeKey, Nonce, Tag, UnboundKey, AES_256_GCM};
 
 /// One AEAD key, used in place with a detached tag.
@@ -24,18 +24,20 @@ pub trait BlockAead: Send + Sync {
     ) -> Result<(), CryptoError>;
 }
 
-/// AES-256-GCM via ring (constant-time, hardware accelerated).
+/// AES-256-GCM via ring (constant-time, hardware accelerated). ring never wipes its key
+/// schedule (whose first round keys are the key itself), so it lives in a `Locked` slot.
 pub struct RingAead {
-    key: LessSafeKey,
+    key: Locked<LessSafeKey>,
 }
 
 impl RingAead {
     pub fn new(key: &Key32) -> Result<RingAead, CryptoError> {
-        let unbound = UnboundKey::new(&AES_256_GCM, key.expose())
-            .map_err(|_| CryptoError::InvalidLength("AES-256-GCM key"))?;
-        Ok(RingAead {
-            key: LessSafeKey::new(unbound),
-        })
+        let key = Locked::try_new(|| {
+            UnboundKey::new(&AES_256_GCM, key.expose())
+                .map(LessSafeKey::new)
+                .map_err(|_| CryptoError::InvalidLength("AES-256-GCM key"))
+        })?;
+        Ok(RingAead { key })
     }
 }
 

@@ -6,7 +6,7 @@ use super::CryptoError;
 use crate::format::{
     ARGON2_M_MAX_KIB, ARGON2_M_MIN_KIB, ARGON2_P_MAX, ARGON2_P_MIN, ARGON2_T_MAX, ARGON2_T_MIN,
 };
-use crate::secret::{Key32, SecretBytes};
+use crate::secret::{scrubbed, Key32, SecretBytes};
 use argon2::{Algorithm, Argon2, AssociatedData, Block, ParamsBuilder, Version};
 use hkdf::HkdfExtract;
 use sha2::Sha256;
@@ -35,14 +35,18 @@ pub fn hkdf_sha256_parts(
     info: &[&[u8]],
     out: &mut [u8],
 ) -> Result<(), CryptoError> {
-    let mut ex = HkdfExtract::<Sha256>::new(salt);
-    for part in ikm {
-        ex.input_ikm(part);
-    }
-    let (mut prk, hk) = ex.finalize();
-    prk.as_mut_slice().zeroize();
-    hk.expand_multi_info(info, out)
-        .map_err(|_| CryptoError::Kdf("HKDF output too long"))
+    // The IKM sits in SHA-256's block buffer and each output block in a hash state, all on the
+    // stack and never wiped by hkdf/hmac/sha2: the scrub clears them.
+    scrubbed(|| {
+        let mut ex = HkdfExtract::<Sha256>::new(salt);
+        for part in ikm {
+            ex.input_ikm(part);
+        }
+        let (mut prk, hk) = ex.finalize();
+        prk.as_mut_slice().zeroize();
+        hk.expand_multi_info(info, out)
+            .map_err(|_| CryptoError::Kdf("HKDF output too long"))
+    })
 }
 
 /// Plain HKDF-SHA256, as in RFC 5869.
@@ -279,7 +283,8 @@ pub fn argon2id_raw(
     };
     // Own the working memory so it can be wiped: the crate's hash_password_into frees it unwiped.
     let mut blocks = vec![Block::default(); params.block_count()];
-    let res = ctx.hash_password_into_with_memory(password, salt, out, &mut blocks[..]);
+    // H0 (a BLAKE2b over the password) is computed in stack state the crate does not wipe.
+    let res = scrubbed(|| ctx.hash_password_into_with_memory(password, salt, out, &mut blocks[..]));
     blocks.zeroize();
     drop(blocks);
     res.map_err(|_| {

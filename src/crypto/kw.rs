@@ -2,7 +2,7 @@
 //! payload (ids, versions): that binding is checked by keys.rs and the volume layer.
 
 use super::CryptoError;
-use crate::secret::{Key32, SecretBytes};
+use crate::secret::{scrubbed, Key32, SecretBytes};
 use aes_kw::KekAes256;
 
 // Borrowing the key (instead of `From<[u8; 32]>`) avoids leaving a by-value copy on the stack.
@@ -15,9 +15,12 @@ pub fn wrap(kek: &Key32, plain: &[u8]) -> Result<Vec<u8>, CryptoError> {
     if plain.len() < 16 || plain.len() % 8 != 0 {
         return Err(CryptoError::InvalidLength("key wrap input"));
     }
-    let kw = kek_cipher(kek)?;
-    kw.wrap_vec(plain)
-        .map_err(|_| CryptoError::InvalidLength("key wrap input"))
+    // aes-kw builds the AES schedule on the stack; the scrub clears its moved copies.
+    scrubbed(|| {
+        kek_cipher(kek)?
+            .wrap_vec(plain)
+            .map_err(|_| CryptoError::InvalidLength("key wrap input"))
+    })
 }
 
 /// Unwraps and checks the RFC 3394 integrity value; any tampering or wrong key is `UnwrapFailed`.
@@ -25,10 +28,12 @@ pub fn unwrap(kek: &Key32, wrapped: &[u8]) -> Result<SecretBytes, CryptoError> {
     if wrapped.len() < 24 || wrapped.len() % 8 != 0 {
         return Err(CryptoError::InvalidLength("wrapped key"));
     }
-    let kw = kek_cipher(kek)?;
     let mut out = SecretBytes::zeroed(wrapped.len() - 8);
-    kw.unwrap(wrapped, out.expose_mut())
-        .map_err(|_| CryptoError::UnwrapFailed)?;
+    scrubbed(|| {
+        kek_cipher(kek)?
+            .unwrap(wrapped, out.expose_mut())
+            .map_err(|_| CryptoError::UnwrapFailed)
+    })?;
     Ok(out)
 }
 

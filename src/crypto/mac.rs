@@ -2,7 +2,7 @@
 //! what bytes are covered: callers pass exactly the format's MAC input.
 
 use super::CryptoError;
-use crate::secret::Key32;
+use crate::secret::{scrubbed, Key32};
 use hmac::{Hmac, Mac};
 use sha2::Sha256;
 
@@ -14,9 +14,12 @@ fn keyed(key: &Key32) -> Result<HmacSha256, CryptoError> {
 }
 
 pub(crate) fn hmac_sha256(key: &Key32, data: &[u8]) -> Result<[u8; 32], CryptoError> {
-    let mut m = keyed(key)?;
-    m.update(data);
-    Ok(m.finalize().into_bytes().into())
+    // hmac pads the key into stack buffers it does not wipe.
+    scrubbed(|| {
+        let mut m = keyed(key)?;
+        m.update(data);
+        Ok(m.finalize().into_bytes().into())
+    })
 }
 
 /// Constant-time verification; a mismatch is `MacMismatch`.
@@ -25,7 +28,9 @@ pub(crate) fn verify_hmac_sha256(
     data: &[u8],
     tag: &[u8; 32],
 ) -> Result<(), CryptoError> {
-    let mut m = keyed(key)?;
-    m.update(data);
-    m.verify_slice(tag).map_err(|_| CryptoError::MacMismatch)
+    scrubbed(|| {
+        let mut m = keyed(key)?;
+        m.update(data);
+        m.verify_slice(tag).map_err(|_| CryptoError::MacMismatch)
+    })
 }

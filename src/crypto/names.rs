@@ -4,7 +4,7 @@
 
 use super::CryptoError;
 use crate::format::{LONGNAME_PREFIX, MAX_SHORT_NAME};
-use crate::secret::SecretBytes;
+use crate::secret::{scrubbed, SecretBytes};
 use aes_siv::aead::KeyInit;
 use aes_siv::siv::Aes256Siv;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
@@ -73,9 +73,13 @@ fn siv(key: &SecretBytes) -> Result<Aes256Siv, CryptoError> {
 
 /// Raw SIV seal with the given associated-data vector; output is tag(16) || ciphertext.
 pub fn siv_seal(key: &SecretBytes, ad: &[&[u8]], plain: &[u8]) -> Result<Vec<u8>, CryptoError> {
-    siv(key)?
-        .encrypt(ad, plain)
-        .map_err(|_| CryptoError::InvalidLength("SIV input"))
+    // The cipher and its subkeys are built on the stack for each call and moved around by
+    // aes-siv; the scrub clears what its drop cannot reach.
+    scrubbed(|| {
+        siv(key)?
+            .encrypt(ad, plain)
+            .map_err(|_| CryptoError::InvalidLength("SIV input"))
+    })
 }
 
 /// Raw SIV open; any modification or wrong key is `AuthFailed`.
@@ -85,9 +89,11 @@ pub fn siv_open(key: &SecretBytes, ad: &[&[u8]], sealed: &[u8]) -> Result<Vec<u8
             "SIV ciphertext shorter than its tag",
         ));
     }
-    siv(key)?
-        .decrypt(ad, sealed)
-        .map_err(|_| CryptoError::AuthFailed)
+    scrubbed(|| {
+        siv(key)?
+            .decrypt(ad, sealed)
+            .map_err(|_| CryptoError::AuthFailed)
+    })
 }
 
 /// Encrypted file name (short form only: see `backing_name`).

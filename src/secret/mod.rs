@@ -1,17 +1,19 @@
-//! Secret containers: the only place raw key bytes live (Key32, SecretBytes, RecoveryKey) and the
-//! only module allowed to use `unsafe` (mlock/munlock/prctl/setrlimit). It must NOT derive keys,
+//! Secret containers: the only place raw key bytes and key schedules live (Key32, SecretBytes,
+//! RecoveryKey, Locked) and the only module allowed to use `unsafe` (mlock/munlock/prctl/setrlimit,
+//! the slot pools, the stack scrub). It must NOT derive keys,
 //! parse on-disk data, or offer Clone/Serialize/byte-printing Debug for anything it holds.
 #![allow(unsafe_code)]
 
 mod lock;
+mod locked;
+mod pool;
 
 pub use lock::{lock_warning_once, memory_locked};
+pub use locked::{scrub_stack, scrubbed, Locked};
 
 use crate::crypto::CryptoError;
-use lock::{lock_region, log_lock_failure_once, page_size, unlock_region};
-use std::alloc::Layout;
+use lock::{lock_region, page_size, unlock_region};
 use std::ptr::NonNull;
-use std::sync::Mutex;
 use subtle::ConstantTimeEq;
 use zeroize::Zeroize;
 
@@ -19,14 +21,8 @@ use zeroize::Zeroize;
 /// secret the parent had locked. Best effort, like `lock_region`.
 pub fn relock_after_fork() {
     lock::relock_counted_pages();
-    let page = page_size();
-    for &p in pool().pages.iter() {
-        // SAFETY: p is the base of a live, never-freed pool page of one page size;
-        // mlock only changes paging.
-        if unsafe { libc::mlock(p as *const libc::c_void, page) } != 0 {
-            lock::note_lock_failure();
-        }
-    }
+    pool::SMALL.relock();
+    pool::LARGE.relock();
 }
 
 /// Tries to lock one page of secret memory now, so a process that holds no secret yet (e.g.
@@ -36,68 +32,15 @@ pub fn probe_memory_lock() -> bool {
     memory_locked()
 }
 
-// Key32 slots come from mlocked pages that are never handed back to the allocator. Opening a
-// file derives several keys; a mlock/munlock pair per key cost two syscalls each (and a VMA
-// split and merge in the kernel), a slot from the pool costs none. The pool only grows to the
-// peak number of live keys, which the daemon's bounded caches bound.
-const SLOT: usize = 64;
-
-struct KeyPool {
-    free: Vec<usize>,
-    pages: Vec<usize>,
-}
-
-static KEY_POOL: Mutex<KeyPool> = Mutex::new(KeyPool {
-    free: Vec::new(),
-    pages: Vec::new(),
-});
+const SLOT: usize = pool::SMALL_SLOT;
 
 /// Zeroizes a slot and gives it back; the caller must not use it afterwards.
 fn slot_free(slot: NonNull<[u8; SLOT]>) {
-    // SAFETY: the slot is valid, initialised and exclusively owned by the caller, who gives it
-    // up here; the volatile wipe cannot be elided.
-    unsafe { (*slot.as_ptr()).zeroize() };
-    pool().free.push(slot.as_ptr() as usize);
-}
-
-fn pool() -> std::sync::MutexGuard<'static, KeyPool> {
-    // A panic while holding the lock cannot leave the free list inconsistent (push/pop only).
-    KEY_POOL.lock().unwrap_or_else(|e| e.into_inner())
+    pool::SMALL.free(slot.cast());
 }
 
 fn slot_alloc() -> NonNull<[u8; SLOT]> {
-    log_lock_failure_once();
-    let mut p = pool();
-    let addr = match p.free.pop() {
-        Some(a) => a,
-        None => {
-            let page = page_size();
-            let layout = match Layout::from_size_align(page, page) {
-                Ok(l) => l,
-                Err(_) => Layout::new::<[u8; 4096]>(),
-            };
-            // SAFETY: the layout has a non-zero size; the memory is zeroed, so every slot is an
-            // initialised [u8; 32] from the start.
-            let base = unsafe { std::alloc::alloc_zeroed(layout) };
-            if base.is_null() {
-                std::alloc::handle_alloc_error(layout);
-            }
-            // SAFETY: base..base+size is our own fresh allocation, never freed; mlock only
-            // changes paging attributes. Best effort, like lock_region.
-            if unsafe { libc::mlock(base as *const libc::c_void, layout.size()) } != 0 {
-                lock::note_lock_failure();
-            }
-            p.pages.push(base as usize);
-            let base = base as usize;
-            p.free
-                .extend((1..layout.size() / SLOT).rev().map(|i| base + i * SLOT));
-            base
-        }
-    };
-    // addr is a non-null slot address inside one of our pages (page base + multiple of SLOT).
-    // Never null (page base + offset); a dangling fallback would be unsound,
-    // so an impossible null aborts instead.
-    NonNull::new(addr as *mut [u8; SLOT]).unwrap_or_else(|| std::process::abort())
+    pool::SMALL.alloc().cast()
 }
 
 /// 32 secret bytes in a slot of an mlocked page (so moves never leave copies on the stack),

@@ -20,7 +20,7 @@ use super::kw::{unwrap_bound, wrap_bound};
 use super::mac::{hmac_sha256, verify_hmac_sha256};
 use super::{kdf, random_array, CryptoError};
 use crate::format::{DirMeta, FileHeader, KeySlot, DIR_META_LEN, HEADER_LEN};
-use crate::secret::Key32;
+use crate::secret::{scrubbed, Key32};
 
 pub(crate) fn hex16(id: &[u8; 16]) -> String {
     id.iter().map(|b| format!("{b:02x}")).collect()
@@ -41,6 +41,8 @@ pub struct VolumeKeys {
     active: u32,
 }
 
+// Each step that opens or builds an object runs as one scrubbed region: it derives several
+// keys, and one scrub at its end covers them all.
 impl VolumeKeys {
     /// Assembles an unlocked volume from already-unwrapped KEKs. `active` must be among them.
     /// Used by `volume::unlock` and by known-answer tests.
@@ -137,19 +139,21 @@ impl VolumeKeys {
         dir_key: Key32,
         dir_id: [u8; 16],
     ) -> Result<(DirKey, [u8; DIR_META_LEN]), CryptoError> {
-        let mut meta = DirMeta {
-            required_features: 0,
-            optional_features: 0,
-            dir_id,
-            mac: [0; 32],
-            slots: [Some(self.dir_slot(parent, &dir_key, &dir_id)?), None],
-        };
-        let mac_key = kdf::dir_mac_key(&dir_key, &self.volume_id, &dir_id)?;
-        meta.mac = hmac_sha256(&mac_key, &meta.mac_input())?;
-        Ok((
-            DirKey::derive(&self.volume_id, dir_id, dir_key)?,
-            meta.to_bytes(),
-        ))
+        scrubbed(|| {
+            let mut meta = DirMeta {
+                required_features: 0,
+                optional_features: 0,
+                dir_id,
+                mac: [0; 32],
+                slots: [Some(self.dir_slot(parent, &dir_key, &dir_id)?), None],
+            };
+            let mac_key = kdf::dir_mac_key(&dir_key, &self.volume_id, &dir_id)?;
+            meta.mac = hmac_sha256(&mac_key, &meta.mac_input())?;
+            Ok((
+                DirKey::derive(&self.volume_id, dir_id, dir_key)?,
+                meta.to_bytes(),
+            ))
+        })
     }
 
     /// Tries each non-empty slot whose KEK we hold, in slot order; the first that unwraps with
@@ -190,9 +194,11 @@ impl VolumeKeys {
     }
 
     pub fn open_root_dir(&self, meta: &[u8]) -> Result<DirKey, CryptoError> {
-        let m = DirMeta::parse(meta)?;
-        let (_, key) = self.open_dir_meta(DirParent::Root, &m)?;
-        DirKey::derive(&self.volume_id, m.dir_id, key)
+        scrubbed(|| {
+            let m = DirMeta::parse(meta)?;
+            let (_, key) = self.open_dir_meta(DirParent::Root, &m)?;
+            DirKey::derive(&self.volume_id, m.dir_id, key)
+        })
     }
 
     pub fn create_dir(&self, parent: &DirKey) -> Result<(DirKey, [u8; DIR_META_LEN]), CryptoError> {
@@ -211,9 +217,11 @@ impl VolumeKeys {
     }
 
     pub fn open_dir(&self, parent: &DirKey, meta: &[u8]) -> Result<DirKey, CryptoError> {
-        let m = DirMeta::parse(meta)?;
-        let (_, key) = self.open_dir_meta(DirParent::Dir(parent), &m)?;
-        DirKey::derive(&self.volume_id, m.dir_id, key)
+        scrubbed(|| {
+            let m = DirMeta::parse(meta)?;
+            let (_, key) = self.open_dir_meta(DirParent::Dir(parent), &m)?;
+            DirKey::derive(&self.volume_id, m.dir_id, key)
+        })
     }
 
     /// Moving a directory under a new parent. Returns (both-slots meta: the slot that opens under
@@ -226,21 +234,23 @@ impl VolumeKeys {
         new_parent: &DirKey,
         meta: &[u8],
     ) -> Result<([u8; DIR_META_LEN], [u8; DIR_META_LEN]), CryptoError> {
-        let m = DirMeta::parse(meta)?;
-        if m.dir_id != *dir.dir_id() {
-            return Err(CryptoError::WrongObject);
-        }
-        let (kept, key) = self.open_dir_meta(DirParent::Dir(old_parent), &m)?;
-        if !key.ct_eq(dir.key().expose()) {
-            return Err(CryptoError::WrongObject);
-        }
-        let new_slot = self.dir_slot(DirParent::Dir(new_parent), dir.key(), &m.dir_id)?;
-        let (both, fin) = two_step(&m.slots, kept, new_slot);
-        let mut both_meta = m.clone();
-        both_meta.slots = both;
-        let mut final_meta = m;
-        final_meta.slots = fin;
-        Ok((both_meta.to_bytes(), final_meta.to_bytes()))
+        scrubbed(|| {
+            let m = DirMeta::parse(meta)?;
+            if m.dir_id != *dir.dir_id() {
+                return Err(CryptoError::WrongObject);
+            }
+            let (kept, key) = self.open_dir_meta(DirParent::Dir(old_parent), &m)?;
+            if !key.ct_eq(dir.key().expose()) {
+                return Err(CryptoError::WrongObject);
+            }
+            let new_slot = self.dir_slot(DirParent::Dir(new_parent), dir.key(), &m.dir_id)?;
+            let (both, fin) = two_step(&m.slots, kept, new_slot);
+            let mut both_meta = m.clone();
+            both_meta.slots = both;
+            let mut final_meta = m;
+            final_meta.slots = fin;
+            Ok((both_meta.to_bytes(), final_meta.to_bytes()))
+        })
     }
 
     pub fn create_file(&self, dir: &DirKey) -> Result<(FileKey, [u8; HEADER_LEN]), CryptoError> {
@@ -257,18 +267,20 @@ impl VolumeKeys {
         file_id: [u8; 16],
         nonce_reserved: u64,
     ) -> Result<(FileKey, [u8; HEADER_LEN]), CryptoError> {
-        let slot = self.file_slot(dir, &dek, &file_id)?;
-        let fk = FileKey::derive(&self.volume_id, file_id, dek, nonce_reserved)?;
-        let mut h = FileHeader {
-            required_features: 0,
-            optional_features: 0,
-            file_id,
-            nonce_reserved,
-            mac: [0; 32],
-            slots: [Some(slot), None],
-        };
-        h.mac = hmac_sha256(fk.header_mac_key(), &h.mac_input())?;
-        Ok((fk, h.to_bytes()))
+        scrubbed(|| {
+            let slot = self.file_slot(dir, &dek, &file_id)?;
+            let fk = FileKey::derive(&self.volume_id, file_id, dek, nonce_reserved)?;
+            let mut h = FileHeader {
+                required_features: 0,
+                optional_features: 0,
+                file_id,
+                nonce_reserved,
+                mac: [0; 32],
+                slots: [Some(slot), None],
+            };
+            h.mac = hmac_sha256(fk.header_mac_key(), &h.mac_input())?;
+            Ok((fk, h.to_bytes()))
+        })
     }
 
     fn file_slot(
@@ -302,8 +314,10 @@ impl VolumeKeys {
 
     /// Opens a header (exactly 216 bytes) of a file in `dir`.
     pub fn open_file(&self, dir: &DirKey, header: &[u8]) -> Result<FileKey, CryptoError> {
-        let h = FileHeader::parse(header)?;
-        Ok(self.open_header(dir, &h)?.1)
+        scrubbed(|| {
+            let h = FileHeader::parse(header)?;
+            Ok(self.open_header(dir, &h)?.1)
+        })
     }
 
     /// Same two-step protocol as `rewrap_dir_move`, for a file moving from `old_dir` to
@@ -315,21 +329,23 @@ impl VolumeKeys {
         new_dir: &DirKey,
         header: &[u8],
     ) -> Result<([u8; HEADER_LEN], [u8; HEADER_LEN]), CryptoError> {
-        let h = FileHeader::parse(header)?;
-        if h.file_id != *file.file_id() {
-            return Err(CryptoError::WrongObject);
-        }
-        let (kept, opened) = self.open_header(old_dir, &h)?;
-        if !opened.dek().ct_eq(file.dek().expose()) {
-            return Err(CryptoError::WrongObject);
-        }
-        let new_slot = self.file_slot(new_dir, file.dek(), &h.file_id)?;
-        let (both, fin) = two_step(&h.slots, kept, new_slot);
-        let mut both_h = h.clone();
-        both_h.slots = both;
-        let mut final_h = h;
-        final_h.slots = fin;
-        Ok((both_h.to_bytes(), final_h.to_bytes()))
+        scrubbed(|| {
+            let h = FileHeader::parse(header)?;
+            if h.file_id != *file.file_id() {
+                return Err(CryptoError::WrongObject);
+            }
+            let (kept, opened) = self.open_header(old_dir, &h)?;
+            if !opened.dek().ct_eq(file.dek().expose()) {
+                return Err(CryptoError::WrongObject);
+            }
+            let new_slot = self.file_slot(new_dir, file.dek(), &h.file_id)?;
+            let (both, fin) = two_step(&h.slots, kept, new_slot);
+            let mut both_h = h.clone();
+            both_h.slots = both;
+            let mut final_h = h;
+            final_h.slots = fin;
+            Ok((both_h.to_bytes(), final_h.to_bytes()))
+        })
     }
 }
 
