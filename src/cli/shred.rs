@@ -83,12 +83,7 @@ fn resolve_error(e: ResolveError, plain: &str, cipherdir: &Path) -> CliError {
 }
 
 fn describe(t: &Target, s: &Survey) -> String {
-    let what = match t.kind {
-        rustix::fs::FileType::Directory => "directory",
-        rustix::fs::FileType::RegularFile => "file",
-        rustix::fs::FileType::Symlink => "symlink",
-        _ => "special file",
-    };
+    let what = t.kind_name();
     format!(
         "{} ({what}): {} directories, {} files, {} symlinks, {} other, {} bytes; {} keys ({} wrapped-key slots)",
         t.plain,

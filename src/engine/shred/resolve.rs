@@ -24,6 +24,18 @@ pub struct Target {
     pub kind: FileType,
 }
 
+impl Target {
+    /// What the target is, in a word, for the confirmation prompt.
+    pub fn kind_name(&self) -> &'static str {
+        match self.kind {
+            FileType::Directory => "directory",
+            FileType::RegularFile => "file",
+            FileType::Symlink => "symlink",
+            _ => "special file",
+        }
+    }
+}
+
 #[derive(Debug)]
 pub enum ResolveError {
     /// The path names the volume root.
