@@ -1,6 +1,6 @@
 //! A real session of a normal user: as the `tests` user (scripts/deps.sh makes it), in a
 //! directory that user owns, `dekfs init`, mount through fusermount3, mkdir, create, rename
-//! (within and across directories), remove, user.* xattrs, `status`, `umount`. The user's
+//! (within and across directories), remove, user.* xattrs, live `status`, `lock` and `unlock`, `umount`. The user's
 //! part runs in a helper process of this binary switched to that user with setpriv. Needs root
 //! (to switch users). Must not touch anything outside its temp dir.
 
@@ -174,7 +174,7 @@ fn helper_user_session() {
         assert!(get_xattr(&target, "user.note").is_err());
     }
 
-    // status of the user's live mount (the daemon's own figures come with issue 9 item 3)
+    // status of the user's live mount, with the daemon's own figures
     let st = user_dekfs(&["status", m], "status of the user's mount");
     assert!(
         st.stdout.contains(&format!("mounted at:     {m}")),
@@ -183,7 +183,18 @@ fn helper_user_session() {
     );
     let js = user_dekfs(&["status", m, "--json"], "status --json");
     let v: serde_json::Value = serde_json::from_str(&js.stdout).unwrap();
-    assert!(v.is_object(), "{}", js.stdout);
+    assert!(v["live"]["pid"].as_u64().is_some(), "live figures: {}", js.stdout);
+    assert_eq!(v["live"]["locked"], false, "{}", js.stdout);
+
+    // lock and unlock the user's own mount through its control socket
+    user_dekfs(&["lock", m], "lock as a normal user");
+    let e = fs::read(mnt.join("top")).expect_err("a read of a locked volume");
+    assert_eq!(e.raw_os_error(), Some(libc::EKEYREVOKED), "{e}");
+    let js = user_dekfs(&["status", m, "--json"], "status --json while locked");
+    let v: serde_json::Value = serde_json::from_str(&js.stdout).unwrap();
+    assert_eq!(v["live"]["locked"], true, "{}", js.stdout);
+    user_dekfs(&["unlock", m, "--passfile", p], "unlock as a normal user");
+    assert_eq!(fs::read(mnt.join("top")).unwrap(), data, "after unlock");
 
     // remove
     fs::remove_file(mnt.join("top")).unwrap();
