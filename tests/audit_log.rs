@@ -159,6 +159,62 @@ fn every_event_writes_exactly_one_line() {
     verify(&v).expect_code(exit::OK, "verify");
 }
 
+/// The key lifecycle past unlock: lock and unlock of a live mount, a KEK
+/// rotation (the chain crosses to the new key through a link line), a
+/// shred; each writes its lines once and the chain verifies under the new KEK.
+#[test]
+fn lock_rotation_and_shred_are_recorded_once_and_verify() {
+    require_fuse!();
+    let v = audited("lifecycle");
+    let c = s(&v.cipher);
+    v.mount();
+    fs::create_dir(v.p("gone")).unwrap();
+    fs::write(v.p("gone/f"), b"to be shredded").unwrap();
+    let m = s(&v.mnt);
+    dekfs(["lock", &m]).expect_code(exit::OK, "lock");
+    dekfs(["unlock", &m, "--passfile", &s(&v.passfile)]).expect_code(exit::OK, "unlock");
+    v.umount();
+    let before = events(&v).len();
+    dekfs(["rekey", &c, "--passfile", &s(&v.passfile)]).expect_code(exit::OK, "rekey");
+    dekfs(["shred", &c, "/gone", "--yes", "--passfile", &s(&v.passfile)])
+        .expect_code(exit::OK, "shred");
+    let got = events(&v);
+    let names: Vec<&str> = got.iter().map(|(e, _)| e.as_str()).collect();
+    let count = |e: &str| names.iter().filter(|n| **n == e).count();
+    for e in [
+        "lock",
+        "rotation-start",
+        "rotation-rewrap",
+        "kek-destroyed",
+        "rotation-finish",
+        "shred",
+    ] {
+        assert_eq!(count(e), 1, "{e} in {names:?}");
+    }
+    // The live unlock is one "unlock" line besides those of the CLI's own unlocks.
+    assert!(count("unlock") >= 2, "{names:?}");
+    assert!(
+        names[before..].iter().any(|e| e.contains("link")),
+        "a key link line after the rotation: {names:?}"
+    );
+    let order: Vec<&str> = names[before..]
+        .iter()
+        .copied()
+        .filter(|e| e.starts_with("rotation") || *e == "kek-destroyed" || *e == "shred")
+        .collect();
+    assert_eq!(
+        order,
+        [
+            "rotation-start",
+            "rotation-rewrap",
+            "kek-destroyed",
+            "rotation-finish",
+            "shred"
+        ]
+    );
+    verify(&v).expect_code(exit::OK, "verify across the rotation");
+}
+
 #[test]
 fn tampering_and_tail_truncation_are_named_by_verify() {
     let v = audited("tamper");

@@ -183,7 +183,11 @@ fn helper_user_session() {
     );
     let js = user_dekfs(&["status", m, "--json"], "status --json");
     let v: serde_json::Value = serde_json::from_str(&js.stdout).unwrap();
-    assert!(v["live"]["pid"].as_u64().is_some(), "live figures: {}", js.stdout);
+    assert!(
+        v["live"]["pid"].as_u64().is_some(),
+        "live figures: {}",
+        js.stdout
+    );
     assert_eq!(v["live"]["locked"], false, "{}", js.stdout);
 
     // lock and unlock the user's own mount through its control socket

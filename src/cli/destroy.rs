@@ -47,6 +47,18 @@ pub fn run(a: DestroyArgs) -> CliResult<()> {
             return Err(CliError::new(GENERIC, "not confirmed; nothing destroyed"));
         }
     }
+    // Recorded before the key goes: a pending (unkeyed) line, the last one
+    // of this volume's log.
+    crate::audit::attach(&cipherdir, None);
+    crate::audit::record(
+        crate::audit::Event::new("destroy")
+            .volume(&info.volume_id)
+            .detail(format!(
+                "{} KEK(s), protectors: {}",
+                info.keks.len(),
+                kinds.join(", ")
+            )),
+    );
     let r = crate::engine::destroy::destroy(&cipherdir)
         .map_err(|e| CliError::new(IO, format!("destroy of {}: {e}", cipherdir.display())))?;
     for p in &r.erased {

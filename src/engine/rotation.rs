@@ -70,6 +70,15 @@ pub fn finish(
             blockers.len()
         );
     }
+    crate::audit::record(
+        crate::audit::Event::new("rotation-finish")
+            .key_version(new)
+            .detail(if destroyed {
+                format!("KEK {old} destroyed")
+            } else {
+                format!("KEK {old} kept: {} blockers", blockers.len())
+            }),
+    );
     Ok(Finished {
         old,
         new,
