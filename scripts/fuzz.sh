@@ -39,6 +39,10 @@ cleanup() {
 }
 trap cleanup EXIT
 trap 'exit 130' INT TERM
+# The targets' own scratch files (the unlock target's volume dir) go under
+# WORK, so they go with it.
+mkdir -p "$WORK/tmp"
+export TMPDIR="$WORK/tmp"
 
 HAVE_FUZZ=1
 if [ "${FUZZ_STABLE:-0}" != 1 ]; then

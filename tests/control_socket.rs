@@ -84,7 +84,11 @@ fn config(runtime: &Path, mnt: &Path) -> ServerConfig {
 fn log_file() -> &'static PathBuf {
     static LOG: OnceLock<PathBuf> = OnceLock::new();
     LOG.get_or_init(|| {
-        let p = std::env::temp_dir().join(format!("dekfs-control-test-{}.log", std::process::id()));
+        // Under target/ (Cargo's scratch dir for integration tests): the
+        // logger keeps it open for the life of the process, so no test can
+        // remove it, and /tmp must be left as the run found it.
+        let p = Path::new(env!("CARGO_TARGET_TMPDIR"))
+            .join(format!("dekfs-control-test-{}.log", std::process::id()));
         dekfs::logger::init(Some(&p), false).unwrap();
         p
     })
