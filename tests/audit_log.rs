@@ -175,7 +175,17 @@ fn lock_rotation_and_shred_are_recorded_once_and_verify() {
     dekfs(["unlock", &m, "--passfile", &s(&v.passfile)]).expect_code(exit::OK, "unlock");
     v.umount();
     let before = events(&v).len();
-    dekfs(["rekey", &c, "--passfile", &s(&v.passfile)]).expect_code(exit::OK, "rekey");
+    let rk = v.dir.path().join("rk");
+    fs::write(&rk, v.recovery_key.as_deref().expect("recovery key")).unwrap();
+    dekfs([
+        "rekey",
+        &c,
+        "--passfile",
+        &s(&v.passfile),
+        "--also-recovery-key-file",
+        &s(&rk),
+    ])
+    .expect_code(exit::OK, "rekey");
     dekfs(["shred", &c, "/gone", "--yes", "--passfile", &s(&v.passfile)])
         .expect_code(exit::OK, "shred");
     let got = events(&v);

@@ -171,6 +171,8 @@ pub fn run(a: RekeyArgs) -> CliResult<()> {
         )?));
     }
     let u = unlock(&a, &creds)?;
+    // Rotation events go to the volume's audit log (when it keeps one).
+    crate::audit::attach(&a.cipherdir, Some(&u.keys));
     let mut out = Output::new(a.json);
     let (old, keys) = match pending {
         Some((old, new)) => {

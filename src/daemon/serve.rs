@@ -59,6 +59,10 @@ pub fn serve(
     }
     log::info!("mounted {} at {}", cfg.cipherdir.display(), mnt.display());
     process::report_ready(ready);
+    // This thread turns into a FUSE worker for the life of the mount: wipe
+    // what setting up left in its dead frames (unlock, the root key), which
+    // a `dekfs lock` could not reach on another thread's stack.
+    crate::secret::scrub_inherited_stack();
     let r = session.run();
     if let Some(c) = control {
         c.shutdown();

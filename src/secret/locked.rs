@@ -84,6 +84,21 @@ pub fn scrub_stack() {
     std::hint::black_box(&mut area);
 }
 
+/// Bytes of the stack a forked daemon wipes below its frame.
+const INHERITED_SCRUB_BYTES: usize = 512 * 1024;
+
+/// Wipes a deep stretch of the stack below the caller: a daemon forked from
+/// the CLI inherits its stack and whatever the CLI's unlock left in dead
+/// frames there.
+#[inline(never)]
+pub fn scrub_inherited_stack() {
+    let mut area = std::mem::MaybeUninit::<[u8; INHERITED_SCRUB_BYTES]>::uninit();
+    // SAFETY: writing INHERITED_SCRUB_BYTES zero bytes into our own local of exactly that size.
+    unsafe { std::ptr::write_bytes(area.as_mut_ptr().cast::<u8>(), 0, INHERITED_SCRUB_BYTES) };
+    std::sync::atomic::compiler_fence(std::sync::atomic::Ordering::SeqCst);
+    std::hint::black_box(&mut area);
+}
+
 thread_local! {
     static DEPTH: Cell<u32> = const { Cell::new(0) };
 }

@@ -9,7 +9,7 @@ mod locked;
 mod pool;
 
 pub use lock::{lock_warning_once, memory_locked};
-pub use locked::{scrub_stack, scrubbed, Locked};
+pub use locked::{scrub_inherited_stack, scrub_stack, scrubbed, Locked};
 
 use crate::crypto::CryptoError;
 use lock::{lock_region, page_size, unlock_region};
