@@ -291,5 +291,8 @@ fn accept_loop(
         if let Err(e) = spawned {
             log::warn!("control: cannot start a connection thread: {e}");
         }
+        // A root directory key from an unlock was found in this thread's
+        // dead frames at exit (the memory test's scan); wipe them each turn.
+        crate::secret::scrub_stack();
     }
 }
