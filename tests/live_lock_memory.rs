@@ -52,27 +52,12 @@ fn derive_keys(v: &TestVolume, header: &[u8]) -> [Vec<u8>; 3] {
 
 /// Number of occurrences of each needle in the readable memory of `pid`.
 fn scan(pid: u32, needles: &[Vec<u8>]) -> Vec<usize> {
-    let maps = fs::read_to_string(format!("/proc/{pid}/maps")).unwrap();
-    let mem = fs::File::open(format!("/proc/{pid}/mem")).unwrap();
     let mut hits = vec![0; needles.len()];
-    for l in maps.lines() {
-        let f: Vec<&str> = l.split_whitespace().collect();
-        if !f[1].starts_with('r') || l.contains("[vvar") || l.contains("[vsyscall]") {
-            continue;
-        }
-        let (a, b) = f[0].split_once('-').unwrap();
-        let (a, b) = (
-            u64::from_str_radix(a, 16).unwrap(),
-            u64::from_str_radix(b, 16).unwrap(),
-        );
-        let mut buf = vec![0u8; (b - a) as usize];
-        if mem.read_exact_at(&mut buf, a).is_err() {
-            continue;
-        }
+    for_each_region(pid, |_, _, buf| {
         for (i, n) in needles.iter().enumerate() {
             hits[i] += buf.windows(n.len()).filter(|w| w == n).count();
         }
-    }
+    });
     hits
 }
 

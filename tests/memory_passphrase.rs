@@ -8,35 +8,19 @@ mod common;
 use common::*;
 use std::collections::HashSet;
 use std::fs;
-use std::os::unix::fs::FileExt;
 
 /// Number of places in the readable memory of `pid` holding 12 consecutive bytes of `pass`
 /// (all capital letters: only runs of capitals need a closer look).
 fn hits(pid: u32, pass: &[u8]) -> usize {
     let pieces: HashSet<&[u8]> = pass.windows(12).collect();
-    let maps = fs::read_to_string(format!("/proc/{pid}/maps")).unwrap();
-    let mem = fs::File::open(format!("/proc/{pid}/mem")).unwrap();
     let mut n = 0;
-    for l in maps.lines() {
-        let f: Vec<&str> = l.split_whitespace().collect();
-        if !f[1].starts_with('r') || l.contains("[vvar") || l.contains("[vsyscall]") {
-            continue;
-        }
-        let (a, b) = f[0].split_once('-').unwrap();
-        let (a, b) = (
-            u64::from_str_radix(a, 16).unwrap(),
-            u64::from_str_radix(b, 16).unwrap(),
-        );
-        let mut buf = vec![0u8; (b - a) as usize];
-        if mem.read_exact_at(&mut buf, a).is_err() {
-            continue;
-        }
+    for_each_region(pid, |_, _, buf| {
         for run in buf.split(|b| !b.is_ascii_uppercase()) {
             if run.len() >= 12 && run.windows(12).any(|w| pieces.contains(w)) {
                 n += 1;
             }
         }
-    }
+    });
     n
 }
 

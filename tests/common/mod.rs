@@ -24,6 +24,7 @@ mod cmd;
 mod files;
 mod fsck;
 mod mounts;
+mod procmem;
 mod volumes;
 mod wait;
 
@@ -36,6 +37,8 @@ pub use cmd::*;
 pub use files::*;
 #[allow(unused_imports)]
 pub use mounts::*;
+#[allow(unused_imports)]
+pub use procmem::*;
 #[allow(unused_imports)]
 pub use volumes::*;
 #[allow(unused_imports)]

@@ -5,7 +5,6 @@
 
 use super::common::*;
 use std::fs;
-use std::os::unix::fs::FileExt;
 
 /// When a secret may legitimately be in the daemon.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
@@ -173,29 +172,13 @@ pub fn secrets(v: &TestVolume, header: &[u8], sub_meta: &[u8]) -> Vec<Secret> {
 /// Where each secret was found in the readable memory of `pid`: one entry per hit, naming the
 /// mapping (path, [heap], [stack] or an anonymous region with its flags).
 pub fn scan(pid: u32, secrets: &[Secret]) -> Vec<Vec<String>> {
-    let maps = fs::read_to_string(format!("/proc/{pid}/maps")).unwrap();
-    let mem = fs::File::open(format!("/proc/{pid}/mem")).unwrap();
     let mut hits = vec![Vec::new(); secrets.len()];
     // One pass over memory: only offsets whose first two bytes begin some secret are compared.
     let mut first2 = vec![false; 1 << 16];
     for s in secrets {
         first2[usize::from(u16::from_le_bytes([s.bytes[0], s.bytes[1]]))] = true;
     }
-    for l in maps.lines() {
-        let f: Vec<&str> = l.split_whitespace().collect();
-        if !f[1].starts_with('r') || l.contains("[vvar") || l.contains("[vsyscall]") {
-            continue;
-        }
-        let (a, b) = f[0].split_once('-').unwrap();
-        let (a, b) = (
-            u64::from_str_radix(a, 16).unwrap(),
-            u64::from_str_radix(b, 16).unwrap(),
-        );
-        let mut buf = vec![0u8; (b - a) as usize];
-        if mem.read_exact_at(&mut buf, a).is_err() {
-            continue;
-        }
-        let what = f.get(5).map_or(format!("anon {}", f[1]), |p| p.to_string());
+    for_each_region(pid, |what, a, buf| {
         for off in 0..buf.len().saturating_sub(1) {
             if !first2[usize::from(u16::from_le_bytes([buf[off], buf[off + 1]]))] {
                 continue;
@@ -206,7 +189,7 @@ pub fn scan(pid: u32, secrets: &[Secret]) -> Vec<Vec<String>> {
                 }
             }
         }
-    }
+    });
     hits
 }
 
