@@ -122,7 +122,6 @@ pub fn run(a: AuditArgs) -> CliResult<()> {
             None,
             !explicit_credential(&a.key),
         )?;
-        audit::attach(&a.cipherdir, Some(&u.keys));
         audit::record(audit::Event::new("audit-enable").volume(&u.info.volume_id));
         eprintln!(
             "dekfs: audit log enabled at {}",

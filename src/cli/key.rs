@@ -114,7 +114,6 @@ fn export(a: ExportArgs) -> CliResult<()> {
         None,
         !explicit_credential(&a.key),
     )?;
-    audit::attach(&a.cipherdir, Some(&u.keys));
     let version = u.keys.active_kek_version();
     let blob = match volume::export_kek(&u, &tk) {
         Ok(b) => b,

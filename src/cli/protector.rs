@@ -197,7 +197,6 @@ pub fn run(c: ProtectorCmd) -> CliResult<()> {
                 None,
                 !explicit_credential(&a.key),
             )?;
-            audit::attach(&a.cipherdir, Some(&u.keys));
             let id = match volume::remove_protector(&a.cipherdir, &u, &a.id, a.force) {
                 Ok(id) => id,
                 Err(e) => {
@@ -222,7 +221,6 @@ pub fn run(c: ProtectorCmd) -> CliResult<()> {
                 .iter()
                 .any(|p| p.tpm2.as_ref().is_some_and(|t| t.pin));
             let pin = if needs_pin { a.tpm.pin(false)? } else { None };
-            audit::attach(&a.cipherdir, Some(&u.keys));
             let ids = match volume::reseal_tpm2(
                 &a.cipherdir,
                 &u,
@@ -301,7 +299,6 @@ fn add(a: AddArgs) -> CliResult<()> {
         None,
         !explicit_credential(&a.key),
     )?;
-    audit::attach(&a.cipherdir, Some(&u.keys));
     let kind = a.new.kind_name();
     let added =
         match new_protector(&a.new).and_then(|n| Ok(volume::add_protector(&a.cipherdir, &u, n)?)) {

@@ -230,7 +230,6 @@ pub fn run(a: ShredArgs) -> CliResult<()> {
     }
     let tpm_first = !explicit_credential(&a.key);
     let unlocked = unlock_volume(&cipherdir, &a.key, &a.tpm, None, tpm_first)?;
-    crate::audit::attach(&cipherdir, Some(&unlocked.keys));
     let target = shred::resolve(&cipherdir, &unlocked.keys, plain)
         .map_err(|e| resolve_error(e, plain, &cipherdir))?;
     drop(unlocked);

@@ -113,6 +113,20 @@ pub fn unlock_volume(
     tcti_option: Option<&str>,
     tpm_first: bool,
 ) -> CliResult<UnlockedVolume> {
+    let u = unlock_any(cipherdir, key, tpm, tcti_option, tpm_first)?;
+    // What the command does next is recorded in the volume's audit log
+    // (when it keeps one), under the key just unlocked.
+    crate::audit::attach(cipherdir, Some(&u.keys));
+    Ok(u)
+}
+
+fn unlock_any(
+    cipherdir: &Path,
+    key: &KeySource,
+    tpm: &TpmOpts,
+    tcti_option: Option<&str>,
+    tpm_first: bool,
+) -> CliResult<UnlockedVolume> {
     let mut refusal = None;
     if tpm_first {
         let t0 = std::time::Instant::now();
