@@ -4,6 +4,7 @@
 
 use super::node::{lock, Kind, Node};
 use super::{CoreFs, Errno, FsResult, OpenFile, Requester};
+use crate::crypto::VolumeKeys;
 use rustix::fs::OFlags;
 use std::fs::File;
 use std::sync::atomic::Ordering;
@@ -27,18 +28,12 @@ impl CoreFs {
     ) -> FsResult<u64> {
         {
             let mut io = node.io.write().unwrap_or_else(|e| e.into_inner());
-            if !io.is_loaded() {
-                if created {
-                    // The entry exists already: refusing the handle now would
-                    // leave it behind; its first write meets a lock instead.
-                    io.load_new();
-                } else {
-                    let keys = self.vkeys()?;
-                    let (_, dkey) = self.dir_node(node.parent())?;
-                    io.load(&file, &keys, &dkey)
-                        .map_err(|e| self.locate(node.ino, e))?;
-                }
+            if created && !io.is_loaded() {
+                // The entry exists already: refusing the handle now would
+                // leave it behind; its first write meets a lock instead.
+                io.load_new();
             }
+            self.reload(&node, &file, &mut io, None)?;
             node.open_handles.fetch_add(1, Ordering::AcqRel);
             self.nodes.revive(&node);
         }
@@ -106,20 +101,34 @@ impl CoreFs {
         drop(io);
         {
             let mut io = of.node.io.write().unwrap_or_else(|e| e.into_inner());
-            self.reload(&of.node, &of.file, &mut io)?;
+            self.reload(&of.node, &of.file, &mut io, None)?;
         }
         // A lock between the two guards leaves it unloaded: read_with refuses.
         Ok(of.node.io.read().unwrap_or_else(|e| e.into_inner()))
     }
 
-    /// Loads a handle's state again after a lock wiped it.
-    fn reload(&self, node: &Node, file: &File, io: &mut super::file_io::FileIo) -> FsResult<()> {
+    /// Loads a file's header and DEK unless loaded: on the first open, and
+    /// again after a lock wiped them. `keys`: the caller's, if it holds them.
+    fn reload(
+        &self,
+        node: &Node,
+        file: &File,
+        io: &mut super::file_io::FileIo,
+        keys: Option<&VolumeKeys>,
+    ) -> FsResult<()> {
         if io.is_loaded() {
             return Ok(());
         }
-        let keys = self.vkeys()?;
+        let held;
+        let keys = match keys {
+            Some(k) => k,
+            None => {
+                held = self.vkeys()?;
+                &held
+            }
+        };
         let (_, dkey) = self.dir_node(node.parent())?;
-        io.load(file, &keys, &dkey)
+        io.load(file, keys, &dkey)
             .map_err(|e| self.locate(node.ino, e))
     }
 
@@ -143,7 +152,7 @@ impl CoreFs {
         // Keys are taken under the file's lock: a lock either waits for
         // this write to finish or has already wiped them, never half.
         let keys = self.vkeys()?;
-        self.reload(&of.node, &of.file, &mut io)?;
+        self.reload(&of.node, &of.file, &mut io, Some(&keys))?;
         let (_, dkey) = self.dir_node(of.node.parent())?;
         let n = io
             .write(&of.file, &keys, &dkey, off, data, who)
@@ -205,7 +214,7 @@ impl CoreFs {
         let end = off.checked_add(len).ok_or(Errno::EFBIG)?;
         let mut io = of.node.io.write().unwrap_or_else(|e| e.into_inner());
         let keys = self.vkeys()?;
-        self.reload(&of.node, &of.file, &mut io)?;
+        self.reload(&of.node, &of.file, &mut io, Some(&keys))?;
         let (_, dkey) = self.dir_node(of.node.parent())?;
         let cur = io.plain_len().map_err(|e| self.locate(of.node.ino, e))?;
         if end > cur {
