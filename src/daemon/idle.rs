@@ -26,6 +26,7 @@ pub fn spawn(core: Arc<CoreFs>, mnt: PathBuf, idle: Duration) -> std::io::Result
 }
 
 fn watch(core: &CoreFs, mnt: &Path, idle: Duration) {
+    core.activity.watch();
     let tick = poll_interval(idle);
     loop {
         std::thread::sleep(tick);
