@@ -16,25 +16,6 @@ use std::time::Duration;
 
 const POINT: &str = "rename.cross_dir.renamed";
 
-fn mount_armed(v: &TestVolume) {
-    let out = Command::new(DEKFS)
-        .arg("mount")
-        .arg(&v.cipher)
-        .arg(&v.mnt)
-        .arg("--passfile")
-        .arg(&v.passfile)
-        .arg("--log-file")
-        .arg(&v.logfile)
-        .env("DEKFS_FAILPOINT", POINT)
-        .output()
-        .expect("dekfs mount");
-    assert!(
-        out.status.success() && is_mounted(&v.mnt),
-        "armed mount: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
-
 /// The move dies at the failpoint; the dead mount goes, the volume comes back.
 fn crash_move(v: &TestVolume, from: &str, to: &str) {
     let err = fs::rename(v.p(from), v.p(to)).expect_err("the daemon dies mid-move");
@@ -90,12 +71,12 @@ fn crash_between_rename_and_clearing_the_old_slot() {
     fs::create_dir(v.p("a/sub")).unwrap();
     v.create_file("a/sub/inner", b"inner");
     v.umount();
-    mount_armed(&v);
+    v.mount_armed(POINT);
     crash_move(&v, "a/f", &format!("b/{long}"));
     let f = one_of(&v, "a/f", &format!("b/{long}"));
     assert_eq!(read_file(&f).unwrap(), data, "{}", f.display());
     v.umount();
-    mount_armed(&v);
+    v.mount_armed(POINT);
     crash_move(&v, "a/sub", "b/sub");
     let sub = one_of(&v, "a/sub", "b/sub");
     assert_eq!(read_file(&sub.join("inner")).unwrap(), b"inner");

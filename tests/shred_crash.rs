@@ -17,25 +17,10 @@ use std::fs;
 use std::process::Command;
 use std::time::Duration;
 
-fn mount_armed(v: &TestVolume, point: &str) {
-    let out = Command::new(DEKFS)
-        .arg("mount")
-        .arg(&v.cipher)
-        .arg(&v.mnt)
-        .arg("--passfile")
-        .arg(&v.passfile)
-        .arg("--log-file")
-        .arg(&v.logfile)
-        .env("DEKFS_FAILPOINT", point)
-        .output()
-        .expect("dekfs mount");
-    assert!(out.status.success() && is_mounted(&v.mnt), "armed mount");
-}
-
 /// A cross-directory move that dies after the new slot and the rename are
 /// durable, before the old slot is cleared.
 fn crash_move(v: &TestVolume, from: &str, to: &str) {
-    mount_armed(v, "rename.cross_dir.renamed");
+    v.mount_armed("rename.cross_dir.renamed");
     fs::rename(v.p(from), v.p(to)).expect_err("the daemon dies mid-move");
     assert!(
         wait_until(Duration::from_secs(5), || pids_mentioning(&v.cipher)

@@ -152,6 +152,28 @@ impl TestVolume {
         );
     }
 
+    /// Mounts with the daemon armed to kill itself at failpoint `point`
+    /// (src/failpoint.rs).
+    #[track_caller]
+    pub fn mount_armed(&self, point: &str) {
+        let out = Command::new(DEKFS)
+            .arg("mount")
+            .arg(&self.cipher)
+            .arg(&self.mnt)
+            .arg("--passfile")
+            .arg(&self.passfile)
+            .arg("--log-file")
+            .arg(&self.logfile)
+            .env("DEKFS_FAILPOINT", point)
+            .output()
+            .expect("dekfs mount");
+        assert!(
+            out.status.success() && is_mounted(&self.mnt),
+            "armed mount: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
     /// `dekfs umount`; checks that the mount is gone and the daemon has exited
     /// when it returns.
     #[track_caller]
