@@ -204,6 +204,7 @@ pub fn run(a: RekeyArgs) -> CliResult<()> {
                 drop: a.drop_protector.clone(),
                 new_recovery_key: a.new_recovery_key,
                 force: a.force,
+                tpm_nv: false,
             };
             let b = rotate::begin(&a.cipherdir, &u.keys, &opts)?;
             log::info!("rekey: started, KEK {} -> {}", b.old, b.new);

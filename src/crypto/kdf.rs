@@ -22,6 +22,7 @@ pub const INFO_XATTR: &[u8] = b"dekfs v1 xattr";
 pub const INFO_XATTR_NAME: &[u8] = b"dekfs v1 xattr-name";
 pub const INFO_FILE_WRAP: &[u8] = b"dekfs v1 file-wrap";
 pub const INFO_HEADER_MAC: &[u8] = b"dekfs v1 header-mac";
+pub const INFO_TPM2_NV: &[u8] = b"dekfs v1 tpm2-nv";
 pub const INFO_CONTENT: &[u8] = b"dekfs v1 content";
 pub const INFO_AUDIT_MAC: &[u8] = b"dekfs v1 audit-mac";
 pub const INFO_EXPORT_MAC: &[u8] = b"dekfs v1 export-mac";
@@ -72,6 +73,20 @@ fn key64(ikm: &[&[u8]], salt: Option<&[u8]>, info: &[&[u8]]) -> Result<SecretByt
 /// Recovery ProtectorKey = HKDF(recovery_key, salt, "dekfs v1 recovery").
 pub fn recovery_protector_key(recovery: &Key32, salt: &[u8; 32]) -> Result<Key32, CryptoError> {
     key32(&[recovery.expose()], Some(salt), &[INFO_RECOVERY])
+}
+
+/// TPM NV ProtectorKey of a template-3 tpm2 record = HKDF(share, volume_id, "dekfs v1 tpm2-nv"
+/// ‖ protector_id): wraps the KEK payload that the TPM seals.
+pub fn tpm_nv_protector_key(
+    share: &Key32,
+    volume_id: &[u8; 16],
+    protector_id: &[u8; 16],
+) -> Result<Key32, CryptoError> {
+    key32(
+        &[share.expose()],
+        Some(volume_id),
+        &[INFO_TPM2_NV, protector_id],
+    )
 }
 
 /// ConfigMacKey = HKDF(KEK_active, volume_id, "dekfs v1 config-mac").

@@ -42,6 +42,9 @@ pub struct RotateOptions {
     pub new_recovery_key: bool,
     /// Allow leaving only TPM protectors.
     pub force: bool,
+    /// Re-seal every kept tpm2 protector bound to a fresh TPM NV key share (template 3), also
+    /// those that had none (`shred --purge-backups`); NV-bound ones always get a fresh share.
+    pub tpm_nv: bool,
 }
 
 /// The outcome of `begin`.
@@ -200,6 +203,7 @@ fn recreate(
                 } else {
                     None
                 },
+                nv: opts.tpm_nv || old.nv_index.is_some(),
             };
             seal_record(keys, new, id, now, &req)
         }

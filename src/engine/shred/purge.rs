@@ -1,0 +1,106 @@
+//! `--purge-backups` after a shred: rotate the KEK with the rekey machinery (config step,
+//! rewrap walk, verify, destroy), re-seal every tpm2 protector to a fresh TPM NV key share,
+//! and only once the old KEK is gone from the config erase the old records' shares, so that
+//! neither today's config nor (for NV-bound TPM protectors) a pre-shred copy of dekfs.conf
+//! opens anything in a pre-shred copy of the ciphertext. It must not start while the shred
+//! journal is pending (the caller finishes the shred first), must not erase a share any
+//! record still names, and never reports success while an old share may still be in the TPM.
+//! Offline today (volume lock held by the caller); an online caller hands in its keys and a
+//! core that writes under the new KEK from `begin` on.
+
+use crate::crypto::VolumeKeys;
+use crate::engine::rekey::Stats;
+use crate::engine::rotation::{self, Finished};
+use crate::tpm::Tcti;
+use crate::volume::rotate::{self, RotateOptions};
+use crate::volume::{nv_shares, VolumeError};
+use std::path::Path;
+use std::sync::Arc;
+
+/// What the purge did.
+pub struct Purged {
+    /// The rotation (old and new KEK, rewrap and verify reports).
+    pub rotation: Finished,
+    /// The keys after the purge (only the new KEK).
+    pub keys: Arc<VolumeKeys>,
+    /// NV key shares of the old KEK's records, erased from the TPM.
+    pub erased: Vec<u32>,
+    /// NV key shares the new KEK's tpm2 records are bound to.
+    pub bound: Vec<u32>,
+}
+
+/// Rotates the KEK of an unlocked, unmounted volume and erases the retired NV key shares.
+/// `tcti` is required when the volume has tpm2 protectors (they are re-sealed, NV-bound).
+/// A rotation left pending by an earlier interrupted run is finished instead of a new one
+/// being started (`keys` must then hold both KEKs, as an unlock during a rotation gives).
+pub fn purge_backups(
+    cipherdir: &Path,
+    keys: Arc<VolumeKeys>,
+    opts: RotateOptions,
+    tcti: Option<&Tcti>,
+    progress: &mut dyn FnMut(&Stats),
+) -> Result<Purged, VolumeError> {
+    let (old, keys) = match rotate::pending_rotation(cipherdir)? {
+        Some((old, new)) if keys.active_kek_version() == new => (old, keys),
+        Some((old, new)) => {
+            return Err(VolumeError::Refused(format!(
+                "a rotation from KEK {old} to {new} is pending but the unlock gave KEK {}",
+                keys.active_kek_version()
+            )))
+        }
+        None => {
+            let has_tpm = crate::volume::read_info(cipherdir)?
+                .protectors
+                .iter()
+                .any(|p| p.tpm2.is_some());
+            if has_tpm && tcti.is_none() {
+                return Err(VolumeError::Refused(
+                    "the volume has a TPM protector: select the TPM to re-seal it".into(),
+                ));
+            }
+            let opts = RotateOptions {
+                tcti: tcti.cloned(),
+                tpm_nv: has_tpm,
+                ..opts
+            };
+            let b = rotate::begin(cipherdir, &keys, &opts)?;
+            log::info!("shred --purge-backups: KEK {} -> {}", b.old, b.new);
+            (b.old, Arc::new(b.keys))
+        }
+    };
+    // Read before the destruction removes them from the config: the shares to erase.
+    let retired = nv_shares(cipherdir, Some(old))?;
+    let f = rotation::finish(cipherdir, &keys, old, false, progress)?;
+    if !f.destroyed {
+        return Err(VolumeError::Refused(format!(
+            "KEK {old} kept: {} objects still need it (first: {}); repair them (dekfs fsck \
+             --repair) and run the purge again",
+            f.blockers.len(),
+            f.blockers.first().map_or("", String::as_str)
+        )));
+    }
+    let keys = Arc::new(keys.without_kek(old)?);
+    let bound = nv_shares(cipherdir, None)?;
+    let mut erased = Vec::new();
+    if !retired.is_empty() {
+        let Some(tcti) = tcti else {
+            return Err(VolumeError::Refused(
+                "the retired TPM records' NV key shares need the TPM to be erased".into(),
+            ));
+        };
+        for i in retired.into_iter().filter(|i| !bound.contains(i)) {
+            crate::tpm::nv::erase_share(tcti, i)?;
+            erased.push(i);
+        }
+    }
+    crate::failpoint::hit(FP_ERASED);
+    Ok(Purged {
+        rotation: f,
+        keys,
+        erased,
+        bound,
+    })
+}
+
+/// Failpoint: the old KEK is destroyed and its NV key shares erased.
+pub const FP_ERASED: &str = "purge.shares.erased";
