@@ -202,8 +202,9 @@ pub fn run(a: ShredArgs) -> CliResult<()> {
         return match shred::pending(&cipherdir)? {
             None if a.purge.purge_backups => {
                 // Only the purge (or the rest of an interrupted one).
-                let (u, creds) = super::shred_purge::unlock(&cipherdir, &a.key, &a.tpm, &info)?;
-                super::shred_purge::run(&cipherdir, u, creds, &a.tpm, &info, "the shredded paths")
+                let prep =
+                    super::shred_purge::prepare(&cipherdir, &a.key, &a.tpm, &a.purge, &info)?;
+                super::shred_purge::run(&cipherdir, prep, &info, "the shredded paths")
             }
             None => Ok(()),
             Some(_) => Err(CliError::new(CORRUPT, "the shred journal is still there")),
@@ -214,16 +215,17 @@ pub fn run(a: ShredArgs) -> CliResult<()> {
         return Err(resolve_error(e, plain, &cipherdir));
     }
     let tpm_first = !explicit_credential(&a.key);
-    let (unlocked, creds) = if a.purge.purge_backups {
-        super::shred_purge::unlock(&cipherdir, &a.key, &a.tpm, &info)?
+    // A purge checks every credential it will need before anything is destroyed, and keeps
+    // the keys for the rotation that follows the shred.
+    let (target, purge) = if a.purge.purge_backups {
+        let prep = super::shred_purge::prepare(&cipherdir, &a.key, &a.tpm, &a.purge, &info)?;
+        let t = shred::resolve(&cipherdir, prep.keys(), plain);
+        (t, Some(prep))
     } else {
         let u = unlock_volume(&cipherdir, &a.key, &a.tpm, None, tpm_first)?;
-        (u, Vec::new())
+        (shred::resolve(&cipherdir, &u.keys, plain), None)
     };
-    let target = shred::resolve(&cipherdir, &unlocked.keys, plain)
-        .map_err(|e| resolve_error(e, plain, &cipherdir))?;
-    // The keys stay only for the rotation that follows a purge.
-    let keep = a.purge.purge_backups.then_some(unlocked);
+    let target = target.map_err(|e| resolve_error(e, plain, &cipherdir))?;
     let survey = shred::survey_target(&cipherdir, &target)?;
     println!("will destroy {}", describe(&target, &survey));
     if !a.purge.purge_backups {
@@ -241,8 +243,8 @@ pub fn run(a: ShredArgs) -> CliResult<()> {
     )?;
     run_finish(&cipherdir, &journal, a.verify)?;
     println!("shredded {}", target.plain);
-    if let Some(u) = keep {
-        super::shred_purge::run(&cipherdir, u, creds, &a.tpm, &info, &target.plain)?;
+    if let Some(prep) = purge {
+        super::shred_purge::run(&cipherdir, prep, &info, &target.plain)?;
     }
     Ok(())
 }

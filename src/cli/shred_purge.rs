@@ -7,10 +7,11 @@ use super::exit::{CliError, CliResult, USAGE};
 use super::unlock::{has_tty, try_tpm, unlock_policy, TpmOpts};
 use super::{secret_input, KeySource};
 use crate::engine::shred::purge;
+use crate::tpm::Tcti;
 use crate::volume::rotate::RotateOptions;
 use crate::volume::{self, Credential, UnlockedVolume, VolumeError, VolumeInfo};
 use clap::Args;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 #[derive(Args, Default)]
 pub struct PurgeArgs {
@@ -21,6 +22,31 @@ pub struct PurgeArgs {
     /// need their credential (--passfile, --recovery-key-file, or a prompt)
     #[arg(long)]
     pub purge_backups: bool,
+    /// Passphrase of another passphrase protector to keep (first line of FILE; repeatable)
+    #[arg(long, value_name = "FILE", requires = "purge_backups")]
+    pub also_passfile: Vec<PathBuf>,
+    /// Recovery key of a recovery-key protector to keep (repeatable)
+    #[arg(long, value_name = "FILE", requires = "purge_backups")]
+    pub also_recovery_key_file: Vec<PathBuf>,
+    /// Do not carry protector ID (hex prefix, 4+ digits) over to the new key (repeatable)
+    #[arg(long, value_name = "ID", requires = "purge_backups")]
+    pub drop_protector: Vec<String>,
+    /// Also create a fresh recovery-key protector and print its key once
+    #[arg(long, requires = "purge_backups")]
+    pub new_recovery_key: bool,
+}
+
+/// An unlocked volume and the checked options of the rotation to come.
+pub struct Prepared {
+    u: UnlockedVolume,
+    opts: RotateOptions,
+    tcti: Option<Tcti>,
+}
+
+impl Prepared {
+    pub fn keys(&self) -> &crate::crypto::VolumeKeys {
+        &self.u.keys
+    }
 }
 
 /// What one protector of the pre-shred config still gives a holder of a pre-shred copy
@@ -80,10 +106,10 @@ pub fn backup_line(info: &VolumeInfo, plain: &str, purged: bool) -> String {
 
 /// Credentials for the rotation: the given ones, or a prompt when a passphrase or recovery
 /// protector must follow the new key and a terminal exists.
-fn credentials(key: &KeySource, info: &VolumeInfo) -> CliResult<Vec<Credential>> {
+fn credentials(key: &KeySource, p: &PurgeArgs, info: &VolumeInfo) -> CliResult<Vec<Credential>> {
     let mut v = Vec::new();
-    if let Some(p) = &key.passfile {
-        v.push(Credential::Passphrase(secret_input::from_file(p)?));
+    if let Some(f) = &key.passfile {
+        v.push(Credential::Passphrase(secret_input::from_file(f)?));
     } else if let Some(fd) = key.passphrase_fd {
         v.push(Credential::Passphrase(secret_input::from_fd(fd)?));
     }
@@ -103,78 +129,88 @@ fn credentials(key: &KeySource, info: &VolumeInfo) -> CliResult<Vec<Credential>>
             false,
         )?));
     }
+    for f in &p.also_passfile {
+        v.push(Credential::Passphrase(secret_input::from_file(f)?));
+    }
+    for r in &p.also_recovery_key_file {
+        v.push(Credential::RecoveryKey(secret_input::recovery_from_file(
+            r,
+        )?));
+    }
     Ok(v)
 }
 
-/// Unlocks for a shred that will purge: the TPM when no credential was given, else the first
-/// credential that opens. Returns the credentials for the rotation too.
-pub fn unlock(
+/// Opens the volume: the TPM when no credential was given, else the first credential that
+/// opens it.
+fn open(
     cipherdir: &Path,
     key: &KeySource,
     tpm: &TpmOpts,
-    info: &VolumeInfo,
-) -> CliResult<(UnlockedVolume, Vec<Credential>)> {
-    let creds = credentials(key, info)?;
-    let u =
-        if creds.is_empty() {
-            match try_tpm(cipherdir, tpm, None)? {
-                Ok(u) => u,
-                Err(VolumeError::NoSuchProtector(_)) => return Err(CliError::new(
-                    USAGE,
-                    "no credential to unlock the volume with",
-                )
-                .hint("give --passfile FILE or --recovery-key-file FILE (or run on a terminal)")),
-                Err(e) => return Err(e.into()),
-            }
-        } else {
-            let mut last = VolumeError::WrongKey;
-            let mut opened = None;
-            for c in &creds {
-                match volume::unlock_with(cipherdir, c, &unlock_policy(key)) {
-                    Ok(u) => {
-                        opened = Some(u);
-                        break;
-                    }
-                    Err(e @ (VolumeError::WrongKey | VolumeError::NoSuchProtector(_))) => last = e,
-                    Err(e) => return Err(e.into()),
-                }
-            }
-            opened.ok_or(last)?
+    creds: &[Credential],
+) -> CliResult<UnlockedVolume> {
+    if creds.is_empty() {
+        return match try_tpm(cipherdir, tpm, None)? {
+            Ok(u) => Ok(u),
+            Err(VolumeError::NoSuchProtector(_)) => Err(CliError::new(
+                USAGE,
+                "no credential to unlock the volume with",
+            )
+            .hint("give --passfile FILE or --recovery-key-file FILE (or run on a terminal)")),
+            Err(e) => Err(e.into()),
         };
-    crate::audit::attach(cipherdir, Some(&u.keys));
-    Ok((u, creds))
+    }
+    let mut last = VolumeError::WrongKey;
+    for c in creds {
+        match volume::unlock_with(cipherdir, c, &unlock_policy(key)) {
+            Ok(u) => return Ok(u),
+            Err(e @ (VolumeError::WrongKey | VolumeError::NoSuchProtector(_))) => last = e,
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Err(last.into())
 }
 
-/// The rotation after the shred; prints what it did and the backup line.
-pub fn run(
+/// Unlocks for a shred that will purge and checks, before anything is destroyed, that every
+/// protector can follow the new key (credentials, TPM, PIN).
+pub fn prepare(
     cipherdir: &Path,
-    u: UnlockedVolume,
-    creds: Vec<Credential>,
+    key: &KeySource,
     tpm: &TpmOpts,
+    p: &PurgeArgs,
     info: &VolumeInfo,
-    plain: &str,
-) -> CliResult<()> {
+) -> CliResult<Prepared> {
+    let creds = credentials(key, p, info)?;
+    let u = open(cipherdir, key, tpm, &creds)?;
+    crate::audit::attach(cipherdir, Some(&u.keys));
     let has_tpm = u.info.protectors.iter().any(|p| p.tpm2.is_some());
     let tcti = if has_tpm { Some(tpm.tcti(None)?) } else { None };
-    let pin = if u
+    let needs_pin = u
         .info
         .protectors
         .iter()
-        .any(|p| p.tpm2.as_ref().is_some_and(|t| t.pin))
-    {
-        tpm.pin(false)?
-    } else {
-        None
-    };
+        .any(|p| p.tpm2.as_ref().is_some_and(|t| t.pin));
     let opts = RotateOptions {
         credentials: creds,
-        pin,
+        pin: if needs_pin { tpm.pin(false)? } else { None },
+        drop: p.drop_protector.clone(),
+        new_recovery_key: p.new_recovery_key,
         ..RotateOptions::default()
     };
+    let opts = purge::prepare(cipherdir, &u.keys, opts, tcti.as_ref())?;
+    Ok(Prepared { u, opts, tcti })
+}
+
+/// The rotation after the shred; prints what it did and the backup line.
+pub fn run(cipherdir: &Path, prep: Prepared, info: &VolumeInfo, plain: &str) -> CliResult<()> {
+    let Prepared { u, opts, tcti } = prep;
     let keys = u.keys.clone();
     drop(u);
     let t0 = std::time::Instant::now();
     let p = purge::purge_backups(cipherdir, keys, opts, tcti.as_ref(), &mut |_| {})?;
+    if let Some(rk) = &p.recovery_key {
+        println!("New recovery key, shown only once; store it safely:");
+        println!("Recovery key: {}", rk.display());
+    }
     let f = &p.rotation;
     println!(
         "purge: volume key rotated (KEK {} -> {}): {} objects rewrapped, KEK {} destroyed in {:.2} s",

@@ -312,6 +312,27 @@ pub fn argon2id_raw(
 mod tests {
     use super::*;
 
+    /// Frozen: the NV ProtectorKey of the template-3 vector (cross-checked with Python's
+    /// hmac/hashlib HKDF).
+    #[test]
+    fn tpm_nv_protector_key_is_frozen() {
+        let text = include_str!("../../tests/vectors/dekfs-tpm2-record-v3.txt");
+        let h = |k: &str| {
+            let v = text.lines().find_map(|l| l.strip_prefix(k)).unwrap().trim();
+            (0..v.len() / 2)
+                .map(|i| u8::from_str_radix(&v[2 * i..2 * i + 2], 16).unwrap())
+                .collect::<Vec<u8>>()
+        };
+        let mut share: [u8; 32] = h("nv_share = ").try_into().unwrap();
+        let share = Key32::from_array(&mut share);
+        let vid: [u8; 16] = h("nv_volume_id = ").try_into().unwrap();
+        let pid: [u8; 16] = h("nv_protector_id = ").try_into().unwrap();
+        let k = tpm_nv_protector_key(&share, &vid, &pid).unwrap();
+        assert_eq!(k.expose(), h("nv_protector_key = ").as_slice());
+        let other = tpm_nv_protector_key(&share, &vid, &[0x23; 16]).unwrap();
+        assert_ne!(other.expose(), k.expose());
+    }
+
     #[test]
     fn bounds() {
         assert!(check_argon2_params(65536, 3, 4).is_ok());

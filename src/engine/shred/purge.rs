@@ -27,6 +27,28 @@ pub struct Purged {
     pub erased: Vec<u32>,
     /// NV key shares the new KEK's tpm2 records are bound to.
     pub bound: Vec<u32>,
+    /// A fresh recovery key (`new_recovery_key`), to be shown once.
+    pub recovery_key: Option<crate::secret::RecoveryKey>,
+}
+
+/// The options a purge rotates with (TPM protectors re-sealed to fresh NV shares), checked
+/// before anything changes: call it before the shred, so a missing credential is found while
+/// nothing is destroyed yet.
+pub fn prepare(
+    cipherdir: &Path,
+    keys: &VolumeKeys,
+    opts: RotateOptions,
+    tcti: Option<&Tcti>,
+) -> Result<RotateOptions, VolumeError> {
+    let opts = RotateOptions {
+        tcti: tcti.cloned(),
+        tpm_nv: tcti.is_some(),
+        ..opts
+    };
+    if rotate::pending_rotation(cipherdir)?.is_none() {
+        rotate::check_credentials(cipherdir, keys, &opts)?;
+    }
+    Ok(opts)
 }
 
 /// Rotates the KEK of an unlocked, unmounted volume and erases the retired NV key shares.
@@ -40,6 +62,7 @@ pub fn purge_backups(
     tcti: Option<&Tcti>,
     progress: &mut dyn FnMut(&Stats),
 ) -> Result<Purged, VolumeError> {
+    let mut recovery_key = None;
     let (old, keys) = match rotate::pending_rotation(cipherdir)? {
         Some((old, new)) if keys.active_kek_version() == new => (old, keys),
         Some((old, new)) => {
@@ -65,6 +88,7 @@ pub fn purge_backups(
             };
             let b = rotate::begin(cipherdir, &keys, &opts)?;
             log::info!("shred --purge-backups: KEK {} -> {}", b.old, b.new);
+            recovery_key = b.recovery_key;
             (b.old, Arc::new(b.keys))
         }
     };
@@ -99,6 +123,7 @@ pub fn purge_backups(
         keys,
         erased,
         bound,
+        recovery_key,
     })
 }
 
