@@ -106,6 +106,8 @@ fn tpm_nv_volume_purge_leaves_a_pre_shred_copy_nothing() {
     assert_eq!(before.len(), 1);
     assert_eq!(before[0].template_version, TPM2_TEMPLATE_V3);
     let old_share = before[0].nv_index.unwrap();
+    // FORMAT.md: the sealed data is a 64-byte wrap, 8 bytes more than template 2's payload.
+    assert_eq!(before[0].private.len(), 190);
     assert!(nv::share_exists(&tcti, old_share).unwrap());
     mount_tpm(&v, &t).expect_code(exit::OK, "mount via TPM");
     fill_volume(&v);
@@ -342,4 +344,50 @@ fn tpm_protector_without_share_is_bound_by_the_purge_and_the_line_says_what_stay
         !nv::share_exists(&tcti, share).unwrap(),
         "remove erased the share"
     );
+}
+
+#[test]
+fn rekey_and_reseal_of_an_nv_bound_protector_replace_its_share() {
+    let tpm = require_swtpm!();
+    let t = tpm.tcti();
+    let tcti: Tcti = t.parse().unwrap();
+    let v = TestVolume::with_init_args("purge-rekey", &["--tpm2", "--tpm-nv", "--tpm-tcti", &t]);
+    let first = tpm_bodies(&config(&v.cipher))[0].nv_index.unwrap();
+    dekfs([
+        "rekey",
+        v.cipher.to_str().unwrap(),
+        "--passfile",
+        v.passfile.to_str().unwrap(),
+        "--also-recovery-key-file",
+        &recovery_args(&v)[1],
+        "--tpm-tcti",
+        &t,
+    ])
+    .expect_code(exit::OK, "rekey");
+    let second = tpm_bodies(&config(&v.cipher))[0].nv_index.unwrap();
+    assert_ne!(first, second);
+    assert!(
+        !nv::share_exists(&tcti, first).unwrap(),
+        "rekey erased the old share"
+    );
+    dekfs([
+        "protector",
+        "reseal",
+        v.cipher.to_str().unwrap(),
+        "--tpm2",
+        "--passfile",
+        v.passfile.to_str().unwrap(),
+        "--tpm-tcti",
+        &t,
+    ])
+    .expect_code(exit::OK, "reseal");
+    let third = tpm_bodies(&config(&v.cipher)).remove(0);
+    let third_share = third.nv_index.unwrap();
+    assert_eq!(third.template_version, TPM2_TEMPLATE_V3);
+    assert!(
+        !nv::share_exists(&tcti, second).unwrap(),
+        "reseal erased the old share"
+    );
+    volume::unlock_tpm2(&v.cipher, &tcti, None).expect("the resealed record opens");
+    assert!(nv::share_exists(&tcti, third_share).unwrap());
 }

@@ -228,8 +228,13 @@ pub fn run(a: RekeyArgs) -> CliResult<()> {
     drop(u);
     let total = crate::engine::rekey::count(&a.cipherdir, &keys)?;
     let mut progress = Progress::new(total, &mut out);
+    // NV key shares of the old KEK's TPM records (template 3): erased once the KEK is gone.
+    let retired = volume::nv_shares(&a.cipherdir, Some(old))?;
     let f = rotation::finish(&a.cipherdir, &keys, old, a.force, &mut |s| progress.step(s))?;
     progress.done(&f.rewrap.stats);
+    if f.destroyed && !retired.is_empty() {
+        volume::erase_nv_shares(&a.tpm.tcti(None)?, &retired);
+    }
     report(&mut out, &f)
 }
 
