@@ -391,3 +391,67 @@ fn rekey_and_reseal_of_an_nv_bound_protector_replace_its_share() {
     volume::unlock_tpm2(&v.cipher, &tcti, None).expect("the resealed record opens");
     assert!(nv::share_exists(&tcti, third_share).unwrap());
 }
+
+/// kill -9 after the old share is erased but before the config loses the old KEK: the volume
+/// still opens through the TPM (the retiring KEK is "not held"), the pre-shred copy does not,
+/// and `dekfs shred CIPHERDIR --purge-backups` finishes the rotation.
+#[test]
+fn purge_killed_after_the_erasure_is_finished_by_a_rerun() {
+    let tpm = require_swtpm!();
+    if let Err(why) = fuse_available() {
+        println!("SKIPPED ({why})");
+        return;
+    }
+    let t = tpm.tcti();
+    let tcti: Tcti = t.parse().unwrap();
+    let v = TestVolume::with_init_args(
+        "purge-crash",
+        &[
+            "--tpm2",
+            "--tpm-nv",
+            "--tpm-only",
+            "--yes",
+            "--tpm-tcti",
+            &t,
+        ],
+    );
+    let old_share = tpm_bodies(&config(&v.cipher))[0].nv_index.unwrap();
+    mount_tpm(&v, &t).expect_code(exit::OK, "mount via TPM");
+    fill_volume(&v);
+    v.umount();
+    let pre = v.dir.path().join("pre-shred-copy");
+    copy_tree(&v.cipher, &pre);
+    let out = std::process::Command::new(DEKFS)
+        .args(["shred", v.cipher.to_str().unwrap(), "/victim", "--yes"])
+        .args(["--purge-backups", "--tpm-tcti", &t])
+        .env("DEKFS_FAILPOINT", "purge.shares.erased")
+        .stdin(std::process::Stdio::null())
+        .output()
+        .unwrap();
+    use std::os::unix::process::ExitStatusExt;
+    assert_eq!(out.status.signal(), Some(9), "{out:?}");
+    let mid = config(&v.cipher);
+    assert_eq!(mid.keks.len(), 2, "the old KEK is still in the config");
+    assert!(!nv::share_exists(&tcti, old_share).unwrap());
+    let u = volume::unlock_tpm2(&v.cipher, &tcti, None).expect("opens mid-purge");
+    assert_eq!(u.keys.active_kek_version(), 2);
+    drop(u);
+    assert!(volume::unlock_tpm2(&pre, &tcti, None).is_err());
+    dekfs([
+        "shred",
+        v.cipher.to_str().unwrap(),
+        "--purge-backups",
+        "--tpm-tcti",
+        &t,
+    ])
+    .expect_code(exit::OK, "rerun finishes the purge");
+    let now = config(&v.cipher);
+    assert_eq!(
+        now.keks.iter().map(|k| k.version).collect::<Vec<_>>(),
+        vec![2]
+    );
+    mount_tpm(&v, &t).expect_code(exit::OK, "mount after the rerun");
+    assert_eq!(fs::read(v.p("/keep.txt")).unwrap(), b"stays");
+    assert!(!v.p("/victim").exists());
+    v.umount();
+}

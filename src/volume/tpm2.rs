@@ -236,8 +236,15 @@ fn unlock_tpm2_inner(
                         .protectors
                         .iter()
                         .find(|r| r.protector_id == rec.protector_id && r.kek_version == k.version);
-                    if let Some(older) = older {
-                        keks.push((k.version, unseal_record(older, tcti, pin, &vid)?));
+                    let Some(older) = older else { continue };
+                    match unseal_record(older, tcti, pin, &vid) {
+                        Ok(kek) => keks.push((k.version, kek)),
+                        // A purge erases the retiring KEK's shares only after verifying that
+                        // no object needs that KEK; a crash before the config lost it leaves
+                        // this state, in which the KEK is simply not held.
+                        Err(VolumeError::Tpm(TpmRefusal::ShareGone { .. }))
+                            if k.state == crate::format::KekState::Retiring => {}
+                        Err(e) => return Err(e),
                     }
                 }
                 let keys = VolumeKeys::from_parts(vid, keks, active)?;

@@ -9,7 +9,7 @@
 //! core that writes under the new KEK from `begin` on.
 
 use crate::crypto::VolumeKeys;
-use crate::engine::rekey::Stats;
+use crate::engine::rekey::{self, Stats};
 use crate::engine::rotation::{self, Finished};
 use crate::tpm::Tcti;
 use crate::volume::rotate::{self, RotateOptions};
@@ -92,19 +92,12 @@ pub fn purge_backups(
             (b.old, Arc::new(b.keys))
         }
     };
-    // Read before the destruction removes them from the config: the shares to erase.
+    // The old records' shares go while the config still names them, but only once no object
+    // needs the old KEK: a crash after the erasure leaves a retiring KEK whose TPM records
+    // cannot open, which an unlock then treats as "not held" (FORMAT.md, unlock step 5), and
+    // the rerun only has the config to rewrite; a crash before it erases them on the rerun.
     let retired = nv_shares(cipherdir, Some(old))?;
-    let f = rotation::finish(cipherdir, &keys, old, false, progress)?;
-    if !f.destroyed {
-        return Err(VolumeError::Refused(format!(
-            "KEK {old} kept: {} objects still need it (first: {}); repair them (dekfs fsck \
-             --repair) and run the purge again",
-            f.blockers.len(),
-            f.blockers.first().map_or("", String::as_str)
-        )));
-    }
-    let keys = Arc::new(keys.without_kek(old)?);
-    let bound = nv_shares(cipherdir, None)?;
+    let bound = nv_shares(cipherdir, Some(keys.active_kek_version()))?;
     let mut erased = Vec::new();
     if !retired.is_empty() {
         let Some(tcti) = tcti else {
@@ -112,12 +105,27 @@ pub fn purge_backups(
                 "the retired TPM records' NV key shares need the TPM to be erased".into(),
             ));
         };
+        rekey::rewrap_all(cipherdir, &keys, old, progress)?;
+        let blockers = rekey::verify(cipherdir, &keys, old)?.blockers();
+        if let Some(first) = blockers.first() {
+            return Err(blocked(old, blockers.len(), first));
+        }
         for i in retired.into_iter().filter(|i| !bound.contains(i)) {
             crate::tpm::nv::erase_share(tcti, i)?;
             erased.push(i);
         }
     }
     crate::failpoint::hit(FP_ERASED);
+    let f = rotation::finish(cipherdir, &keys, old, false, progress)?;
+    if let Some(first) = f.blockers.first().filter(|_| !f.destroyed) {
+        return Err(blocked(old, f.blockers.len(), first));
+    }
+    // After a crash past the erasure the unlock held no copy of the old KEK to drop.
+    let keys = if keys.kek_for(old).is_ok() {
+        Arc::new(keys.without_kek(old)?)
+    } else {
+        keys
+    };
     Ok(Purged {
         rotation: f,
         keys,
@@ -127,5 +135,12 @@ pub fn purge_backups(
     })
 }
 
-/// Failpoint: the old KEK is destroyed and its NV key shares erased.
+/// Failpoint: the old KEK's NV key shares are erased; the config still holds the old KEK.
 pub const FP_ERASED: &str = "purge.shares.erased";
+
+fn blocked(old: u32, n: usize, first: &str) -> VolumeError {
+    VolumeError::Refused(format!(
+        "KEK {old} kept: {n} objects still need it (first: {first}); repair them (dekfs fsck \
+         --repair) and run the purge again"
+    ))
+}
