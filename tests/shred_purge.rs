@@ -109,6 +109,8 @@ fn tpm_nv_volume_purge_leaves_a_pre_shred_copy_nothing() {
     // FORMAT.md: the sealed data is a 64-byte wrap, 8 bytes more than template 2's payload.
     assert_eq!(before[0].private.len(), 190);
     assert!(nv::share_exists(&tcti, old_share).unwrap());
+    let list = dekfs(["protector", "list", v.cipher.to_str().unwrap()]);
+    assert!(list.stdout.contains("sha256:7 +NV"), "{}", list.stdout);
     mount_tpm(&v, &t).expect_code(exit::OK, "mount via TPM");
     fill_volume(&v);
     v.umount();

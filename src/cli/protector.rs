@@ -282,11 +282,11 @@ fn list(cipherdir: PathBuf) -> CliResult<()> {
                     "sha256:{}{}{}",
                     v.join(","),
                     if t.pin { " +PIN" } else { "" },
-                    // Template 1 predates SRK pinning.
-                    if t.template_version == 1 {
-                        " (no SRK pin)"
-                    } else {
-                        ""
+                    // Template 1 predates SRK pinning; template 3 has an NV key share.
+                    match t.template_version {
+                        1 => " (no SRK pin)",
+                        3 => " +NV",
+                        _ => "",
                     }
                 )
             }
