@@ -239,3 +239,65 @@ pub fn run(cipherdir: &Path, prep: Prepared, info: &VolumeInfo, plain: &str) -> 
     println!("{}", backup_line(info, plain, true));
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::volume::{ProtectorInfo, Tpm2Info};
+
+    fn info(kinds: &[(&'static str, Option<(bool, u8)>)]) -> VolumeInfo {
+        VolumeInfo {
+            volume_id: [0; 16],
+            format_version: 1,
+            created: 0,
+            keks: vec![(1, 0, true)],
+            protectors: kinds
+                .iter()
+                .map(|(kind, tpm)| ProtectorInfo {
+                    kind,
+                    id: "00".repeat(16),
+                    kek_version: 1,
+                    created: 0,
+                    kdf: None,
+                    tpm2: tpm.map(|(pin, template_version)| Tpm2Info {
+                        pcrs: vec![7],
+                        pin,
+                        template_version,
+                        error: None,
+                    }),
+                })
+                .collect(),
+        }
+    }
+
+    #[test]
+    fn the_line_follows_the_protectors() {
+        let nv_only = info(&[("tpm2", Some((false, 3)))]);
+        assert!(backup_line(&nv_only, "/a", true).contains("opens nothing under /a any more"));
+        assert!(backup_line(&nv_only, "/a", false)
+            .contains("still opens /a with this TPM in the same PCR state (until --purge-backups"));
+        let mixed = info(&[
+            ("tpm2", Some((true, 2))),
+            ("passphrase", None),
+            ("recovery-key", None),
+        ]);
+        let l = backup_line(&mixed, "/a", true);
+        assert!(
+            l.contains("with the PIN (the record has no NV key share)"),
+            "{l}"
+        );
+        assert!(
+            l.contains("the passphrase of then or the recovery key of then"),
+            "{l}"
+        );
+        assert!(l.contains("today's dekfs.conf opens nothing in it"), "{l}");
+        // Only the active KEK's protectors count: the others are not what a copy opens with.
+        let mut retiring = info(&[("tpm2", Some((false, 3)))]);
+        retiring.keks.push((2, 0, false));
+        retiring.protectors.push(ProtectorInfo {
+            kek_version: 2,
+            ..info(&[("passphrase", None)]).protectors.remove(0)
+        });
+        assert!(backup_line(&retiring, "/a", true).contains("opens nothing"));
+    }
+}

@@ -1,5 +1,5 @@
 //! TPM 2.0 access for the tpm2 protector: TCTI selection, seal/unseal of a KEK payload under a
-//! PCR (+ PIN) policy, and refusal reasons users can act on. Must NOT read or write volume files,
+//! PCR (+ PIN) policy, NV key shares (nv.rs), and refusal reasons users can act on. Must NOT read or write volume files,
 //! decide which protector to try, or let key bytes leave `crate::secret` types (and TPM buffer
 //! types that zeroize) — and it must flush every transient handle and session on every path.
 
