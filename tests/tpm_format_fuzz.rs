@@ -5,6 +5,7 @@
 use dekfs::format::{
     KekRecord, KekState, ProtectorBody, ProtectorRecord, Tpm2Body, VolumeConfig,
     PROTECTOR_KIND_TPM2, TPM2_ALG_SHA256, TPM2_FLAG_PIN, TPM2_NAME_LEN, TPM2_TEMPLATE_V2,
+    TPM2_TEMPLATE_V3,
 };
 use dekfs::tpm::policy::policy_digest;
 use proptest::prelude::*;
@@ -22,6 +23,7 @@ fn frozen_body() -> Tpm2Body {
         public: (0u8..78).collect(),
         private: (0u8..160).map(|b| b.wrapping_mul(3)).collect(),
         srk_name: None,
+        nv_index: None,
     }
 }
 
@@ -75,6 +77,34 @@ fn frozen_tpm2_body_v2_with_srk_name() {
         bytes[1..bytes.len() - 34],
         hex::decode(v1_hex).unwrap()[1..]
     );
+    assert_eq!(Tpm2Body::parse(&bytes).unwrap(), b);
+}
+
+/// Template 3: the v2 example with the NV share index appended (4 bytes LE, byte 0 = 3).
+#[test]
+fn frozen_tpm2_body_v3_with_nv_index() {
+    let text = include_str!("vectors/dekfs-tpm2-record-v3.txt");
+    let name: [u8; TPM2_NAME_LEN] = hex::decode(field(text, "srk_name = "))
+        .unwrap()
+        .try_into()
+        .unwrap();
+    let nv = u32::from_str_radix(&field(text, "nv_index = "), 16).unwrap();
+    let b = Tpm2Body {
+        template_version: TPM2_TEMPLATE_V3,
+        srk_name: Some(name),
+        nv_index: Some(nv),
+        ..frozen_body()
+    };
+    assert_eq!(
+        hex::encode(b.policy_digest),
+        field(text, "policy_digest = ")
+    );
+    let bytes = b.to_bytes().unwrap();
+    assert_eq!(hex::encode(&bytes), field(text, "body = "));
+    assert_eq!(bytes.len(), 40 + 64 + 2 + 78 + 2 + 160 + 34 + 4);
+    let v2 = include_str!("vectors/dekfs-tpm2-record-v2.txt");
+    let v2 = hex::decode(field(v2, "body = ")).unwrap();
+    assert_eq!(bytes[1..bytes.len() - 4], v2[1..]);
     assert_eq!(Tpm2Body::parse(&bytes).unwrap(), b);
 }
 

@@ -20,6 +20,8 @@ pub struct DestroyArgs {
     /// Second confirmation (with --yes: no questions asked)
     #[arg(long, requires = "yes")]
     yes_really: bool,
+    #[command(flatten)]
+    tpm: super::unlock::TpmOpts,
 }
 
 pub fn run(a: DestroyArgs) -> CliResult<()> {
@@ -59,6 +61,8 @@ pub fn run(a: DestroyArgs) -> CliResult<()> {
                 kinds.join(", ")
             )),
     );
+    // TPM NV key shares of template-3 records: named only in the config about to go.
+    let shares = volume::nv_shares(&cipherdir, None)?;
     let r = crate::engine::destroy::destroy(&cipherdir)
         .map_err(|e| CliError::new(IO, format!("destroy of {}: {e}", cipherdir.display())))?;
     for p in &r.erased {
@@ -76,6 +80,26 @@ pub fn run(a: DestroyArgs) -> CliResult<()> {
     );
     for (p, off) in &r.leftovers {
         println!("leftover: {p} at offset {off}");
+    }
+    let mut share_error = None;
+    if !shares.is_empty() {
+        let tcti = a.tpm.tcti(None)?;
+        for i in shares {
+            match crate::tpm::nv::erase_share(&tcti, i) {
+                Ok(_) => println!("erased: TPM NV key share {i:#010x}"),
+                Err(e) => {
+                    println!("leftover: TPM NV key share {i:#010x}: {e}");
+                    share_error.get_or_insert(e);
+                }
+            }
+        }
+    }
+    if let Some(e) = share_error {
+        return Err(CliError::new(
+            CORRUPT,
+            format!("a TPM NV key share could not be erased: {e}"),
+        )
+        .hint("a backup of dekfs.conf could still open the volume on this TPM; the config is gone, so erase the index listed above with `tpm2_nvundefine INDEX`"));
     }
     if !r.is_clean() || unlockable {
         return Err(CliError::new(

@@ -23,6 +23,10 @@ pub struct Tpm2NewArgs {
     /// Also require a PIN (PolicyAuthValue; dictionary-attack protected)
     #[arg(long, requires = "tpm2")]
     pub pin: bool,
+    /// Bind the TPM protector to a key share in TPM NV, which `shred --purge-backups` erases
+    /// so that old copies of dekfs.conf open nothing on this TPM (needs empty owner auth)
+    #[arg(long, requires = "tpm2")]
+    pub tpm_nv: bool,
     #[command(flatten)]
     pub tpm: TpmOpts,
 }
@@ -38,7 +42,12 @@ impl Tpm2NewArgs {
 
     pub fn describe(&self) -> String {
         let p: Vec<String> = self.pcrs().iter().map(|p| p.to_string()).collect();
-        format!("PCR {}{}", p.join(","), if self.pin { ", PIN" } else { "" })
+        format!(
+            "PCR {}{}{}",
+            p.join(","),
+            if self.pin { ", PIN" } else { "" },
+            if self.tpm_nv { ", NV key share" } else { "" }
+        )
     }
 
     pub fn seal_request(&self) -> CliResult<Tpm2Seal> {
@@ -58,6 +67,7 @@ impl Tpm2NewArgs {
             tcti: self.tpm.tcti(None)?,
             pcrs: self.pcrs(),
             pin,
+            nv: self.tpm_nv,
         })
     }
 }
@@ -197,6 +207,7 @@ pub fn run(c: ProtectorCmd) -> CliResult<()> {
                 None,
                 !explicit_credential(&a.key),
             )?;
+            let shares = volume::nv_shares_of(&a.cipherdir, &a.id)?;
             let id = match volume::remove_protector(&a.cipherdir, &u, &a.id, a.force) {
                 Ok(id) => id,
                 Err(e) => {
@@ -209,6 +220,9 @@ pub fn run(c: ProtectorCmd) -> CliResult<()> {
                 }
             };
             audit::record(Event::new("protector-remove").key_id(id.clone()));
+            if !shares.is_empty() {
+                volume::erase_nv_shares(&a.tpm.tcti(None)?, &shares);
+            }
             eprintln!("Removed protector {id}");
             Ok(())
         }
@@ -268,11 +282,11 @@ fn list(cipherdir: PathBuf) -> CliResult<()> {
                     "sha256:{}{}{}",
                     v.join(","),
                     if t.pin { " +PIN" } else { "" },
-                    // Template 1 predates SRK pinning.
-                    if t.template_version == 1 {
-                        " (no SRK pin)"
-                    } else {
-                        ""
+                    // Template 1 predates SRK pinning; template 3 has an NV key share.
+                    match t.template_version {
+                        1 => " (no SRK pin)",
+                        3 => " +NV",
+                        _ => "",
                     }
                 )
             }

@@ -204,6 +204,7 @@ pub fn run(a: RekeyArgs) -> CliResult<()> {
                 drop: a.drop_protector.clone(),
                 new_recovery_key: a.new_recovery_key,
                 force: a.force,
+                tpm_nv: false,
             };
             let b = rotate::begin(&a.cipherdir, &u.keys, &opts)?;
             log::info!("rekey: started, KEK {} -> {}", b.old, b.new);
@@ -227,8 +228,13 @@ pub fn run(a: RekeyArgs) -> CliResult<()> {
     drop(u);
     let total = crate::engine::rekey::count(&a.cipherdir, &keys)?;
     let mut progress = Progress::new(total, &mut out);
+    // NV key shares of the old KEK's TPM records (template 3): erased once the KEK is gone.
+    let retired = volume::nv_shares(&a.cipherdir, Some(old))?;
     let f = rotation::finish(&a.cipherdir, &keys, old, a.force, &mut |s| progress.step(s))?;
     progress.done(&f.rewrap.stats);
+    if f.destroyed && !retired.is_empty() {
+        volume::erase_nv_shares(&a.tpm.tcti(None)?, &retired);
+    }
     report(&mut out, &f)
 }
 

@@ -35,6 +35,8 @@ pub struct ShredArgs {
     key: KeySource,
     #[command(flatten)]
     tpm: TpmOpts,
+    #[command(flatten)]
+    purge: super::shred_purge::PurgeArgs,
 }
 
 /// The volume lock, or why the volume is busy.
@@ -136,28 +138,6 @@ fn run_finish(cipherdir: &Path, j: &Journal, full: bool) -> CliResult<Outcome> {
     Ok(out)
 }
 
-/// The one line on what a pre-shred copy of the volume still opens, for
-/// this volume's protector kinds (THREAT-MODEL.md, Crypto-erasure).
-fn backup_note(info: &volume::VolumeInfo) -> String {
-    let mut who = Vec::new();
-    for p in &info.protectors {
-        let w = match (p.kind, p.tpm2.as_ref().is_some_and(|t| t.pin)) {
-            ("passphrase", _) => "the passphrase",
-            ("recovery-key", _) => "the recovery key",
-            ("tpm2", true) => "this machine's TPM in the same state with the PIN",
-            ("tpm2", false) => "this machine's TPM in the same state",
-            _ => "an unknown protector",
-        };
-        if !who.contains(&w) {
-            who.push(w);
-        }
-    }
-    format!(
-        "note: a copy of the cipher directory and dekfs.conf taken before this shred still opens it with {} (KEK rotation is not implemented yet)",
-        who.join(" or ")
-    )
-}
-
 /// The audit record: time, uid, path, counts and the destroyed ids (never
 /// key bytes). stderr gets the ids' SHA-256 and the first few; the audit
 /// file, if any, every id.
@@ -220,6 +200,12 @@ pub fn run(a: ShredArgs) -> CliResult<()> {
     }
     let Some(plain) = a.plainpath.as_deref() else {
         return match shred::pending(&cipherdir)? {
+            None if a.purge.purge_backups => {
+                // Only the purge (or the rest of an interrupted one).
+                let prep =
+                    super::shred_purge::prepare(&cipherdir, &a.key, &a.tpm, &a.purge, &info)?;
+                super::shred_purge::run(&cipherdir, prep, &info, "the shredded paths")
+            }
             None => Ok(()),
             Some(_) => Err(CliError::new(CORRUPT, "the shred journal is still there")),
         };
@@ -229,13 +215,22 @@ pub fn run(a: ShredArgs) -> CliResult<()> {
         return Err(resolve_error(e, plain, &cipherdir));
     }
     let tpm_first = !explicit_credential(&a.key);
-    let unlocked = unlock_volume(&cipherdir, &a.key, &a.tpm, None, tpm_first)?;
-    let target = shred::resolve(&cipherdir, &unlocked.keys, plain)
-        .map_err(|e| resolve_error(e, plain, &cipherdir))?;
-    drop(unlocked);
+    // A purge checks every credential it will need before anything is destroyed, and keeps
+    // the keys for the rotation that follows the shred.
+    let (target, purge) = if a.purge.purge_backups {
+        let prep = super::shred_purge::prepare(&cipherdir, &a.key, &a.tpm, &a.purge, &info)?;
+        let t = shred::resolve(&cipherdir, prep.keys(), plain);
+        (t, Some(prep))
+    } else {
+        let u = unlock_volume(&cipherdir, &a.key, &a.tpm, None, tpm_first)?;
+        (shred::resolve(&cipherdir, &u.keys, plain), None)
+    };
+    let target = target.map_err(|e| resolve_error(e, plain, &cipherdir))?;
     let survey = shred::survey_target(&cipherdir, &target)?;
     println!("will destroy {}", describe(&target, &survey));
-    println!("{}", backup_note(&info));
+    if !a.purge.purge_backups {
+        println!("{}", super::shred_purge::backup_line(&info, plain, false));
+    }
     if !a.yes && !confirm("This cannot be undone.", "yes")? {
         return Err(CliError::new(GENERIC, "not confirmed; nothing destroyed"));
     }
@@ -248,5 +243,8 @@ pub fn run(a: ShredArgs) -> CliResult<()> {
     )?;
     run_finish(&cipherdir, &journal, a.verify)?;
     println!("shredded {}", target.plain);
+    if let Some(prep) = purge {
+        super::shred_purge::run(&cipherdir, prep, &info, &target.plain)?;
+    }
     Ok(())
 }

@@ -22,6 +22,7 @@ pub const INFO_XATTR: &[u8] = b"dekfs v1 xattr";
 pub const INFO_XATTR_NAME: &[u8] = b"dekfs v1 xattr-name";
 pub const INFO_FILE_WRAP: &[u8] = b"dekfs v1 file-wrap";
 pub const INFO_HEADER_MAC: &[u8] = b"dekfs v1 header-mac";
+pub const INFO_TPM2_NV: &[u8] = b"dekfs v1 tpm2-nv";
 pub const INFO_CONTENT: &[u8] = b"dekfs v1 content";
 pub const INFO_AUDIT_MAC: &[u8] = b"dekfs v1 audit-mac";
 pub const INFO_EXPORT_MAC: &[u8] = b"dekfs v1 export-mac";
@@ -72,6 +73,20 @@ fn key64(ikm: &[&[u8]], salt: Option<&[u8]>, info: &[&[u8]]) -> Result<SecretByt
 /// Recovery ProtectorKey = HKDF(recovery_key, salt, "dekfs v1 recovery").
 pub fn recovery_protector_key(recovery: &Key32, salt: &[u8; 32]) -> Result<Key32, CryptoError> {
     key32(&[recovery.expose()], Some(salt), &[INFO_RECOVERY])
+}
+
+/// TPM NV ProtectorKey of a template-3 tpm2 record = HKDF(share, volume_id, "dekfs v1 tpm2-nv"
+/// ‖ protector_id): wraps the KEK payload that the TPM seals.
+pub fn tpm_nv_protector_key(
+    share: &Key32,
+    volume_id: &[u8; 16],
+    protector_id: &[u8; 16],
+) -> Result<Key32, CryptoError> {
+    key32(
+        &[share.expose()],
+        Some(volume_id),
+        &[INFO_TPM2_NV, protector_id],
+    )
 }
 
 /// ConfigMacKey = HKDF(KEK_active, volume_id, "dekfs v1 config-mac").
@@ -296,6 +311,27 @@ pub fn argon2id_raw(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Frozen: the NV ProtectorKey of the template-3 vector (cross-checked with Python's
+    /// hmac/hashlib HKDF).
+    #[test]
+    fn tpm_nv_protector_key_is_frozen() {
+        let text = include_str!("../../tests/vectors/dekfs-tpm2-record-v3.txt");
+        let h = |k: &str| {
+            let v = text.lines().find_map(|l| l.strip_prefix(k)).unwrap().trim();
+            (0..v.len() / 2)
+                .map(|i| u8::from_str_radix(&v[2 * i..2 * i + 2], 16).unwrap())
+                .collect::<Vec<u8>>()
+        };
+        let mut share: [u8; 32] = h("nv_share = ").try_into().unwrap();
+        let share = Key32::from_array(&mut share);
+        let vid: [u8; 16] = h("nv_volume_id = ").try_into().unwrap();
+        let pid: [u8; 16] = h("nv_protector_id = ").try_into().unwrap();
+        let k = tpm_nv_protector_key(&share, &vid, &pid).unwrap();
+        assert_eq!(k.expose(), h("nv_protector_key = ").as_slice());
+        let other = tpm_nv_protector_key(&share, &vid, &[0x23; 16]).unwrap();
+        assert_ne!(other.expose(), k.expose());
+    }
 
     #[test]
     fn bounds() {

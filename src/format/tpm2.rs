@@ -10,6 +10,14 @@ pub const TPM2_TEMPLATE_V1: u8 = 1;
 /// Version 1 plus the SRK's name pinned at seal time (a trailing `srk_name`): unseal refuses a
 /// storage key with another name before the salted session is started.
 pub const TPM2_TEMPLATE_V2: u8 = 2;
+/// Version 2 plus a TPM NV index holding a key share (a trailing `nv_index`): the sealed data
+/// is the KEK payload wrapped under a key derived from that share, so erasing the NV index
+/// (`shred --purge-backups`) makes every copy of the record useless.
+pub const TPM2_TEMPLATE_V3: u8 = 3;
+/// Owner-hierarchy NV handles dekfs allocates share indexes from (TCG handle registry: the
+/// owner range 0x01800000..=0x01BFFFFF).
+pub const TPM2_NV_FIRST: u32 = 0x0180_0000;
+pub const TPM2_NV_LAST: u32 = 0x01BF_FFFF;
 /// TPM2B_NAME contents of a SHA-256 object: nameAlg (u16 BE 0x000B) ‖ SHA-256(TPMT_PUBLIC).
 pub const TPM2_NAME_LEN: usize = 34;
 /// Body flag: the policy includes PolicyAuthValue, so unsealing needs the PIN.
@@ -40,8 +48,10 @@ pub struct Tpm2Body {
     pub public: Vec<u8>,
     /// Buffer of the TPM2B_PRIVATE of the sealed object (opaque here).
     pub private: Vec<u8>,
-    /// Template 2 only: the name of the SRK the object was sealed under.
+    /// Templates 2 and 3: the name of the SRK the object was sealed under.
     pub srk_name: Option<[u8; TPM2_NAME_LEN]>,
+    /// Template 3 only: the NV index (handle) holding the key share.
+    pub nv_index: Option<u32>,
 }
 
 impl Tpm2Body {
@@ -57,7 +67,7 @@ impl Tpm2Body {
     pub fn parse(body: &[u8]) -> Result<Tpm2Body, FormatError> {
         let mut r = Reader::new(body);
         let template_version = r.u8()?;
-        if template_version != TPM2_TEMPLATE_V1 && template_version != TPM2_TEMPLATE_V2 {
+        if !(TPM2_TEMPLATE_V1..=TPM2_TEMPLATE_V3).contains(&template_version) {
             return Err(FormatError::Invalid("unknown TPM template version"));
         }
         let flags = r.u8()?;
@@ -78,10 +88,17 @@ impl Tpm2Body {
         }
         let public = blob(&mut r, TPM2_MAX_PUBLIC, "TPM public area length")?;
         let private = blob(&mut r, TPM2_MAX_PRIVATE, "TPM private area length")?;
-        let srk_name = if template_version == TPM2_TEMPLATE_V2 {
+        let srk_name = if template_version >= TPM2_TEMPLATE_V2 {
             let n: [u8; TPM2_NAME_LEN] = r.array()?;
             check_name(&n)?;
             Some(n)
+        } else {
+            None
+        };
+        let nv_index = if template_version == TPM2_TEMPLATE_V3 {
+            let h = r.u32()?;
+            check_nv(h)?;
+            Some(h)
         } else {
             None
         };
@@ -96,6 +113,7 @@ impl Tpm2Body {
             public,
             private,
             srk_name,
+            nv_index,
         })
     }
 
@@ -113,12 +131,16 @@ impl Tpm2Body {
         if self.private.is_empty() || self.private.len() > TPM2_MAX_PRIVATE {
             return Err(FormatError::Invalid("TPM private area length"));
         }
-        match (self.template_version, &self.srk_name) {
-            (TPM2_TEMPLATE_V1, None) => {}
-            (TPM2_TEMPLATE_V2, Some(n)) => check_name(n)?,
+        match (self.template_version, &self.srk_name, self.nv_index) {
+            (TPM2_TEMPLATE_V1, None, None) => {}
+            (TPM2_TEMPLATE_V2, Some(n), None) => check_name(n)?,
+            (TPM2_TEMPLATE_V3, Some(n), Some(h)) => {
+                check_name(n)?;
+                check_nv(h)?;
+            }
             _ => {
                 return Err(FormatError::Invalid(
-                    "TPM template version and SRK name disagree",
+                    "TPM template version, SRK name and NV index disagree",
                 ))
             }
         }
@@ -138,6 +160,9 @@ impl Tpm2Body {
         if let Some(n) = &self.srk_name {
             v.extend_from_slice(n);
         }
+        if let Some(h) = self.nv_index {
+            v.extend_from_slice(&h.to_le_bytes());
+        }
         Ok(v)
     }
 
@@ -148,7 +173,17 @@ impl Tpm2Body {
             + self.public.len()
             + self.private.len()
             + self.srk_name.map_or(0, |n| n.len())
+            + self.nv_index.map_or(0, |_| 4)
     }
+}
+
+/// A share index must lie in the owner range dekfs allocates from: a config naming any other
+/// handle could otherwise make dekfs read or erase an index it does not own.
+fn check_nv(h: u32) -> Result<(), FormatError> {
+    if !(TPM2_NV_FIRST..=TPM2_NV_LAST).contains(&h) {
+        return Err(FormatError::Invalid("TPM NV index outside the dekfs range"));
+    }
+    Ok(())
 }
 
 /// A pinned name must be a SHA-256 name (the SRK template's nameAlg).
@@ -205,6 +240,7 @@ mod tests {
             public: vec![0xAA; 80],
             private: vec![0xBB; 160],
             srk_name: None,
+            nv_index: None,
         }
     }
 
@@ -253,6 +289,46 @@ mod tests {
     }
 
     #[test]
+    fn v3_round_trip_and_refusals() {
+        let b = Tpm2Body {
+            template_version: TPM2_TEMPLATE_V3,
+            nv_index: Some(0x0180_1234),
+            ..sample_v2()
+        };
+        let bytes = b.to_bytes().unwrap();
+        assert_eq!(bytes.len(), 40 + 64 + 2 + 80 + 2 + 160 + 34 + 4);
+        assert_eq!(bytes.len(), b.encoded_len());
+        assert_eq!(&bytes[bytes.len() - 4..], &[0x34, 0x12, 0x80, 0x01]);
+        assert_eq!(Tpm2Body::parse(&bytes).unwrap(), b);
+        for n in 0..bytes.len() {
+            assert!(Tpm2Body::parse(&bytes[..n]).is_err());
+        }
+        // A v3 body relabelled v2 has 4 extra bytes; a v2 body relabelled v3 lacks them.
+        let mut v2 = bytes.clone();
+        v2[0] = TPM2_TEMPLATE_V2;
+        assert!(Tpm2Body::parse(&v2).is_err());
+        let mut short = sample_v2().to_bytes().unwrap();
+        short[0] = TPM2_TEMPLATE_V3;
+        assert!(Tpm2Body::parse(&short).is_err());
+        for h in [0u32, 0x017F_FFFF, 0x01C0_0000, 0x8100_0001] {
+            let mut v = bytes.clone();
+            let at = v.len() - 4;
+            v[at..].copy_from_slice(&h.to_le_bytes());
+            assert!(Tpm2Body::parse(&v).is_err(), "{h:#x}");
+        }
+        let mismatched = Tpm2Body {
+            nv_index: None,
+            ..b.clone()
+        };
+        assert!(mismatched.to_bytes().is_err());
+        let mismatched = Tpm2Body {
+            template_version: TPM2_TEMPLATE_V2,
+            ..b
+        };
+        assert!(mismatched.to_bytes().is_err());
+    }
+
+    #[test]
     fn round_trip_and_length() {
         let b = sample();
         let bytes = b.to_bytes().unwrap();
@@ -273,6 +349,7 @@ mod tests {
         };
         assert!(bad(&|v| v[0] = 2));
         assert!(bad(&|v| v[0] = 3));
+        assert!(bad(&|v| v[0] = 4));
         assert!(bad(&|v| v[0] = 0));
         assert!(bad(&|v| v[1] = 0x02));
         assert!(bad(&|v| v[2] = 4));

@@ -77,7 +77,7 @@ fn connect(tcti: &Tcti) -> Result<Context, TpmRefusal> {
 }
 
 /// Runs `f` on a fresh context and flushes whatever it tracked, whatever it returns.
-fn with_tpm<T>(
+pub(super) fn with_tpm<T>(
     tcti: &Tcti,
     f: impl FnOnce(&mut Context, &mut Tracked) -> Result<T, TpmRefusal>,
 ) -> Result<T, TpmRefusal> {

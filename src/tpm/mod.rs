@@ -1,9 +1,10 @@
 //! TPM 2.0 access for the tpm2 protector: TCTI selection, seal/unseal of a KEK payload under a
-//! PCR (+ PIN) policy, and refusal reasons users can act on. Must NOT read or write volume files,
+//! PCR (+ PIN) policy, NV key shares (nv.rs), and refusal reasons users can act on. Must NOT read or write volume files,
 //! decide which protector to try, or let key bytes leave `crate::secret` types (and TPM buffer
 //! types that zeroize) — and it must flush every transient handle and session on every path.
 
 mod esys;
+pub mod nv;
 pub mod policy;
 mod srk;
 
@@ -102,6 +103,9 @@ pub enum TpmRefusal {
     SrkMismatch { pinned: String, found: String },
     /// The TPM refused to load the sealed object: another TPM, a cleared TPM, or a damaged blob.
     ObjectRejected(String),
+    /// The NV key share of a template-3 record is gone from the TPM (handle): erased by
+    /// `shred --purge-backups`, `destroy` or `protector remove`, or the TPM was cleared.
+    ShareGone { index: u32 },
     /// The protector record is malformed or inconsistent (checked before the TPM sees it).
     Corrupt(String),
     /// Any other TPM failure (the text names the TPM response).
@@ -148,6 +152,12 @@ impl fmt::Display for TpmRefusal {
             TpmRefusal::ObjectRejected(d) => write!(
                 f,
                 "the TPM does not accept the sealed KEK (different or cleared TPM, or a damaged blob): {d}"
+            ),
+            TpmRefusal::ShareGone { index } => write!(
+                f,
+                "this TPM protector's key share (NV index {index:#010x}) is no longer in the TPM: \
+                 it was erased (shred --purge-backups, destroy, protector remove) or the TPM was \
+                 cleared; this record can never open again"
             ),
             TpmRefusal::Corrupt(d) => write!(f, "TPM protector record is corrupt: {d}"),
             TpmRefusal::Failed(d) => write!(f, "TPM error: {d}"),

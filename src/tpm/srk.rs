@@ -114,7 +114,7 @@ pub(super) fn check_pin(srk: &Srk, pinned: Option<&[u8; TPM2_NAME_LEN]>) -> Resu
     }
 }
 
-fn salted_session(
+pub(super) fn salted_session(
     ctx: &mut Context,
     t: &mut Tracked,
     srk: &Srk,

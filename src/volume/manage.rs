@@ -183,7 +183,8 @@ pub fn reseal_tpm2(
     pin: Option<SecretBytes>,
 ) -> Result<Vec<String>, VolumeError> {
     let now = now_unix();
-    rewrite(cipherdir, u, |config| {
+    let mut retired_nv = Vec::new();
+    let done = rewrite(cipherdir, u, |config| {
         let only = id_prefix.map(|p| find_id(config, p)).transpose()?;
         let mut done = Vec::new();
         let mut pin = pin;
@@ -196,6 +197,7 @@ pub fn reseal_tpm2(
             };
             // A damaged body is resealed with the defaults (PCR 7, PIN if one was given).
             let old = Tpm2Body::parse(body).ok();
+            let old_nv = old.as_ref().and_then(|b| b.nv_index);
             let needs_pin = old.as_ref().map_or(pin.is_some(), |b| b.pin_required());
             if needs_pin && pin.is_none() {
                 return Err(VolumeError::Tpm(crate::tpm::TpmRefusal::PinNeeded));
@@ -207,8 +209,13 @@ pub fn reseal_tpm2(
                     .or_else(|| old.map(|b| b.pcrs()))
                     .unwrap_or_else(|| vec![7]),
                 pin: if needs_pin { pin.take() } else { None },
+                // A reseal keeps an NV-bound record NV-bound (with a fresh share).
+                nv: old_nv.is_some(),
             };
             *rec = seal_record(&u.keys, rec.kek_version, rec.protector_id, now, &req)?;
+            if let Some(i) = old_nv {
+                retired_nv.push(i);
+            }
             pin = req.pin;
             done.push(hex(&rec.protector_id));
         }
@@ -217,5 +224,33 @@ pub fn reseal_tpm2(
         }
         done.dedup();
         Ok(done)
-    })
+    })?;
+    // Only once the config without them is durable: the old shares die with the old records.
+    erase_nv_shares(tcti, &retired_nv);
+    Ok(done)
+}
+
+/// The NV key-share indexes of the tpm2 records of the protector `id_prefix` names (before a
+/// remove: the caller erases them once the config without it is written).
+pub fn nv_shares_of(cipherdir: &Path, id_prefix: &str) -> Result<Vec<u32>, VolumeError> {
+    let raw = read_config_bytes(cipherdir)?;
+    let mut config = VolumeConfig::parse(&raw).map_err(|e| config_format_error(cipherdir, e))?;
+    let id = find_id(&config, id_prefix)?;
+    config.protectors.retain(|p| p.protector_id == id);
+    Ok(super::tpm2::nv_indexes(&config, None))
+}
+
+/// Erases NV key shares no record names any more; a failure is a warning (the share is then
+/// left in the TPM, where the old records could still use it).
+pub fn erase_nv_shares(tcti: &crate::tpm::Tcti, indexes: &[u32]) {
+    for &i in indexes {
+        match crate::tpm::nv::erase_share(tcti, i) {
+            Ok(true) => log::info!("TPM NV key share {i:#010x} erased"),
+            Ok(false) => log::info!("TPM NV key share {i:#010x} was already gone"),
+            Err(e) => eprintln!(
+                "dekfs: warning: could not erase TPM NV key share {i:#010x}: {e}; old copies of \
+                 dekfs.conf can still use it on this TPM"
+            ),
+        }
+    }
 }

@@ -29,9 +29,12 @@ pub use export::{
 pub use info::read_info;
 pub use init::init;
 pub use lock::{ConfigLock, LockError, VolumeLock};
-pub use manage::{add_protector, remove_protector, reseal_tpm2, Added, NewProtector};
+pub use manage::{
+    add_protector, erase_nv_shares, nv_shares_of, remove_protector, reseal_tpm2, Added,
+    NewProtector,
+};
 pub use policy::{UnlockPolicy, ALLOW_KDF_COST_ENV};
-pub use tpm2::{init_tpm2, unlock_tpm2, Tpm2InitOptions, Tpm2Seal};
+pub use tpm2::{init_tpm2, nv_shares, unlock_tpm2, Tpm2InitOptions, Tpm2Seal};
 pub use unlock::{unlock, unlock_with, unlock_with_keks};
 
 use crate::crypto::{CryptoError, VolumeKeys};

@@ -42,6 +42,9 @@ pub struct RotateOptions {
     pub new_recovery_key: bool,
     /// Allow leaving only TPM protectors.
     pub force: bool,
+    /// Re-seal every kept tpm2 protector bound to a fresh TPM NV key share (template 3), also
+    /// those that had none (`shred --purge-backups`); NV-bound ones always get a fresh share.
+    pub tpm_nv: bool,
 }
 
 /// The outcome of `begin`.
@@ -200,11 +203,68 @@ fn recreate(
                 } else {
                     None
                 },
+                nv: opts.tpm_nv || old.nv_index.is_some(),
             };
             seal_record(keys, new, id, now, &req)
         }
         ProtectorBody::Unknown { kind, .. } => Err(need(&format!("unknown kind {kind}"))),
     }
+}
+
+/// What `begin` would refuse for want of a credential, checked before anything changes (a
+/// caller with destructive work before the rotation asks first): every kept passphrase or
+/// recovery protector of the active KEK must open with one of `opts.credentials`; a kept
+/// tpm2 one needs a TPM, and its PIN if it has one. Runs each record's KDF once.
+pub fn check_credentials(
+    cipherdir: &Path,
+    keys: &VolumeKeys,
+    opts: &RotateOptions,
+) -> Result<(), VolumeError> {
+    let (_held, config) = read_verified(cipherdir, keys)?;
+    let active = keys.active_kek_version();
+    for rec in config.protectors.iter().filter(|r| r.kek_version == active) {
+        if matches_drop(&rec.protector_id, &opts.drop) {
+            continue;
+        }
+        let id = hex(&rec.protector_id);
+        let refuse = |what: &str| {
+            Err(VolumeError::Refused(format!(
+                "protector {id} ({what}) cannot follow the new key: give its credential, or drop \
+                 it with --drop-protector {}",
+                &id[..8]
+            )))
+        };
+        match &rec.body {
+            ProtectorBody::Passphrase(_) | ProtectorBody::Recovery(_) => {
+                let mut ok = false;
+                for c in &opts.credentials {
+                    if opens(c, rec, keys.volume_id())? {
+                        ok = true;
+                        break;
+                    }
+                }
+                if !ok {
+                    let what = if rec.body.kind() == crate::format::PROTECTOR_KIND_PASSPHRASE {
+                        "passphrase: none of the given passphrases opens it"
+                    } else {
+                        "recovery key: no recovery key given opens it"
+                    };
+                    return refuse(what);
+                }
+            }
+            ProtectorBody::Unknown { kind, body } if *kind == PROTECTOR_KIND_TPM2 => {
+                if opts.tcti.is_none() {
+                    return refuse("tpm2: no TPM selected");
+                }
+                let pin = Tpm2Body::parse(body).map(|b| b.pin_required());
+                if pin.unwrap_or(false) && opts.pin.is_none() {
+                    return refuse("tpm2 with PIN: no PIN given (--pin-file)");
+                }
+            }
+            ProtectorBody::Unknown { kind, .. } => return refuse(&format!("unknown kind {kind}")),
+        }
+    }
+    Ok(())
 }
 
 /// Step one of a rotation: KEK v+1 from the OS CSPRNG, every kept protector

@@ -12,6 +12,7 @@
 //! journal.
 
 pub mod journal;
+pub mod purge;
 pub mod resolve;
 mod tree;
 pub mod verify;
