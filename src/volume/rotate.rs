@@ -107,7 +107,7 @@ fn seal_and_write(
             "a volume can never have zero protectors".into(),
         ));
     }
-    if config.protectors.len() > MAX_PROTECTORS {
+    if config.record_count() > MAX_PROTECTORS {
         return Err(VolumeError::Refused(
             "too many protector records (at most 64): drop a protector first".into(),
         ));
@@ -298,6 +298,7 @@ pub fn begin(
         created: now,
     });
     seal_and_write(cipherdir, &new_keys, &mut config)?;
+    super::rollback::raise_after_write(&config.volume_id, new);
     crate::failpoint::hit(FP_BEGUN);
     Ok(Begun {
         keys: new_keys,
