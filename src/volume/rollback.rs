@@ -149,8 +149,8 @@ fn raise(volume_id: &[u8; 16], version: u32) -> std::io::Result<()> {
         return Ok(());
     }
     let name = hex(volume_id);
-    let suffix: [u8; 8] = crate::crypto::random_array()
-        .map_err(|e| std::io::Error::other(e.to_string()))?;
+    let suffix: [u8; 8] =
+        crate::crypto::random_array().map_err(|e| std::io::Error::other(e.to_string()))?;
     let tmp = dir.join(format!("{name}.tmp.{}", hex(&suffix)));
     let r = (|| {
         let mut f = OpenOptions::new()
