@@ -1,6 +1,6 @@
 //! The rotation-period record (config record kind 5) and cryptoperiods: the frozen vector parses,
 //! serialises to the same bytes and verifies under its KEK; a reader that knows only format v1's
-//! generic record rule skips it; `init --rotation-period`, `dekfs rotation-period`, `status`
+//! generic record rule skips it; `init --rotation-period`, `dekfs period`, `status`
 //! (text and JSON) and `rekey --if-due` use it; a rotation keeps it; volumes without it (the
 //! frozen example volume) show the 365-day default. Needs no FUSE.
 
@@ -135,25 +135,25 @@ fn init_set_status_rekey_keep_the_period() {
     assert!(o.stderr.contains("rotation due in 30 days"), "{}", o.stderr);
     assert_eq!(fs::read(v.cipher.join(CONF)).unwrap(), conf);
     // set a new period: one MAC-covered rewrite, then the schedule
-    let o = dekfs(["rotation-period", c, "7", "--passfile", p]);
-    o.expect_code(exit::OK, "rotation-period 7");
+    let o = dekfs(["period", c, "7", "--passfile", p]);
+    o.expect_code(exit::OK, "period 7");
     assert!(
         o.stdout.contains("rotation period: 7 days (stored)"),
         "{}",
         o.stdout
     );
-    let o = dekfs(["rotation-period", c, "0", "--passfile", p]);
-    o.expect_code(exit::USAGE, "rotation-period 0");
+    let o = dekfs(["period", c, "0", "--passfile", p]);
+    o.expect_code(exit::USAGE, "period 0");
     let o = dekfs([
-        "rotation-period",
+        "period",
         c,
         "7",
         "--passfile",
         v.dir.path().join("nope").to_str().unwrap(),
     ]);
     assert!(!o.ok());
-    let o = dekfs(["rotation-period", c, "--json"]);
-    o.expect_code(exit::OK, "rotation-period --json");
+    let o = dekfs(["period", c, "--json"]);
+    o.expect_code(exit::OK, "period --json");
     let j: serde_json::Value = serde_json::from_str(o.stdout.trim()).unwrap();
     assert_eq!(j["rotation_period_days"], 7);
     // a rotation (due by the override) keeps the period; the record follows the new KEK

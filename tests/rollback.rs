@@ -20,8 +20,11 @@ fn vid_hex(cipher: &Path) -> String {
     conf[20..36].iter().map(|b| format!("{b:02x}")).collect()
 }
 
+/// This run's record of the volume (under $DEKFS_STATE_DIR in `cargo test`).
 fn root_record(cipher: &Path) -> PathBuf {
-    Path::new("/var/lib/dekfs/seen").join(vid_hex(cipher))
+    dekfs::volume::rollback::seen_dir()
+        .expect("state dir")
+        .join(vid_hex(cipher))
 }
 
 fn fsck_with(v: &TestVolume, extra: &[&str]) -> Out {
@@ -146,6 +149,35 @@ fn no_record_accepts_and_records_and_a_damaged_one_is_rewritten() {
     fsck_with(&v, &[]).expect_code(exit::ROLLBACK, "record above the config");
 }
 
+#[test]
+fn root_keeps_records_in_var_lib_dekfs() {
+    assert!(rustix::process::geteuid().is_root(), "needs root");
+    let dir = scratch_dir("dekfs-rollback-varlib-");
+    let (cipher, pass) = (dir.path().join("c"), dir.path().join("pass"));
+    fs::write(&pass, "pw\n").unwrap();
+    let mut args = vec![
+        "init",
+        cipher.to_str().unwrap(),
+        "--passfile",
+        pass.to_str().unwrap(),
+        "--no-recovery-key",
+    ];
+    args.extend(FAST_KDF);
+    let o = Command::new(DEKFS)
+        .args(&args)
+        .env_remove("DEKFS_STATE_DIR")
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let record = Path::new("/var/lib/dekfs/seen").join(vid_hex(&cipher));
+    let text = fs::read_to_string(&record);
+    let _ = fs::remove_file(&record);
+    assert_eq!(text.unwrap(), "dekfs-seen v1\nkek 1\n");
+    let m = fs::metadata("/var/lib/dekfs/seen").unwrap();
+    assert_eq!(m.mode() & 0o777, 0o700);
+    assert!(!root_record(&cipher).exists(), "only the default location");
+}
+
 const USER: &str = "tests";
 
 fn user_ids() -> (u32, u32) {
@@ -172,6 +204,7 @@ fn as_user(home: &Path, xdg_state: Option<&Path>, args: &[&str]) -> std::process
     .arg(DEKFS)
     .args(args)
     .env("HOME", home)
+    .env_remove("DEKFS_STATE_DIR")
     .env_remove("XDG_STATE_HOME");
     if let Some(x) = xdg_state {
         c.env("XDG_STATE_HOME", x);
@@ -213,6 +246,9 @@ fn a_normal_user_keeps_records_in_its_state_dir() {
         !root_record(&cipher).exists(),
         "a user's record is not root's"
     );
+    assert!(!Path::new("/var/lib/dekfs/seen")
+        .join(vid_hex(&cipher))
+        .exists());
     // $XDG_STATE_HOME wins over ~/.local/state
     let xdg = home.join("xdg");
     let o = as_user(&home, Some(&xdg), &["fsck", c, "--passfile", p]);

@@ -91,7 +91,7 @@ enum Cmd {
     /// the whole cipher directory (file keys are unchanged).
     Rekey(rekey::RekeyArgs),
     /// Show or set the volume's KEK rotation period (days; default 365)
-    RotationPeriod(period::PeriodArgs),
+    Period(period::PeriodArgs),
     /// Cryptographically erase a file or directory tree of an unmounted volume
     Shred(shred::ShredArgs),
     /// Erase a whole volume by destroying every copy of its key
@@ -135,7 +135,7 @@ pub fn main() -> i32 {
         Cmd::Fsck(a) => fsck::run(a),
         Cmd::Protector(c) => protector::run(c),
         Cmd::Rekey(a) => rekey::run(a),
-        Cmd::RotationPeriod(a) => period::run(a),
+        Cmd::Period(a) => period::run(a),
         Cmd::Shred(a) => shred::run(a),
         Cmd::Destroy(a) => destroy::run(a),
         Cmd::Key(c) => key::run(c),

@@ -1,4 +1,4 @@
-//! `dekfs rotation-period TARGET [DAYS]`: shows the volume's KEK rotation schedule, or stores a
+//! `dekfs period TARGET [DAYS]`: shows the volume's KEK rotation schedule, or stores a
 //! new period (after an unlock: the record is covered by the config MAC). Also the schedule text
 //! and JSON that `dekfs status` shows. It must not rotate anything.
 
@@ -54,7 +54,7 @@ pub(super) fn now_unix() -> u64 {
         .map_or(0, |d| d.as_secs())
 }
 
-/// The schedule lines of `status` and `rotation-period`, aligned like status's.
+/// The schedule lines of `status` and `period`, aligned like status's.
 pub(super) fn schedule_text(a: &KekAge) -> Vec<String> {
     let when = if a.overdue() {
         format!("OVERDUE by {} days", -a.due_in_days)
@@ -121,9 +121,7 @@ pub fn run(a: PeriodArgs) -> CliResult<()> {
             !explicit_credential(&a.key),
         )?;
         volume::set_rotation_period(&cipherdir, &u, days)?;
-        crate::audit::record(
-            crate::audit::Event::new("rotation-period").detail(format!("{days} days")),
-        );
+        crate::audit::record(crate::audit::Event::new("period").detail(format!("{days} days")));
         if !a.json {
             eprintln!("dekfs: rotation period set to {days} days");
         }

@@ -59,7 +59,7 @@ pub struct RekeyArgs {
     /// Audit lines (start, finish, destruction) to FILE instead of syslog
     #[arg(long, value_name = "FILE")]
     log_file: Option<PathBuf>,
-    /// Rotation period for --if-due, in days (default: the volume's, see `dekfs rotation-period`;
+    /// Rotation period for --if-due, in days (default: the volume's, see `dekfs period`;
     /// 0: due now)
     #[arg(long, value_name = "DAYS", value_parser = super::period::parse_override_days)]
     period_days: Option<u32>,

@@ -76,7 +76,7 @@ pub fn set_rotation_period(
 ) -> Result<(), VolumeError> {
     let active = u.keys.active_kek_version();
     let mut record = RotationPeriod::new(days, active, now_unix())
-        .map_err(|e| VolumeError::Refused(format!("--rotation-period {days}: {e}")))?;
+        .map_err(|e| VolumeError::Refused(format!("rotation period of {days} days: {e}")))?;
     rewrite(cipherdir, u, |config| {
         if let Some(old) = &config.rotation_period {
             record.position = old.position;

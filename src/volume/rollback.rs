@@ -14,6 +14,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 /// Environment override (any non-empty value other than `0`), like `--allow-rollback`.
 pub const ALLOW_ROLLBACK_ENV: &str = "DEKFS_ALLOW_ROLLBACK";
+/// Another place for dekfs's machine state (containers, test runs: the repository's
+/// .cargo/config.toml points `cargo test` at one under target/).
+pub const STATE_DIR_ENV: &str = "DEKFS_STATE_DIR";
 /// Where root keeps the records.
 pub const SYSTEM_SEEN_DIR: &str = "/var/lib/dekfs/seen";
 const MAGIC_LINE: &str = "dekfs-seen v1";
@@ -32,20 +35,24 @@ fn allowed() -> bool {
         || std::env::var(ALLOW_ROLLBACK_ENV).is_ok_and(|v| !v.is_empty() && v != "0")
 }
 
-/// The directory of the records for this user: root's under /var/lib, a user's under
-/// `$XDG_STATE_HOME/dekfs/seen` (default `~/.local/state/dekfs/seen`). None without a home.
+/// The directory of the records for this user: `$DEKFS_STATE_DIR/seen` if set, else root's
+/// under /var/lib, a user's under `$XDG_STATE_HOME/dekfs/seen` (default
+/// `~/.local/state/dekfs/seen`). None without a home.
 pub fn seen_dir() -> Option<PathBuf> {
     // Unit tests make throwaway volumes by the hundred; they keep no record on the machine.
     if cfg!(test) {
         return None;
     }
-    if rustix::process::geteuid().is_root() {
-        return Some(PathBuf::from(SYSTEM_SEEN_DIR));
-    }
     let abs = |v: std::ffi::OsString| {
         let p = PathBuf::from(v);
         p.is_absolute().then_some(p)
     };
+    if let Some(state) = std::env::var_os(STATE_DIR_ENV).and_then(abs) {
+        return Some(state.join("seen"));
+    }
+    if rustix::process::geteuid().is_root() {
+        return Some(PathBuf::from(SYSTEM_SEEN_DIR));
+    }
     if let Some(state) = std::env::var_os("XDG_STATE_HOME").and_then(abs) {
         return Some(state.join("dekfs/seen"));
     }
