@@ -97,3 +97,7 @@ pub(super) fn write(p: &RotationPeriod, kek_version: u32, v: &mut Vec<u8>) {
     v.extend_from_slice(&p.days.to_le_bytes());
     v.extend_from_slice(&[0; 4]);
 }
+
+#[cfg(test)]
+#[path = "period_tests.rs"]
+mod tests;
