@@ -58,6 +58,8 @@ pub fn seen_dir() -> Option<PathBuf> {
     }
     std::env::var_os("HOME")
         .and_then(abs)
+        // mount(8) runs a user's mount helper without $HOME: the passwd entry has it.
+        .or_else(|| crate::sys::home_of_uid(rustix::process::geteuid().as_raw()))
         .map(|h| h.join(".local/state/dekfs/seen"))
 }
 
@@ -132,7 +134,8 @@ pub fn raise_after_write(volume_id: &[u8; 16], version: u32) {
         return;
     }
     if let Err(e) = raise(volume_id, version) {
-        let msg = format!("cannot update the rollback record: {e}");
+        let dir = seen_dir().map_or("(none)".into(), |d| d.display().to_string());
+        let msg = format!("cannot update the rollback record in {dir}: {e}");
         log::warn!("{msg}");
         eprintln!("dekfs: warning: {msg}");
     }
