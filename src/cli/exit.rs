@@ -74,7 +74,7 @@ impl From<VolumeError> for CliError {
                  accepts it, and data written then is under the old key; `dekfs rekey \
                  --allow-rollback` moves the volume past it (record: {})",
                 crate::volume::rollback::ALLOW_ROLLBACK_ENV,
-                record.display()
+                record
             )),
             VolumeError::Io(_) => CliError::new(IO, msg),
             VolumeError::Crypto(_) => CliError::new(GENERIC, msg),

@@ -1,13 +1,16 @@
 //! TPM 2.0 access for the tpm2 protector: TCTI selection, seal/unseal of a KEK payload under a
-//! PCR (+ PIN) policy, and refusal reasons users can act on. Must NOT read or write volume files,
+//! PCR (+ PIN) policy, the NV copy of a volume's rollback record, and refusal reasons users can
+//! act on. Must NOT read or write volume files,
 //! decide which protector to try, or let key bytes leave `crate::secret` types (and TPM buffer
 //! types that zeroize) — and it must flush every transient handle and session on every path.
 
 mod esys;
+mod nv;
 pub mod policy;
 mod srk;
 
 pub use esys::{read_pcrs, seal, unseal, Sealed};
+pub use nv::{nv_raise, nv_seen};
 
 use std::fmt;
 use std::path::Path;

@@ -168,7 +168,7 @@ pub enum VolumeError {
     Rollback {
         config: u32,
         seen: u32,
-        record: PathBuf,
+        record: String,
     },
     Io(std::io::Error),
     Crypto(CryptoError),

@@ -123,8 +123,54 @@ pub fn check(volume_id: &[u8; 16], active: u32) -> Result<(), VolumeError> {
     Err(VolumeError::Rollback {
         config: active,
         seen,
-        record: record_path(volume_id).unwrap_or_default(),
+        record: record_path(volume_id).map_or(String::new(), |p| p.display().to_string()),
     })
+}
+
+/// For a volume just unlocked through the TPM `tcti`: the same check against the TPM's own copy
+/// of the record (an NV index, which survives a wiped or restored disk), then raise it. A TPM
+/// that cannot keep one is a warning.
+pub fn check_and_raise_tpm(
+    tcti: &crate::tpm::Tcti,
+    volume_id: &[u8; 16],
+    active: u32,
+) -> Result<(), VolumeError> {
+    if cfg!(test) {
+        return Ok(());
+    }
+    match crate::tpm::nv_seen(tcti, volume_id) {
+        Ok(Some(seen)) if active < seen => {
+            if !allowed() {
+                return Err(VolumeError::Rollback {
+                    config: active,
+                    seen,
+                    record: format!("TPM NV index ({tcti})"),
+                });
+            }
+            let msg = format!(
+                "--allow-rollback: accepting dekfs.conf with KEK version {active}, older than \
+                 version {seen} recorded in the TPM"
+            );
+            log::warn!("{msg}");
+            eprintln!("dekfs: warning: {msg}");
+        }
+        Ok(_) => {}
+        Err(e) => log::warn!("TPM rollback record not readable: {e}"),
+    }
+    raise_tpm(tcti, volume_id, active);
+    Ok(())
+}
+
+/// Raises the TPM's copy of the record (after a rotation's config step); failures are warnings.
+pub fn raise_tpm(tcti: &crate::tpm::Tcti, volume_id: &[u8; 16], version: u32) {
+    if cfg!(test) {
+        return;
+    }
+    if let Err(e) = crate::tpm::nv_raise(tcti, volume_id, version) {
+        let msg = format!("cannot update the TPM's rollback record: {e}");
+        log::warn!("{msg}");
+        eprintln!("dekfs: warning: {msg}");
+    }
 }
 
 /// After a successful unlock or a rotation: raise the record to `version` (never lower it).

@@ -299,6 +299,9 @@ pub fn begin(
     });
     seal_and_write(cipherdir, &new_keys, &mut config)?;
     super::rollback::raise_after_write(&config.volume_id, new);
+    if let Some(tcti) = &opts.tcti {
+        super::rollback::raise_tpm(tcti, &config.volume_id, new);
+    }
     crate::failpoint::hit(FP_BEGUN);
     Ok(Begun {
         keys: new_keys,

@@ -168,7 +168,9 @@ fn unlock_tpm2_inner(
                     }
                 }
                 let keys = VolumeKeys::from_parts(vid, keks, active)?;
-                return finish_unlock(cipherdir, &raw, &config, keys);
+                let u = finish_unlock(cipherdir, &raw, &config, keys)?;
+                super::rollback::check_and_raise_tpm(tcti, &vid, active)?;
+                return Ok(u);
             }
             Err(e) => {
                 first_err.get_or_insert(e);
