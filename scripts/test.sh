@@ -45,6 +45,8 @@ export PATH="${HOME:-/root}/.cargo/bin:$PATH"
 export CARGO_TERM_COLOR=never
 LOGS=${TEST_LOG_DIR:-/var/tmp/dekfs-test-logs}
 mkdir -p "$LOGS"
+# The run's volumes keep their config-rollback records here, not in /var/lib/dekfs.
+export DEKFS_STATE_DIR=${DEKFS_STATE_DIR:-${CARGO_TARGET_DIR:-$REPO/target}/dekfs-test-state}
 # What dekfs-* temp entries and mounts exist now, to find what the run leaves.
 scripts/check-tmp-clean.sh snapshot "$LOGS/tmp-before.txt"
 T_START=$SECONDS

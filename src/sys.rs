@@ -20,3 +20,24 @@ pub fn fork() -> std::io::Result<Forked> {
         _ => Ok(Forked::Parent),
     }
 }
+
+/// The home directory of `uid` from the passwd database (for a process started without $HOME,
+/// as mount(8) starts a user's mount helper). None if there is no entry or it has no home.
+pub fn home_of_uid(uid: u32) -> Option<std::path::PathBuf> {
+    use std::os::unix::ffi::OsStrExt;
+    let mut buf = vec![0 as libc::c_char; 16 * 1024];
+    // SAFETY: an all-zero passwd is a valid value of a plain C struct (null pointers, zero ids);
+    // getpwuid_r overwrites it before we read it.
+    let mut pwd: libc::passwd = unsafe { std::mem::zeroed() };
+    let mut result: *mut libc::passwd = std::ptr::null_mut();
+    // SAFETY: every pointer is to a live local of the right type, `buf.len()` is the real size
+    // of `buf`, and the strings it fills point into `buf`, which outlives their use below.
+    let rc = unsafe { libc::getpwuid_r(uid, &mut pwd, buf.as_mut_ptr(), buf.len(), &mut result) };
+    if rc != 0 || result.is_null() || pwd.pw_dir.is_null() {
+        return None;
+    }
+    // SAFETY: pw_dir is non-null and getpwuid_r wrote a NUL-terminated string into `buf`.
+    let dir = unsafe { std::ffi::CStr::from_ptr(pwd.pw_dir) };
+    let p = std::path::PathBuf::from(std::ffi::OsStr::from_bytes(dir.to_bytes()));
+    p.is_absolute().then_some(p)
+}

@@ -63,6 +63,7 @@ fn fixture() -> &'static Fixture {
                     }),
                 },
             ],
+            rotation_period: None,
             mac: [9; 32],
         }
         .to_bytes();

@@ -91,17 +91,21 @@ fn rekey_moves_every_object_and_the_old_config_opens_nothing() {
     let r = mount_recovery(&v, &rk);
     r.expect_code(exit::OK, "mount with the recovery key after rekey");
     v.umount();
-    // the old config over today's ciphertext, with the old passphrase: nothing opens
+    // the old config over today's ciphertext, with the old passphrase: this machine refuses
+    // it as a rollback, and even accepted (--allow-rollback) nothing opens
     let conf = v.cipher.join(CONF);
     fs::set_permissions(&conf, fs::Permissions::from_mode(0o600)).unwrap();
     fs::write(&conf, &old_conf).unwrap();
-    let r = v.try_mount(&[]);
+    v.try_mount(&[])
+        .expect_code(exit::ROLLBACK, "old config on this machine");
+    let r = v.try_mount(&["--allow-rollback"]);
     assert!(!r.ok(), "old config must not mount today's tree: {r:?}");
     let f = dekfs([
         "fsck",
         v.cipher.to_str().unwrap(),
         "--passfile",
         v.passfile.to_str().unwrap(),
+        "--allow-rollback",
     ]);
     assert!(!f.ok(), "old config must not read today's tree: {f:?}");
 }

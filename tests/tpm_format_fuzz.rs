@@ -129,6 +129,7 @@ fn config_with(body: Vec<u8>) -> VolumeConfig {
                 body,
             },
         }],
+        rotation_period: None,
         mac: [0; 32],
     }
 }

@@ -15,6 +15,8 @@ pub const UNSUPPORTED: i32 = 13;
 pub const CORRUPT: i32 = 14;
 pub const MOUNT_FAILED: i32 = 15;
 pub const IO: i32 = 16;
+/// The volume's config is older than one this machine has seen (config rollback).
+pub const ROLLBACK: i32 = 17;
 
 #[derive(Debug)]
 pub struct CliError {
@@ -67,6 +69,13 @@ impl From<VolumeError> for CliError {
             VolumeError::NotEmpty(_) => CliError::new(USAGE, msg),
             VolumeError::Tpm(r) => CliError::new(TPM_POLICY, msg).hint(r.hint()),
             VolumeError::Refused(_) => CliError::new(USAGE, msg),
+            VolumeError::Rollback { ref record, .. } => CliError::new(ROLLBACK, msg).hint(format!(
+                "if you restored this config from a backup on purpose, --allow-rollback (or {}=1) \
+                 accepts it, and data written then is under the old key; `dekfs rekey \
+                 --allow-rollback` moves the volume past it (record: {})",
+                crate::volume::rollback::ALLOW_ROLLBACK_ENV,
+                record
+            )),
             VolumeError::Io(_) => CliError::new(IO, msg),
             VolumeError::Crypto(_) => CliError::new(GENERIC, msg),
         }

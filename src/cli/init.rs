@@ -36,6 +36,9 @@ pub struct InitArgs {
     /// Keep a tamper-evident audit log (dekfs.audit inside CIPHERDIR unless --audit-log)
     #[arg(long)]
     audit: bool,
+    /// KEK rotation period in days, stored in the volume (default 365; see `dekfs rekey --if-due`)
+    #[arg(long, value_name = "DAYS", value_parser = super::period::parse_days)]
+    rotation_period: Option<u32>,
 }
 
 pub fn run(a: InitArgs) -> CliResult<()> {
@@ -54,13 +57,14 @@ pub fn run(a: InitArgs) -> CliResult<()> {
         return Err(super::CliError::new(super::exit::USAGE, "empty passphrase"));
     }
     let kdf = kdf_of(&a);
-    let out = volume::init(
+    let out = volume::init_with_period(
         &a.cipherdir,
         InitOptions {
             passphrase,
             kdf,
             recovery_key: !a.no_recovery_key,
         },
+        a.rotation_period,
     )?;
     eprintln!(
         "Created dekfs volume {} in {}",
@@ -106,7 +110,7 @@ fn run_tpm2(a: InitArgs) -> CliResult<()> {
     let seal = a.tpm.seal_request()?;
     let what = a.tpm.describe();
     let kdf = kdf_of(&a);
-    let out = volume::init_tpm2(
+    let out = volume::init_tpm2_with_period(
         &a.cipherdir,
         volume::Tpm2InitOptions {
             passphrase,
@@ -114,6 +118,7 @@ fn run_tpm2(a: InitArgs) -> CliResult<()> {
             recovery_key: !a.tpm_only && !a.no_recovery_key,
             tpm: seal,
         },
+        a.rotation_period,
     )?;
     eprintln!(
         "Created dekfs volume {} in {} with a TPM2 protector ({what})",

@@ -11,6 +11,7 @@ mod key;
 mod keysource;
 mod live;
 mod mount;
+mod period;
 mod protector;
 mod rekey;
 mod secret_input;
@@ -37,6 +38,10 @@ struct Cli {
     /// Record plaintext paths in the audit log (default: ids only; also $DEKFS_AUDIT_NAMES=1)
     #[arg(long, global = true)]
     audit_names: bool,
+    /// Accept a dekfs.conf older than one this machine has seen (a restored backup, or an
+    /// attacker's rollback: data written then is under the old key; also $DEKFS_ALLOW_ROLLBACK=1)
+    #[arg(long, global = true)]
+    allow_rollback: bool,
     #[command(subcommand)]
     cmd: Cmd,
 }
@@ -86,6 +91,8 @@ enum Cmd {
     /// together with today's ciphertext; not against a pre-rotation copy of
     /// the whole cipher directory (file keys are unchanged).
     Rekey(rekey::RekeyArgs),
+    /// Show or set the volume's KEK rotation period (days; default 365)
+    Period(period::PeriodArgs),
     /// Cryptographically erase a file or directory tree of an unmounted volume
     Shred(shred::ShredArgs),
     /// Erase a whole volume by destroying every copy of its key
@@ -118,6 +125,7 @@ pub fn main() -> i32 {
         }
     };
     crate::audit::configure(cli.audit_log.clone(), cli.audit_names);
+    crate::volume::rollback::allow_rollback(cli.allow_rollback);
     let r = match cli.cmd {
         Cmd::Init(a) => init::run(a),
         Cmd::Mount(a) => mount::run(a),
@@ -128,6 +136,7 @@ pub fn main() -> i32 {
         Cmd::Fsck(a) => fsck::run(a),
         Cmd::Protector(c) => protector::run(c),
         Cmd::Rekey(a) => rekey::run(a),
+        Cmd::Period(a) => period::run(a),
         Cmd::Shred(a) => shred::run(a),
         Cmd::Destroy(a) => destroy::run(a),
         Cmd::Key(c) => key::run(c),

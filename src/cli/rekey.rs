@@ -59,9 +59,10 @@ pub struct RekeyArgs {
     /// Audit lines (start, finish, destruction) to FILE instead of syslog
     #[arg(long, value_name = "FILE")]
     log_file: Option<PathBuf>,
-    /// Rotation period for --if-due, in days
-    #[arg(long, value_name = "DAYS", default_value_t = 365)]
-    period_days: u64,
+    /// Rotation period for --if-due, in days (default: the volume's, see `dekfs period`;
+    /// 0: due now)
+    #[arg(long, value_name = "DAYS", value_parser = super::period::parse_override_days)]
+    period_days: Option<u32>,
 }
 
 fn explicit_credentials(a: &RekeyArgs) -> CliResult<Vec<Credential>> {
@@ -138,12 +139,8 @@ fn lock(cipherdir: &Path) -> CliResult<Option<VolumeLock>> {
 /// config: at worst a forged date makes a rotation run early or late).
 fn due_in_days(a: &RekeyArgs) -> CliResult<(u64, i64)> {
     let info = volume::read_info(&a.cipherdir)?;
-    let created = info.keks.iter().find(|k| k.2).map_or(0, |k| k.1);
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs());
-    let age = now.saturating_sub(created) / 86_400;
-    Ok((age, a.period_days as i64 - age as i64))
+    let age = volume::kek_age(&info, a.period_days, super::period::now_unix());
+    Ok((age.age_days, age.due_in_days))
 }
 
 pub fn run(a: RekeyArgs) -> CliResult<()> {

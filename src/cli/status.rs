@@ -76,6 +76,8 @@ pub fn run(a: StatusArgs) -> CliResult<()> {
     let live = mounted_at.as_deref().map(live_status);
     // This process only: a mounted daemon's own lock state is not reachable from here yet.
     let locked = crate::secret::probe_memory_lock();
+    let age = volume::kek_age(&info, None, super::period::now_unix());
+    let (seen, rolled_back) = super::period::rollback_state(&info);
     if a.json {
         let keks: Vec<String> = info
             .keks
@@ -100,8 +102,13 @@ pub fn run(a: StatusArgs) -> CliResult<()> {
             Some(Err(why)) => format!(",\"live\":null,\"live_note\":\"{}\"", esc(why)),
             None => ",\"live\":null".into(),
         };
+        let rotation = format!(
+            ",\"rotation\":{{{}}},\"seen_kek_version\":{},\"rollback\":{rolled_back}",
+            super::period::schedule_json(&age),
+            seen.map_or("null".into(), |v| v.to_string())
+        );
         println!(
-            "{{\"cipherdir\":\"{}\",\"mountpoint\":{},\"volume_id\":\"{}\",\"format_version\":{},\"created\":{},\"memory_locked\":{locked},\"keks\":[{}],\"protectors\":[{}]{live_json}}}",
+            "{{\"cipherdir\":\"{}\",\"mountpoint\":{},\"volume_id\":\"{}\",\"format_version\":{},\"created\":{},\"memory_locked\":{locked},\"keks\":[{}],\"protectors\":[{}]{rotation}{live_json}}}",
             esc(&cipherdir.display().to_string()),
             mounted_at.as_ref().map_or("null".into(), |m| format!("\"{}\"", esc(&m.display().to_string()))),
             hex(&info.volume_id),
@@ -110,7 +117,7 @@ pub fn run(a: StatusArgs) -> CliResult<()> {
             keks.join(","),
             prots.join(",")
         );
-        return Ok(());
+        return rollback_result(&age, seen, rolled_back);
     }
     println!("cipherdir:      {}", cipherdir.display());
     println!(
@@ -130,6 +137,15 @@ pub fn run(a: StatusArgs) -> CliResult<()> {
             } else {
                 ", retiring (key rotation unfinished: dekfs rekey --resume)"
             }
+        );
+    }
+    for l in super::period::schedule_text(&age) {
+        println!("{l}");
+    }
+    if rolled_back {
+        println!(
+            "ROLLBACK:       this machine has seen KEK v{} of this volume; this config is older",
+            seen.unwrap_or(0)
         );
     }
     println!(
@@ -163,7 +179,24 @@ pub fn run(a: StatusArgs) -> CliResult<()> {
         }
         None => {}
     }
-    Ok(())
+    rollback_result(&age, seen, rolled_back)
+}
+
+/// Status never unlocks, but it says (exit 17) when the config is older than this machine's
+/// rollback record, so that a script notices before it mounts.
+fn rollback_result(age: &volume::KekAge, seen: Option<u32>, rolled_back: bool) -> CliResult<()> {
+    if !rolled_back {
+        return Ok(());
+    }
+    Err(super::CliError::new(
+        super::exit::ROLLBACK,
+        format!(
+            "config rollback: dekfs.conf has KEK version {}, this machine has seen version {}",
+            age.kek_version,
+            seen.unwrap_or(0)
+        ),
+    )
+    .hint("an older dekfs.conf was put back; every unlock refuses it without --allow-rollback"))
 }
 
 /// The mounted daemon's figures, or why there are none.

@@ -1,6 +1,7 @@
 //! Volume config `dekfs.conf`: parse/serialise only. Must NOT verify the MAC, run KDFs or touch
 //! files; it caps every count and length before allocating so hostile files cannot exhaust memory.
 
+use super::period::{self, RotationPeriod, RECORD_KIND_ROTATION_PERIOD};
 use super::reader::Reader;
 use super::{check_required_features, FormatError, FORMAT_VERSION};
 
@@ -103,6 +104,9 @@ pub struct VolumeConfig {
     pub created: u64,
     pub keks: Vec<KekRecord>,
     pub protectors: Vec<ProtectorRecord>,
+    /// The kind-5 record, kept apart from the protectors (it protects nothing) but counted in
+    /// n_protectors. None: the volume uses the default period.
+    pub rotation_period: Option<RotationPeriod>,
     /// HMAC-SHA256(ConfigMacKey, every byte before it); opaque here.
     pub mac: [u8; CONFIG_MAC_LEN],
 }
@@ -146,12 +150,27 @@ impl VolumeConfig {
             return Err(FormatError::Invalid("no active KEK"));
         }
         let mut protectors = Vec::with_capacity(n_protectors);
-        for _ in 0..n_protectors {
-            let p = parse_protector(&mut r)?;
+        let mut rotation_period = None;
+        for i in 0..n_protectors {
+            let p = match parse_protector(&mut r, i)? {
+                Record::Protector(p) => p,
+                Record::Period(p) => {
+                    if !keks.iter().any(|k| k.version == p.kek_version) {
+                        return Err(FormatError::Invalid("record for an unknown KEK version"));
+                    }
+                    if rotation_period.replace(p).is_some() {
+                        return Err(FormatError::Invalid("two rotation period records"));
+                    }
+                    continue;
+                }
+            };
             if !keks.iter().any(|k| k.version == p.kek_version) {
                 return Err(FormatError::Invalid("protector for an unknown KEK version"));
             }
             protectors.push(p);
+        }
+        if protectors.is_empty() {
+            return Err(FormatError::Invalid("no protector record"));
         }
         if r.remaining() < CONFIG_MAC_LEN {
             return Err(FormatError::Truncated);
@@ -165,6 +184,7 @@ impl VolumeConfig {
             created,
             keks,
             protectors,
+            rotation_period,
             mac,
         })
     }
@@ -181,7 +201,7 @@ impl VolumeConfig {
         v.extend_from_slice(&self.volume_id);
         v.extend_from_slice(&self.created.to_le_bytes());
         v.extend_from_slice(&(self.keks.len() as u16).to_le_bytes());
-        v.extend_from_slice(&(self.protectors.len() as u16).to_le_bytes());
+        v.extend_from_slice(&(self.record_count() as u16).to_le_bytes());
         for k in &self.keks {
             v.extend_from_slice(&k.version.to_le_bytes());
             v.push(match k.state {
@@ -191,10 +211,39 @@ impl VolumeConfig {
             v.extend_from_slice(&[0, 0, 0]);
             v.extend_from_slice(&k.created.to_le_bytes());
         }
-        for p in &self.protectors {
+        let period_at = self
+            .rotation_period
+            .as_ref()
+            .map(|p| p.position.min(self.protectors.len()));
+        for (i, p) in self.protectors.iter().enumerate() {
+            if period_at == Some(i) {
+                self.write_period(&mut v);
+            }
             write_protector(p, &mut v);
         }
+        if period_at == Some(self.protectors.len()) {
+            self.write_period(&mut v);
+        }
         v
+    }
+
+    /// Records in the list: the protectors and the rotation period (at most 64 in all).
+    pub fn record_count(&self) -> usize {
+        self.protectors.len() + usize::from(self.rotation_period.is_some())
+    }
+
+    fn write_period(&self, v: &mut Vec<u8>) {
+        let Some(p) = &self.rotation_period else {
+            return;
+        };
+        // A parsed record names a KEK of the config; one whose KEK was destroyed follows the
+        // active KEK, so that the list never names a missing version.
+        let named = if self.keks.iter().any(|k| k.version == p.kek_version) {
+            p.kek_version
+        } else {
+            self.active_kek_version().unwrap_or(p.kek_version)
+        };
+        period::write(p, named, v);
     }
 
     pub fn to_bytes(&self) -> Vec<u8> {
@@ -232,7 +281,13 @@ fn parse_kek(r: &mut Reader<'_>) -> Result<KekRecord, FormatError> {
     })
 }
 
-fn parse_protector(r: &mut Reader<'_>) -> Result<ProtectorRecord, FormatError> {
+enum Record {
+    Protector(ProtectorRecord),
+    Period(RotationPeriod),
+}
+
+/// Record `index` of the list: a protector, or the rotation period.
+fn parse_protector(r: &mut Reader<'_>, index: usize) -> Result<Record, FormatError> {
     let kind = r.u8()?;
     let flags = r.u8()?;
     // Reserved for meanings an older reader could not honour: refuse.
@@ -243,6 +298,18 @@ fn parse_protector(r: &mut Reader<'_>) -> Result<ProtectorRecord, FormatError> {
     let kek_version = r.u32()?;
     let created = r.u64()?;
     let protector_id = r.array()?;
+    if kind == RECORD_KIND_ROTATION_PERIOD {
+        return period::parse_body(
+            r,
+            flags,
+            body_len,
+            kek_version,
+            created,
+            &protector_id,
+            index,
+        )
+        .map(Record::Period);
+    }
     let body = match kind {
         PROTECTOR_KIND_PASSPHRASE => {
             if body_len != PASSPHRASE_BODY_LEN {
@@ -280,13 +347,13 @@ fn parse_protector(r: &mut Reader<'_>) -> Result<ProtectorRecord, FormatError> {
             ProtectorBody::Unknown { kind, body }
         }
     };
-    Ok(ProtectorRecord {
+    Ok(Record::Protector(ProtectorRecord {
         flags,
         kek_version,
         created,
         protector_id,
         body,
-    })
+    }))
 }
 
 fn write_protector(p: &ProtectorRecord, v: &mut Vec<u8>) {

@@ -39,6 +39,7 @@ fn sample() -> VolumeConfig {
                 }),
             },
         ],
+        rotation_period: None,
         mac: [0x88; 32],
     }
 }

@@ -7,6 +7,7 @@ mod dirmeta;
 mod geometry;
 mod header;
 mod kek_export;
+mod period;
 mod reader;
 mod slot;
 mod tpm2;
@@ -23,6 +24,10 @@ pub use geometry::{block_count, block_offset, cipher_size, plain_size, stored_bl
 pub use header::{FileHeader, HEADER_MAGIC};
 pub use kek_export::{
     KekExport, EXPORT_ALG_KW, EXPORT_ALG_KWP, EXPORT_MAC_LEN, EXPORT_MAGIC, EXPORT_VERSION,
+};
+pub use period::{
+    RotationPeriod, DEFAULT_ROTATION_PERIOD_DAYS, RECORD_KIND_ROTATION_PERIOD,
+    ROTATION_PERIOD_MAX_DAYS, ROTATION_PERIOD_MIN_DAYS,
 };
 pub use slot::{KeySlot, SLOT_LEN, WRAPPED_LEN};
 pub use tpm2::{

@@ -57,7 +57,7 @@ pub(super) fn failed(what: &str, e: TssError) -> TpmRefusal {
     TpmRefusal::Failed(format!("{what}: {e}"))
 }
 
-fn connect(tcti: &Tcti) -> Result<Context, TpmRefusal> {
+pub(super) fn connect(tcti: &Tcti) -> Result<Context, TpmRefusal> {
     // libtss2 prints its own ERROR lines to stderr; dekfs reports failures itself.
     if std::env::var_os("TSS2_LOG").is_none() {
         std::env::set_var("TSS2_LOG", "all+NONE");

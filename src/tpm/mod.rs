@@ -1,14 +1,17 @@
 //! TPM 2.0 access for the tpm2 protector: TCTI selection, seal/unseal of a KEK payload under a
-//! PCR (+ PIN) policy, NV key shares (nv.rs), and refusal reasons users can act on. Must NOT read or write volume files,
+//! PCR (+ PIN) policy, NV key shares (nv.rs), the NV copy of a volume's rollback record
+//! (rollback_nv.rs), and refusal reasons users can act on. Must NOT read or write volume files,
 //! decide which protector to try, or let key bytes leave `crate::secret` types (and TPM buffer
 //! types that zeroize) — and it must flush every transient handle and session on every path.
 
 mod esys;
 pub mod nv;
+mod rollback_nv;
 pub mod policy;
 mod srk;
 
 pub use esys::{read_pcrs, seal, unseal, Sealed};
+pub use rollback_nv::{nv_raise, nv_seen};
 
 use std::fmt;
 use std::path::Path;

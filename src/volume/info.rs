@@ -43,6 +43,7 @@ pub(crate) fn info_from_config(c: &VolumeConfig) -> VolumeInfo {
                 },
             })
             .collect(),
+        rotation_period_days: c.rotation_period.as_ref().map(|p| p.days),
     }
 }
 

@@ -8,7 +8,7 @@ use crate::crypto::mac::hmac_sha256;
 use crate::crypto::{kdf, random_array, CryptoError, VolumeKeys};
 use crate::format::{
     KekRecord, KekState, PassphraseBody, ProtectorBody, ProtectorRecord, RecoveryBody,
-    VolumeConfig, KDF_ARGON2ID_V13,
+    RotationPeriod, VolumeConfig, KDF_ARGON2ID_V13,
 };
 use crate::secret::{Key32, RecoveryKey};
 use std::fs;
@@ -99,13 +99,23 @@ pub(crate) fn check_new_kdf(kdf: &KdfParams) -> Result<(), VolumeError> {
 /// Creates a volume in `cipherdir` (created if missing; must be empty). Writes the root
 /// dekfs.dir first and dekfs.conf last, so a crash never leaves a config without its root.
 pub fn init(cipherdir: &Path, opts: InitOptions) -> Result<InitOutcome, VolumeError> {
+    init_with_period(cipherdir, opts, None)
+}
+
+/// `init`, with a rotation period record when `rotation_period_days` is given (without one the
+/// volume uses the default period and its config is byte-for-byte what older dekfs wrote).
+pub fn init_with_period(
+    cipherdir: &Path,
+    opts: InitOptions,
+    rotation_period_days: Option<u32>,
+) -> Result<InitOutcome, VolumeError> {
     if opts.passphrase.is_empty() {
         return Err(VolumeError::Crypto(CryptoError::Kdf("empty passphrase")));
     }
     // Refuse bad parameters before touching the directory.
     check_new_kdf(&opts.kdf)?;
     let mut recovery = None;
-    let volume_id = create_volume(cipherdir, |keys, now| {
+    let volume_id = create_volume(cipherdir, rotation_period_days, |keys, now| {
         let v = keys.active_kek_version();
         let mut protectors = vec![passphrase_record(
             keys,
@@ -132,8 +142,13 @@ pub fn init(cipherdir: &Path, opts: InitOptions) -> Result<InitOutcome, VolumeEr
 /// records `make` returns (at least one), MAC, root dekfs.dir, then dekfs.conf.
 pub(crate) fn create_volume(
     cipherdir: &Path,
+    rotation_period_days: Option<u32>,
     make: impl FnOnce(&VolumeKeys, u64) -> Result<Vec<ProtectorRecord>, VolumeError>,
 ) -> Result<[u8; 16], VolumeError> {
+    let period = rotation_period_days
+        .map(|d| RotationPeriod::new(d, 1, 0))
+        .transpose()
+        .map_err(|e| VolumeError::Refused(e.to_string()))?;
     ensure_empty_dir(cipherdir)?;
     let now = now_unix();
     let volume_id: [u8; 16] = random_array()?;
@@ -156,6 +171,7 @@ pub(crate) fn create_volume(
             created: now,
         }],
         protectors,
+        rotation_period: period.map(|p| RotationPeriod { created: now, ..p }),
         mac: [0; 32],
     };
     let mac_key = kdf::config_mac_key(keys.kek_for(kek_version)?, &volume_id)?;
@@ -165,5 +181,6 @@ pub(crate) fn create_volume(
     write_root_dir_meta(cipherdir, &root_meta)?;
     write_config_atomic(cipherdir, &config.to_bytes())?;
     super::audit_hook::created(cipherdir, &keys, &config);
+    super::rollback::raise_after_write(&volume_id, kek_version);
     Ok(volume_id)
 }

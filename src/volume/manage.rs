@@ -40,7 +40,7 @@ fn is_tpm2(r: &ProtectorRecord) -> bool {
 /// Reads and parses dekfs.conf, checks its MAC with the unlocked KEK, lets `f` change it, then
 /// re-MACs and replaces it atomically, all under the config lock so that concurrent writers
 /// serialise instead of losing each other's change.
-fn rewrite<T>(
+pub(super) fn rewrite<T>(
     cipherdir: &Path,
     u: &UnlockedVolume,
     f: impl FnOnce(&mut VolumeConfig) -> Result<T, VolumeError>,
@@ -106,7 +106,7 @@ pub fn add_protector(
             };
             config.protectors.push(rec);
         }
-        if config.protectors.len() > crate::format::MAX_PROTECTORS {
+        if config.record_count() > crate::format::MAX_PROTECTORS {
             return Err(VolumeError::Refused(
                 "too many protectors (at most 64 records)".into(),
             ));

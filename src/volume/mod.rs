@@ -9,10 +9,12 @@ mod info;
 mod init;
 pub mod lock;
 mod manage;
+mod period;
 mod policy;
 #[cfg(test)]
 mod policy_tests;
 mod protector;
+pub mod rollback;
 pub mod rotate;
 #[cfg(test)]
 mod rotate_tests;
@@ -27,14 +29,17 @@ pub use export::{
     TRANSPORT_KEY_PREFIX,
 };
 pub use info::read_info;
-pub use init::init;
+pub use init::{init, init_with_period};
 pub use lock::{ConfigLock, LockError, VolumeLock};
 pub use manage::{
     add_protector, erase_nv_shares, nv_shares_of, remove_protector, reseal_tpm2, Added,
     NewProtector,
 };
+pub use period::{kek_age, set_rotation_period, KekAge};
 pub use policy::{UnlockPolicy, ALLOW_KDF_COST_ENV};
-pub use tpm2::{init_tpm2, nv_shares, unlock_tpm2, Tpm2InitOptions, Tpm2Seal};
+pub use tpm2::{
+    init_tpm2, init_tpm2_with_period, nv_shares, unlock_tpm2, Tpm2InitOptions, Tpm2Seal,
+};
 pub use unlock::{unlock, unlock_with, unlock_with_keks};
 
 use crate::crypto::{CryptoError, VolumeKeys};
@@ -112,6 +117,8 @@ pub struct VolumeInfo {
     /// (version, created unix seconds, is the active KEK)
     pub keks: Vec<(u32, u64, bool)>,
     pub protectors: Vec<ProtectorInfo>,
+    /// The stored rotation period in days; None: the default (365).
+    pub rotation_period_days: Option<u32>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -161,6 +168,13 @@ pub enum VolumeError {
     Tpm(crate::tpm::TpmRefusal),
     /// A protector change that would endanger the volume (e.g. removing the last one).
     Refused(String),
+    /// The config's active KEK is older than the one this machine has seen for the volume
+    /// (an old dekfs.conf was put back); `record` is the local record's path.
+    Rollback {
+        config: u32,
+        seen: u32,
+        record: String,
+    },
     Io(std::io::Error),
     Crypto(CryptoError),
 }
@@ -196,6 +210,11 @@ impl std::fmt::Display for VolumeError {
             ),
             VolumeError::Tpm(r) => write!(f, "TPM protector refused: {r}"),
             VolumeError::Refused(why) => f.write_str(why),
+            VolumeError::Rollback { config, seen, .. } => write!(
+                f,
+                "config rollback: dekfs.conf has KEK version {config}, but this machine has \
+                 seen version {seen} of this volume (an older config was put back)"
+            ),
             VolumeError::Io(e) => write!(f, "I/O error: {e}"),
             VolumeError::Crypto(e) => write!(f, "{e}"),
         }

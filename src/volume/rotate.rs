@@ -110,7 +110,7 @@ fn seal_and_write(
             "a volume can never have zero protectors".into(),
         ));
     }
-    if config.protectors.len() > MAX_PROTECTORS {
+    if config.record_count() > MAX_PROTECTORS {
         return Err(VolumeError::Refused(
             "too many protector records (at most 64): drop a protector first".into(),
         ));
@@ -358,6 +358,10 @@ pub fn begin(
         created: now,
     });
     seal_and_write(cipherdir, &new_keys, &mut config)?;
+    super::rollback::raise_after_write(&config.volume_id, new);
+    if let Some(tcti) = &opts.tcti {
+        super::rollback::raise_tpm(tcti, &config.volume_id, new);
+    }
     crate::failpoint::hit(FP_BEGUN);
     Ok(Begun {
         keys: new_keys,

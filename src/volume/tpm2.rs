@@ -248,7 +248,9 @@ fn unlock_tpm2_inner(
                     }
                 }
                 let keys = VolumeKeys::from_parts(vid, keks, active)?;
-                return finish_unlock(cipherdir, &raw, &config, keys);
+                let u = finish_unlock(cipherdir, &raw, &config, keys)?;
+                super::rollback::check_and_raise_tpm(tcti, &vid, active)?;
+                return Ok(u);
             }
             Err(e) => {
                 first_err.get_or_insert(e);
@@ -261,6 +263,15 @@ fn unlock_tpm2_inner(
 /// `init --tpm2`: a new volume with a tpm2 protector, plus a passphrase (unless TPM-only) and a
 /// recovery key (unless declined). The TPM seal happens before anything is written.
 pub fn init_tpm2(cipherdir: &Path, opts: Tpm2InitOptions) -> Result<InitOutcome, VolumeError> {
+    init_tpm2_with_period(cipherdir, opts, None)
+}
+
+/// `init_tpm2` with a rotation period record (see `init_with_period`).
+pub fn init_tpm2_with_period(
+    cipherdir: &Path,
+    opts: Tpm2InitOptions,
+    rotation_period_days: Option<u32>,
+) -> Result<InitOutcome, VolumeError> {
     if let Some(p) = &opts.passphrase {
         if p.is_empty() {
             return Err(VolumeError::Refused("empty passphrase".into()));
@@ -268,7 +279,7 @@ pub fn init_tpm2(cipherdir: &Path, opts: Tpm2InitOptions) -> Result<InitOutcome,
         check_new_kdf(&opts.kdf)?;
     }
     let mut recovery: Option<RecoveryKey> = None;
-    let volume_id = create_volume(cipherdir, |keys, now| {
+    let volume_id = create_volume(cipherdir, rotation_period_days, |keys, now| {
         let v = keys.active_kek_version();
         let mut out = vec![seal_record(keys, v, random_array()?, now, &opts.tpm)?];
         if let Some(p) = &opts.passphrase {

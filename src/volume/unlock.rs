@@ -223,11 +223,14 @@ pub(crate) fn finish_unlock(
     verify_hmac_sha256(&mac_key, body, &mac).map_err(|_| {
         VolumeError::Corrupt("config MAC mismatch: tampered or from another volume".into())
     })?;
+    // Only now is the version authentic: compare it with, and later raise, this machine's record.
+    super::rollback::check(&vid, active)?;
 
     let root_meta = read_root_dir_meta(cipherdir)?;
     keys.open_root_dir(&root_meta).map_err(|_| {
         VolumeError::Corrupt("root dekfs.dir does not belong to this volume or was modified".into())
     })?;
+    super::rollback::raise_after_write(&vid, active);
 
     Ok(UnlockedVolume {
         keys: Arc::new(keys),

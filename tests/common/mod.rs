@@ -93,6 +93,7 @@ pub mod exit {
     pub const CORRUPT: i32 = 14;
     pub const MOUNT_FAILED: i32 = 15;
     pub const IO: i32 = 16;
+    pub const ROLLBACK: i32 = 17;
 }
 
 /// `true` when real FUSE mounts can be made here (root and /dev/fuse).

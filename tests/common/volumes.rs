@@ -293,8 +293,24 @@ impl Drop for TestVolume {
         // `cipher` can go, and it must go before the directory: removing a
         // directory that holds a mount point fails (EBUSY) and leaves the
         // whole tree behind.
+        forget_rollback_record(&self.cipher);
         drop(self.tmpfs.take());
         self.remove_dir();
+    }
+}
+
+/// Removes this machine's rollback record of the volume in `cipher` (root's, under
+/// /var/lib/dekfs/seen), so that test volumes leave nothing behind.
+pub fn forget_rollback_record(cipher: &std::path::Path) {
+    let Ok(conf) = fs::read(cipher.join("dekfs.conf")) else {
+        return;
+    };
+    let Some(vid) = conf.get(20..36) else {
+        return;
+    };
+    let name: String = vid.iter().map(|b| format!("{b:02x}")).collect();
+    if let Some(dir) = dekfs::volume::rollback::seen_dir() {
+        let _ = fs::remove_file(dir.join(name));
     }
 }
 

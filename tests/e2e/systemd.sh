@@ -18,7 +18,9 @@
 # failed and a reboot still completes; keysource=ask is answered through the
 # ask-password agent protocol; idle= unmounts; a normal user mounts an fstab
 # `user` line through fusermount3, and the per-user service example mounts
-# through `systemctl --user`.
+# through `systemctl --user`; dekfs-rekey@'s timer is enabled and its service
+# leaves a volume that is not due alone, rotates a due TPM-only one with no
+# prompt and a passphrase one with its credential from LoadCredential=.
 # Prints one line per check (ok / FAILED / SKIPPED (why)) and ends with
 # "e2e-systemd: N passed, N failed, N skipped". A machine that cannot run it
 # (no nspawn, no archive, not root) prints SKIPPED (why): skipped, not passed.
@@ -135,6 +137,8 @@ start_swtpm
 (cd "$REPO" && cargo build --release -q --locked -p dekfs -p mount-helper -p docgen)
 "$REPO/scripts/install.sh" --destdir "$ROOT" --no-build > "$W/install.log"
 DEKFS=${CARGO_TARGET_DIR:-$REPO/target}/release/dekfs
+# The host's dekfs keeps its rollback records of these volumes in the run dir.
+export DEKFS_STATE_DIR=$W/state
 # The host's build runs in the container only if its libraries match.
 check "host binary runs in the container (glibc, libtss2)" \
     chroot "$ROOT" /usr/local/bin/dekfs --version
@@ -147,6 +151,12 @@ for v in vault boot; do
     mkdir -p "$ROOT/srv/$v"
 done
 mkdir -p "$ROOT/srv/fallback"
+# Rotated by dekfs-rekey@ (TPM only: no credential), and a passphrase volume
+# rotated with its credential from LoadCredential=.
+nsenter -t "$NETNS_PID" -n "$DEKFS" init "$ROOT/srv/rot.enc" --tpm2 --tpm-tcti "$TCTI" \
+    --tpm-only --yes --rotation-period 30 > /dev/null
+"$DEKFS" init "$ROOT/srv/rotpw.enc" --passfile "$W/pass" --no-recovery-key "${KDF[@]}" > /dev/null
+mkdir -p "$ROOT/etc/dekfs" && install -m 600 "$W/pass" "$ROOT/etc/dekfs/rotpw.pass"
 "$DEKFS" init "$ROOT/srv/ask.enc" --passfile "$W/pass" --no-recovery-key "${KDF[@]}" > /dev/null
 mkdir -p "$ROOT/srv/ask"
 # A normal user's volume, mounted by that user through an fstab `user` line.
@@ -295,6 +305,44 @@ else
 fi
 c systemctl stop srv-vault.mount || true
 [ "$AUTOFS" = 1 ] && c systemctl start srv-vault.automount
+
+# --- KEK rotation by the timer's service (dist/systemd/dekfs-rekey@) -----------
+kek_of() { "$DEKFS" status "$ROOT$1" --json | python3 -c 'import json,sys; print(json.load(sys.stdin)["rotation"]["kek_version"])'; }
+dropin() { # UNIT TEXT: a drop-in, as `systemctl edit` would write it
+    mkdir -p "$ROOT/etc/systemd/system/$1.d" && printf '%b' "$2" > "$ROOT/etc/systemd/system/$1.d/e2e.conf"
+}
+ROT=dekfs-rekey@$(systemd-escape -p /srv/rot.enc)
+dropin "$ROT.service" "[Service]\nEnvironment=DEKFS_TPM_TCTI=$TCTI\n"
+c systemctl daemon-reload
+if c systemctl enable --now "$ROT.timer" >/dev/null 2>&1 &&
+    [ "$(c systemctl show -P ActiveState "$ROT.timer")" = active ] &&
+    c systemctl start "$ROT.service" && [ "$(kek_of /srv/rot.enc)" = 1 ] &&
+    c journalctl -b --no-pager -u "$ROT.service" | grep -q "not due: the volume key is 0 days old, rotation due in 30 days"; then
+    ok "dekfs-rekey@ timer enabled; the service leaves a volume that is not due alone"
+else
+    bad "dekfs-rekey@ timer and a run that is not due"
+    c journalctl -b --no-pager -u "$ROT.service" | tail -5 || true
+fi
+dropin "$ROT.service" "[Service]\nEnvironment=DEKFS_TPM_TCTI=$TCTI\nEnvironment=DEKFS_REKEY_ARGS=--period-days=0\n"
+c systemctl daemon-reload
+t=$(date +%s%N)
+VID=$(python3 -c 'import sys; print(open(sys.argv[1],"rb").read()[20:36].hex())' "$ROOT/srv/rot.enc/dekfs.conf")
+if c systemctl start "$ROT.service" && [ "$(kek_of /srv/rot.enc)" = 2 ] &&
+    [ "$(c cat "/var/lib/dekfs/seen/$VID")" = "$(printf 'dekfs-seen v1\nkek 2')" ]; then
+    ok "due TPM-only volume rotated by the service with no prompt ($(ms "$t") ms), rollback record raised to 2"
+else
+    bad "dekfs-rekey@ rotates a due TPM-only volume"
+    c journalctl -b --no-pager -u "$ROT.service" | tail -5 || true
+fi
+ROTPW=dekfs-rekey@$(systemd-escape -p /srv/rotpw.enc)
+dropin "$ROTPW.service" "[Service]\nLoadCredential=passphrase:/etc/dekfs/rotpw.pass\nEnvironment=\"DEKFS_REKEY_ARGS=--passfile=%d/passphrase --period-days=0\"\n"
+c systemctl daemon-reload
+if c systemctl start "$ROTPW.service" && [ "$(kek_of /srv/rotpw.enc)" = 2 ]; then
+    ok "passphrase volume rotated by the service with its credential from LoadCredential="
+else
+    bad "dekfs-rekey@ with LoadCredential= for a passphrase volume"
+    c journalctl -b --no-pager -u "$ROTPW.service" | tail -5 || true
+fi
 
 # --- TPM gone: fails cleanly, no prompt, unit failed, boot goes on ---------------
 stop_swtpm
