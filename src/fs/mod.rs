@@ -20,6 +20,8 @@ pub mod policy;
 mod readdir;
 mod remove;
 mod rename;
+pub mod renew;
+mod renew_hook;
 mod rewrap;
 mod xattr;
 
