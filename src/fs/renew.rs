@@ -16,6 +16,8 @@ use std::fs::File;
 use std::os::fd::{BorrowedFd, OwnedFd};
 use std::os::unix::fs::FileExt;
 
+mod xattrs;
+
 /// The journal directory, in the cipher directory's root.
 pub const JOURNAL_DIR: &str = "dekfs.renew";
 
@@ -25,7 +27,8 @@ pub const FP_JOURNAL: &str = "renew.journal";
 pub const FP_FLAGGED: &str = "renew.flagged";
 /// Hit after each run of re-sealed blocks (use `@N` to stop in the middle).
 pub const FP_RUN: &str = "renew.run";
-/// Every block is re-sealed and synced; the old (flagged) header remains.
+/// Every block and attribute is re-sealed and synced; the old (flagged)
+/// header remains.
 pub const FP_SEALED: &str = "renew.sealed";
 /// The new header is synced; the journal still exists.
 pub const FP_HEADER: &str = "renew.header";
@@ -133,7 +136,8 @@ fn reseal(
         crate::failpoint::hit(FP_RUN);
     }
     plain.fill(0);
-    f.sync_data()?;
+    xattrs::reseal(f, old, &new)?;
+    f.sync_all()?;
     crate::failpoint::hit(FP_SEALED);
     Ok((new, nh))
 }
@@ -196,8 +200,9 @@ fn restore(jdir: &OwnedFd, name: &str, f: &File, header: &[u8; HEADER_LEN]) -> F
     }
     copy_range(&j, f, HL, jlen)?;
     f.set_len(jlen)?;
+    xattrs::restore(&j, f)?;
     f.write_all_at(header, 0)?;
-    f.sync_data()?;
+    f.sync_all()?;
     remove_journal(jdir, name)
 }
 
@@ -231,6 +236,8 @@ fn open_journal(jdir: &OwnedFd, name: &str) -> FsResult<File> {
 /// to `name` (synced): the journal exists whole or not at all.
 fn write_journal(jdir: &OwnedFd, name: &str, f: &File, len: u64) -> FsResult<()> {
     let tmp = format!("{name}.tmp");
+    // A leftover of an earlier attempt would keep its attributes.
+    let _ = rustix::fs::unlinkat(jdir, tmp.as_str(), AtFlags::empty());
     let flags =
         OFlags::WRONLY | OFlags::CREATE | OFlags::TRUNC | OFlags::NOFOLLOW | OFlags::CLOEXEC;
     let t = File::from(rustix::fs::openat(
@@ -240,7 +247,8 @@ fn write_journal(jdir: &OwnedFd, name: &str, f: &File, len: u64) -> FsResult<()>
         Mode::from_raw_mode(0o600),
     )?);
     copy_range(f, &t, 0, len)?;
-    t.sync_data()?;
+    xattrs::save(f, &t)?;
+    t.sync_all()?;
     rustix::fs::renameat(jdir, &tmp, jdir, name)?;
     rustix::fs::fsync(jdir)?;
     Ok(())

@@ -103,6 +103,7 @@ fn a_nearly_used_dek_is_renewed_and_the_file_keeps_working() {
     let mut model: Vec<u8> = (0..5 * BLOCK_SIZE + 77).map(|i| (i % 251) as u8).collect();
     core.write(fh, 0, &model).expect("write");
     core.release(fh);
+    let has_xattr = core.setxattr(a.ino, b"user.note", b"kept", 0).is_ok();
     let before = header_of(d.path(), a.ino);
     let old_key = forge_counter(d.path(), a.ino, NONCE_LIMIT - 3);
     let core = reopen(d.path());
@@ -119,6 +120,10 @@ fn a_nearly_used_dek_is_renewed_and_the_file_keeps_working() {
     }
     core.release(fh);
     assert_eq!(read_all(&core, a.ino), model);
+    if has_xattr {
+        assert_eq!(core.getxattr(a.ino, b"user.note").expect("xattr"), b"kept");
+        assert_eq!(core.listxattr(a.ino).expect("list"), b"user.note\0");
+    }
     let after = header_of(d.path(), a.ino);
     assert_ne!(
         after.file_id, before.file_id,
