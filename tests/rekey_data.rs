@@ -33,7 +33,7 @@ fn file_ids(cipher: &Path) -> BTreeMap<PathBuf, [u8; 16]> {
                     go(root, &p, out);
                 }
             } else if ft.is_file()
-                && !(name.starts_with("dekfs.") && !name.starts_with("dekfs.ln."))
+                && (name.starts_with("dekfs.ln.") || !name.starts_with("dekfs."))
                 && !name.ends_with(".name")
             {
                 let b = fs::read(&p).unwrap();

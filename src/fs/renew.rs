@@ -288,8 +288,7 @@ pub fn remove_stale_journals(root: BorrowedFd<'_>) -> FsResult<usize> {
         Err(e) => return Err(e),
     };
     let mut names = Vec::new();
-    let mut it = rustix::fs::Dir::read_from(&jdir)?;
-    while let Some(e) = it.next() {
+    for e in rustix::fs::Dir::read_from(&jdir)? {
         let e = e?;
         let n = e.file_name().to_string_lossy().into_owned();
         if n != "." && n != ".." {

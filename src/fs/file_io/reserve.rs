@@ -77,8 +77,10 @@ mod tests {
 
     #[test]
     fn first_step_is_what_is_needed_then_doubles() {
-        let mut io = FileIo::default();
-        io.reserved = 5000;
+        let mut io = FileIo {
+            reserved: 5000,
+            ..FileIo::default()
+        };
         assert_eq!(io.next_step(1), 1);
         assert_eq!(io.next_step(300), 300);
         io.step = 1;
@@ -92,9 +94,11 @@ mod tests {
 
     #[test]
     fn steps_stop_at_the_limit_while_the_need_fits() {
-        let mut io = FileIo::default();
-        io.reserved = NONCE_LIMIT - 10;
-        io.step = 1024;
+        let io = FileIo {
+            reserved: NONCE_LIMIT - 10,
+            step: 1024,
+            ..FileIo::default()
+        };
         assert_eq!(io.next_step(4), 10);
         // A need that does not fit is left to fail at the limit check.
         assert!(io.next_step(11) > 10);
