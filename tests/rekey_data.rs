@@ -173,6 +173,8 @@ fn rekey_data_killed_at_each_step_stays_readable_and_resumes() {
         let before = file_ids(&v.cipher);
         let out = rekey(&v, &["--data"], Some(fp));
         assert_eq!(out.code, None, "{fp}: rekey --data must die there: {out:?}");
+        // A file left mid-renewal is not damage to fsck.
+        v.assert_fsck_clean(&format!("{fp}: after the kill"));
         // Every file reads as it was (a flagged one is restored on load).
         v.mount();
         assert_eq!(hashes(&v, &want), want, "{fp}: contents after the kill");

@@ -194,3 +194,57 @@ fn an_interrupted_renewal_is_undone_when_the_file_is_loaded() {
     core.lookup(ROOT_INO, b"torn").expect("lookup");
     assert!(core.open(a.ino, libc::O_RDONLY).is_err());
 }
+
+#[test]
+fn live_renewal_renews_a_subtree_under_open_handles() {
+    let (d, core) = volume();
+    let sub = core.mkdir(ROOT_INO, b"sub", 0o755, ME).expect("mkdir");
+    let mut files = Vec::new();
+    for (parent, name, len) in [
+        (ROOT_INO, &b"top"[..], 5000usize),
+        (sub.ino, b"a", 3 * BLOCK_SIZE + 1),
+        (sub.ino, b"b", 10),
+        (sub.ino, b"empty", 0),
+    ] {
+        let (a, fh) = core
+            .create(parent, name, 0o644, libc::O_RDWR, ME)
+            .expect("create");
+        let data: Vec<u8> = (0..len).map(|i| (i % 199) as u8).collect();
+        if !data.is_empty() {
+            core.write(fh, 0, &data).expect("write");
+        }
+        files.push((a.ino, fh, data));
+    }
+    // "sub/a" stays open across the renewal; the others are closed.
+    for (_, fh, _) in files.iter().filter(|f| f.0 != files[1].0) {
+        core.release(*fh);
+    }
+    let ids = |ino| header_of(d.path(), ino).file_id;
+    let before: Vec<_> = files
+        .iter()
+        .filter(|f| !f.2.is_empty())
+        .map(|f| ids(f.0))
+        .collect();
+    let mut steps = 0;
+    let r = core.renew_live("/sub", &mut |_| steps += 1).expect("renew");
+    assert_eq!((r.files, r.renewed, r.empty), (3, 2, 1), "{r:?}");
+    assert!(r.problems.is_empty(), "{:?}", r.problems);
+    assert_eq!(steps, 3);
+    assert_eq!(ids(files[0].0), before[0], "outside the scope: untouched");
+    assert_ne!(ids(files[1].0), before[1]);
+    assert_ne!(ids(files[2].0), before[2]);
+    // The open handle reads and writes on under the new key.
+    let (ino, fh, mut data) = files[1].clone();
+    assert!(core.read(fh, 0, 1 << 20).expect("read") == data);
+    core.write(fh, 7, b"after").expect("write after");
+    data[7..12].copy_from_slice(b"after");
+    core.release(fh);
+    assert!(read_all(&core, ino) == data, "content after the renewal");
+    files[1].2 = data;
+    let r = core.renew_live("/", &mut |_| {}).expect("renew all");
+    assert_eq!(r.renewed, 3, "{r:?}");
+    assert_ne!(ids(files[0].0), before[0]);
+    for (ino, _, data) in &files {
+        assert!(&read_all(&core, *ino) == data, "content of {ino}");
+    }
+}
