@@ -247,3 +247,57 @@ fn a_mounted_file_near_its_nonce_limit_is_renewed_and_keeps_working() {
     assert_eq!(fs::read(v.p("log")).unwrap(), data, "after a remount");
     v.umount();
 }
+
+#[test]
+fn rekey_data_online_renews_under_open_handles() {
+    if skip() {
+        return;
+    }
+    let v = TestVolume::new("renew-online");
+    v.mount();
+    let mut want = populate(&v, 10);
+    let mut held_data = random_bytes(9, 3 * 4096 + 5);
+    fs::write(v.p("a/held"), &held_data).unwrap();
+    let before = file_ids(&v.cipher);
+    // A handle open across the renewal keeps reading and writing.
+    let held = fs::File::options()
+        .read(true)
+        .write(true)
+        .open(v.p("a/held"))
+        .unwrap();
+    let out = rekey_mounted(&v, &["--data", "/a"]);
+    out.expect_code(exit::OK, "rekey MOUNTPOINT --data /a");
+    assert!(out.stderr.contains("renewed"), "{}", out.stderr);
+    let after = file_ids(&v.cipher);
+    let renewed = before
+        .iter()
+        .filter(|(p, id)| after.get(*p) != Some(id))
+        .count();
+    // Everything under /a with a header: f1, f5, f9, the long name, held
+    // (a/empty has none; a/b/c holds f2 and f6).
+    assert_eq!(renewed, 7, "files renewed under /a");
+    held.write_all_at(b"after", 10).unwrap();
+    held_data[10..15].copy_from_slice(b"after");
+    let mut back = vec![0u8; held_data.len()];
+    held.read_exact_at(&mut back, 0).unwrap();
+    assert!(back == held_data, "the open handle reads its own write");
+    drop(held);
+    want.insert("a/held".into(), sha256(&held_data));
+    assert_eq!(hashes(&v, &want), want, "contents after online renewal");
+    rekey_mounted(&v, &["--data"]).expect_code(exit::OK, "whole volume");
+    let all = file_ids(&v.cipher);
+    assert!(
+        before.iter().all(|(p, id)| all.get(p) != Some(id)),
+        "every file renewed"
+    );
+    assert_eq!(hashes(&v, &want), want, "contents after the second run");
+    v.umount();
+    v.assert_fsck_clean("after online renewal");
+}
+
+/// `dekfs rekey MOUNTPOINT extra...` (the daemon holds the keys).
+fn rekey_mounted(v: &TestVolume, extra: &[&str]) -> Out {
+    let mut args = vec!["rekey".to_string(), v.mnt.display().to_string()];
+    args.extend(extra.iter().map(|s| s.to_string()));
+    dekfs(&args)
+}

@@ -152,6 +152,12 @@ fn due_in_days(a: &RekeyArgs) -> CliResult<(u64, i64)> {
 
 pub fn run(a: RekeyArgs) -> CliResult<()> {
     crate::logger::init(a.log_file.as_deref(), false)?;
+    if let Some(scope) = &a.data {
+        // A mount point: the daemon renews online.
+        if let Some(r) = super::rekey_data::online(&a.cipherdir, scope, a.json) {
+            return r;
+        }
+    }
     let _lock = lock(&a.cipherdir)?;
     if let Some(scope) = &a.data {
         let mut creds = explicit_credentials(&a)?;

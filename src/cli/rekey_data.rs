@@ -1,9 +1,11 @@
-//! `dekfs rekey --data [PATH] CIPHERDIR`: offline DEK renewal under the
-//! volume lock (taken by rekey.rs). It runs the engine's renewal walk and
-//! shows progress (TTY line, or one JSON line per step with --json) and the
-//! files it could not renew. It must not re-encrypt anything itself.
+//! `dekfs rekey --data [PATH] CIPHERDIR|MOUNTPOINT`: DEK renewal, offline
+//! under the volume lock (taken by rekey.rs) through the engine's renewal
+//! walk, or online through the mount's control socket. It shows progress
+//! (TTY line, or one JSON line per step with --json) and the files it could
+//! not renew. It must not re-encrypt anything itself.
 
-use super::exit::{CliError, CliResult, CORRUPT, USAGE};
+use super::exit::{CliError, CliResult, CORRUPT, GENERIC, USAGE};
+use crate::control::{Client, ClientError, Request, Response};
 use crate::engine::rekey::Stats;
 use crate::volume::UnlockedVolume;
 use std::io::{IsTerminal, Write};
@@ -103,4 +105,47 @@ fn emit(v: &serde_json::Value) {
     let mut o = std::io::stdout().lock();
     let _ = writeln!(o, "{v}");
     let _ = o.flush();
+}
+
+/// Online renewal when a daemon serves `mnt`; `None` when none does (then
+/// the path is taken as a cipher directory).
+pub fn online(mnt: &Path, scope: &str, json: bool) -> Option<CliResult<()>> {
+    let abs = super::live::mountpoint(mnt);
+    let mut c = match Client::connect(&abs) {
+        Ok(c) => c,
+        Err(ClientError::NoDaemon(_)) => return None,
+        Err(e) => return Some(Err(super::live::client_error(e, &abs))),
+    };
+    // A whole volume takes as long as rewriting it twice.
+    c.set_timeout(Duration::from_secs(24 * 3600));
+    let req = Request::Renew {
+        path: scope.to_owned(),
+    };
+    let tty = !json && std::io::stderr().is_terminal();
+    let r = c.call(&req, &mut |m| {
+        if let Response::Progress { done, .. } = m {
+            if json {
+                emit(&serde_json::json!({"event": "progress", "files": done}));
+            } else if tty {
+                eprint!("\rrekey --data: {done} files   ");
+            }
+        }
+    });
+    if tty {
+        eprintln!();
+    }
+    Some(match r {
+        Ok(Response::Done { message }) => {
+            say(json, &format!("{}: {message}", abs.display()));
+            say(json, NOTE);
+            Ok(())
+        }
+        Ok(other) => Err(CliError::new(
+            GENERIC,
+            format!("unexpected answer from the daemon: {other:?}"),
+        )),
+        Err(ClientError::Daemon { message, .. }) => Err(CliError::new(CORRUPT, message)
+            .hint("repair them (dekfs fsck), then run dekfs rekey --data again")),
+        Err(e) => Err(super::live::client_error(e, &abs)),
+    })
 }
