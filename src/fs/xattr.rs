@@ -46,14 +46,16 @@ impl CoreFs {
                     ),
                     (None, false) => None,
                 };
+                // Still under the lock: a DEK renewal (which re-seals the
+                // attributes) must not run between taking the key and using it.
+                let r = match key {
+                    Some(k) => f(k.xattr()),
+                    None => Err(Errno::ENODATA.into()),
+                };
                 if temp && node.open_handles.load(std::sync::atomic::Ordering::Acquire) == 0 {
                     io.unload();
                 }
-                drop(io);
-                match key {
-                    Some(k) => f(k.xattr()),
-                    None => Err(Errno::ENODATA.into()),
-                }
+                r
             }
             _ => Err(Errno::EPERM.into()),
         }
