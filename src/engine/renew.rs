@@ -131,7 +131,10 @@ impl Visitor for Renew<'_> {
     }
 
     fn problem(&mut self, p: Problem) {
-        self.report.problems.push(p);
+        // An orphan long-name record holds no key: nothing to renew.
+        if p.kind == ProblemKind::Damaged {
+            self.report.problems.push(p);
+        }
     }
 
     fn note(&mut self, n: String) {
