@@ -341,3 +341,79 @@ fn append_sessions_through_the_mount_cost_what_they_write() {
     assert_eq!(fs::metadata(v.p("log")).unwrap().len(), len);
     v.umount();
 }
+
+/// The daemon killed in the middle of an automatic renewal: the next mount
+/// puts the file back as it was, and the next write renews it for good.
+#[test]
+fn a_daemon_killed_mid_renewal_leaves_the_file_as_it_was() {
+    if skip() {
+        return;
+    }
+    let v = TestVolume::new("renew-daemon-kill");
+    v.mount();
+    let data = random_bytes(11, 600 * 4096 + 3);
+    fs::write(v.p("big"), &data).unwrap();
+    let backing = backing_of(&v, "big");
+    v.umount();
+    let u = unlocked(&v);
+    let root = u
+        .keys
+        .open_root_dir(&fs::read(v.cipher.join(DIR_META_NAME)).unwrap())
+        .unwrap();
+    let b = fs::read(&backing).unwrap();
+    let key = u.keys.open_file(&root, &b[..216]).unwrap();
+    let forged = key
+        .header_with_reservation(&b[..216], (1 << 31) - 8)
+        .unwrap();
+    fs::File::options()
+        .write(true)
+        .open(&backing)
+        .unwrap()
+        .write_all_at(&forged, 0)
+        .unwrap();
+    drop(u);
+    // Killed after the first 256 blocks were re-sealed under the new DEK.
+    v.mount_armed("renew.run@1");
+    let f = fs::OpenOptions::new().write(true).open(v.p("big")).unwrap();
+    // Synced: a writeback cache would otherwise hold the write in the kernel.
+    let err = f
+        .write_all_at(b"new", 0)
+        .and_then(|()| f.sync_all())
+        .expect_err("the daemon dies mid-renewal");
+    drop(f);
+    assert!(
+        [libc::ENOTCONN, libc::ECONNABORTED, libc::EIO].contains(&errno(&err)),
+        "{err}"
+    );
+    assert!(
+        wait_until(std::time::Duration::from_secs(5), || pids_mentioning(
+            &v.cipher
+        )
+        .is_empty()),
+        "daemon still running after its failpoint"
+    );
+    let _ = std::process::Command::new("fusermount3")
+        .arg("-uz")
+        .arg(&v.mnt)
+        .status();
+    if is_mounted(&v.mnt) {
+        let _ = std::process::Command::new("umount")
+            .arg("-l")
+            .arg(&v.mnt)
+            .status();
+    }
+    assert!(v.cipher.join(JOURNAL).exists(), "the kill left a journal");
+    v.assert_fsck_clean("a file mid-renewal");
+    v.mount();
+    assert!(fs::read(v.p("big")).unwrap() == data, "restored as it was");
+    let f = fs::OpenOptions::new().write(true).open(v.p("big")).unwrap();
+    f.write_all_at(b"new", 0).unwrap();
+    drop(f);
+    let mut want = data.clone();
+    want[..3].copy_from_slice(b"new");
+    assert!(fs::read(v.p("big")).unwrap() == want, "renewed and written");
+    v.umount();
+    let h = FileHeader::parse(&fs::read(&backing).unwrap()[..216]).unwrap();
+    assert_ne!(h.file_id, FileHeader::parse(&forged).unwrap().file_id);
+    v.assert_fsck_clean("after the renewal");
+}
