@@ -40,6 +40,13 @@ pub(super) fn renew(core: &CoreFs, peer: Peer, path: &str, out: &mut dyn FnMut(R
     });
     let r = match r {
         Ok(r) => r,
+        Err(e) if core.is_locked() => {
+            log::info!("rekey --data {path:?}: stopped by a lock ({:?})", e.errno());
+            return out(Response::error(
+                ErrorCode::Locked,
+                "the volume was locked during the renewal: unlock it and run it again",
+            ));
+        }
         Err(e) => {
             return out(Response::error(
                 ErrorCode::Internal,

@@ -77,6 +77,8 @@ impl CoreFs {
         let entries = names::list(&key, &node.fd, |_| {})?;
         drop((node, key));
         for e in entries {
+            // A lock stops the run: every file after it would fail alike.
+            self.check_unlocked()?;
             let child = format!(
                 "{}/{}",
                 path.trim_end_matches('/'),
