@@ -254,16 +254,15 @@ fn write_journal(jdir: &OwnedFd, name: &str, f: &File, len: u64) -> FsResult<()>
     Ok(())
 }
 
-/// Removes a journal entry durably: a journal left behind a finished
-/// renewal would roll later writes back on the next flagged open (it
-/// cannot: the new header is not flagged), and keeps old ciphertext around.
+/// Removes a journal entry, without a sync: the file it belonged to is no
+/// longer flagged (its clean header is synced first), so a removal lost in a
+/// crash only leaves a stale copy of the old bytes, which the next
+/// whole-volume `rekey --data` deletes.
 fn remove_journal(jdir: &OwnedFd, name: &str) -> FsResult<()> {
     match rustix::fs::unlinkat(jdir, name, AtFlags::empty()) {
-        Ok(()) | Err(rustix::io::Errno::NOENT) => {}
-        Err(e) => return Err(e.into()),
+        Ok(()) | Err(rustix::io::Errno::NOENT) => Ok(()),
+        Err(e) => Err(e.into()),
     }
-    rustix::fs::fsync(jdir)?;
-    Ok(())
 }
 
 /// Copies bytes `from..to` of `src` to the same offsets of `dst`.
