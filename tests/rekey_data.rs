@@ -97,6 +97,18 @@ fn rekey_data_renews_every_file_and_old_deks_open_nothing() {
     v.umount();
     let before = file_ids(&v.cipher);
     let old_copy = fs::read(&big_backing).unwrap();
+    // A subtree first: only files under it change.
+    rekey(&v, &["--data", "/a/b"], None).expect_code(exit::OK, "rekey --data /a/b");
+    let mid = file_ids(&v.cipher);
+    let changed = before
+        .iter()
+        .filter(|(p, id)| mid.get(*p) != Some(id))
+        .count();
+    assert_eq!(changed, 3, "a/b/c holds f2, f6 and f10");
+    assert!(
+        !v.cipher.join(JOURNAL).exists(),
+        "journal left behind a subtree run"
+    );
     let out = rekey(&v, &["--data"], None);
     out.expect_code(exit::OK, "rekey --data");
     assert!(out.stderr.contains("renewed"), "{}", out.stderr);

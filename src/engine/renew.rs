@@ -11,7 +11,7 @@ use super::source::Offline;
 use super::walk::{Entry, Problem, ProblemKind, Visitor, Walker};
 use crate::crypto::{DirKey, VolumeKeys};
 use crate::format::HEADER_LEN;
-use crate::fs::renew::{self, journal_dir};
+use crate::fs::renew::{self, journal_dir, JOURNAL_DIR};
 use crate::fs::CoreError;
 use rustix::fs::{Mode, OFlags, Timespec, Timestamps};
 use std::collections::HashSet;
@@ -74,7 +74,8 @@ pub fn renew_all(
             renew::remove_stale_journals(v.root.as_fd()).map_err(core_io)?;
         } else {
             rustix::fs::unlinkat(&jdir, RUN_NAME, rustix::fs::AtFlags::empty())?;
-            rustix::fs::fsync(&jdir)?;
+            // Gone if nothing else (a journal of a file elsewhere) is in it.
+            let _ = rustix::fs::unlinkat(&v.root, JOURNAL_DIR, rustix::fs::AtFlags::REMOVEDIR);
         }
     }
     Ok(v.report)
