@@ -11,7 +11,7 @@ use super::source::Offline;
 use super::walk::{Entry, Problem, ProblemKind, Visitor, Walker};
 use crate::crypto::{DirKey, VolumeKeys};
 use crate::format::HEADER_LEN;
-use crate::fs::renew::{self, journal_dir, JOURNAL_DIR};
+use crate::fs::renew::{self, journal_dir, Batch, JOURNAL_DIR};
 use crate::fs::CoreError;
 use rustix::fs::{Mode, OFlags, Timespec, Timestamps};
 use std::collections::HashSet;
@@ -19,7 +19,7 @@ use std::fs::File;
 use std::io::{self, Write};
 use std::os::fd::{AsFd, OwnedFd};
 use std::os::unix::fs::FileExt;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 /// The run record: hex file_ids of files renewed by the current run.
 const RUN_NAME: &str = "run";
@@ -33,6 +33,7 @@ struct Renew<'a> {
     scope: &'a str,
     done: HashSet<String>,
     run: File,
+    batch: Batch<(String, PathBuf, Timestamps)>,
     report: Report,
     progress: &'a mut dyn FnMut(&super::rekey::Stats),
 }
@@ -56,16 +57,19 @@ pub fn renew_all(
     let jdir = journal_dir(root.as_fd(), true).map_err(core_io)?;
     let (done, run) = open_run(&jdir)?;
     let scope = scope.trim_end_matches('/');
+    let batch = Batch::new(root.as_fd()).map_err(core_io)?;
     let mut v = Renew {
         keys,
         root,
         scope,
         done,
         run,
+        batch,
         report: Report::default(),
         progress,
     };
     Walker::new(Offline::new(cipherdir, keys), &mut v).run()?;
+    v.flush()?;
     v.run.sync_all()?;
     if v.report.problems.is_empty() {
         if scope.is_empty() {
@@ -171,15 +175,47 @@ impl Renew<'_> {
             self.report.stats.current += 1;
             return Ok(());
         }
-        let (new, _) = renew::renew_in_place(self.root.as_fd(), &f, self.keys, parent, &old, &h)?;
-        rustix::fs::futimens(&f, &t)?;
-        // Not synced per file: a lost line only means renewing it again.
-        writeln!(self.run, "{}", renew::journal_name(new.file_id()))?;
-        self.report.stats.rewrapped += 1;
-        crate::failpoint::hit(FP_FILE_DONE);
+        let tag = (at.path.to_owned(), at.backing.to_owned(), t);
+        if !self.batch.add(tag, f, self.keys, parent, old, &h)? {
+            // Another name of a file already in this batch.
+            self.report.stats.current += 1;
+        }
+        if self.batch.len() >= BATCH {
+            self.flush().map_err(|e| CoreError::Sys(e.into()))?;
+        }
         Ok(())
     }
+
+    /// Runs the batch's steps; records each renewed file, reports each
+    /// that failed. A failure that is not damage stops the walk.
+    fn flush(&mut self) -> io::Result<()> {
+        let mut stop = None;
+        for ((path, backing, t), f, r) in self.batch.finish() {
+            match r {
+                Ok(id) => {
+                    rustix::fs::futimens(&f, &t)?;
+                    // Not synced per file: a lost line only means renewing it again.
+                    let hex = renew::journal_name(&id);
+                    writeln!(self.run, "{hex}")?;
+                    // Another hard link of it, later in the walk, is done too.
+                    self.done.insert(hex);
+                    self.report.stats.rewrapped += 1;
+                    crate::failpoint::hit(FP_FILE_DONE);
+                }
+                Err(CoreError::Damage(d)) => self.problem(problem(path, backing, d.what)),
+                Err(CoreError::Crypto(e)) => {
+                    self.problem(problem(path, backing, format!("header: {e}")))
+                }
+                Err(e) => stop = Some(core_io(e)),
+            }
+        }
+        (self.progress)(&self.report.stats);
+        stop.map_or(Ok(()), Err)
+    }
 }
+
+/// Files renewed per batch (each step one filesystem sync for all).
+const BATCH: usize = 64;
 
 fn read_header(f: &File) -> Result<[u8; HEADER_LEN], CoreError> {
     let mut h = [0u8; HEADER_LEN];
@@ -189,9 +225,13 @@ fn read_header(f: &File) -> Result<[u8; HEADER_LEN], CoreError> {
 }
 
 fn damaged(at: &Entry<'_>, what: String) -> Problem {
+    problem(at.path.to_owned(), at.backing.to_owned(), what)
+}
+
+fn problem(path: String, backing: PathBuf, what: String) -> Problem {
     Problem {
-        path: at.path.to_owned(),
-        backing: at.backing.to_owned(),
+        path,
+        backing,
         what,
         kind: ProblemKind::Damaged,
     }

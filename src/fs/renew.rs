@@ -16,7 +16,10 @@ use std::fs::File;
 use std::os::fd::{BorrowedFd, OwnedFd};
 use std::os::unix::fs::FileExt;
 
+mod batch;
 mod xattrs;
+
+pub use batch::Batch;
 
 /// The journal directory, in the cipher directory's root.
 pub const JOURNAL_DIR: &str = "dekfs.renew";
@@ -64,32 +67,30 @@ pub fn renew_in_place(
     old: &FileKey,
     header: &[u8; HEADER_LEN],
 ) -> FsResult<(FileKey, [u8; HEADER_LEN])> {
-    let csize = f.metadata()?.len();
-    if plain_size(csize).is_err() {
-        return Err(CoreError::damage(format!(
-            "impossible ciphertext size {csize}: cannot renew"
-        )));
-    }
-    let nblocks = (csize - HL).div_ceil(CBS);
-    let features = FileHeader::parse(header)
-        .map_err(|e| CoreError::damage(format!("header: {e}")))?
-        .optional_features;
+    let p = prepare(f, header)?;
     let jdir = journal_dir(root, true)?;
     let name = journal_name(old.file_id());
-    write_journal(&jdir, &name, f, csize)?;
+    write_journal(&jdir, &name, f, p.csize, true)?;
+    rustix::fs::fsync(&jdir)?;
     crate::failpoint::hit(FP_JOURNAL);
     let flag = old
-        .header_with_features(header, features | FEATURE_RENEWING)
+        .header_with_features(header, p.features | FEATURE_RENEWING)
         .map_err(CoreError::Crypto)?;
     // Only the fixed part and its MAC change; the slots stay as they are.
     f.write_all_at(&flag[..72], 0)?;
     f.sync_data()?;
     crate::failpoint::hit(FP_FLAGGED);
-    let done = reseal(f, keys, dir, old, nblocks).and_then(|(new, nh)| {
-        f.write_all_at(&nh, 0)?;
-        f.sync_data()?;
-        Ok((new, nh))
-    });
+    let done = keys
+        .renew_file(dir, p.nblocks)
+        .map_err(CoreError::Crypto)
+        .and_then(|(new, nh)| {
+            reseal_blocks(f, old, &new, p.nblocks)?;
+            f.sync_all()?;
+            crate::failpoint::hit(FP_SEALED);
+            f.write_all_at(&nh, 0)?;
+            f.sync_data()?;
+            Ok((new, nh))
+        });
     let (new, nh) = match done {
         Ok(x) => x,
         Err(e) => {
@@ -109,15 +110,33 @@ pub fn renew_in_place(
     Ok((new, nh))
 }
 
-/// Re-seals blocks `0..nblocks` under a fresh key and syncs them.
-fn reseal(
-    f: &File,
-    keys: &VolumeKeys,
-    dir: &DirKey,
-    old: &FileKey,
+/// What a renewal needs to know about a file before it starts.
+struct Prepared {
+    csize: u64,
     nblocks: u64,
-) -> FsResult<(FileKey, [u8; HEADER_LEN])> {
-    let (new, nh) = keys.renew_file(dir, nblocks).map_err(CoreError::Crypto)?;
+    features: u32,
+}
+
+fn prepare(f: &File, header: &[u8; HEADER_LEN]) -> FsResult<Prepared> {
+    let csize = f.metadata()?.len();
+    if plain_size(csize).is_err() {
+        return Err(CoreError::damage(format!(
+            "impossible ciphertext size {csize}: cannot renew"
+        )));
+    }
+    let features = FileHeader::parse(header)
+        .map_err(|e| CoreError::damage(format!("header: {e}")))?
+        .optional_features;
+    Ok(Prepared {
+        csize,
+        nblocks: (csize - HL).div_ceil(CBS),
+        features,
+    })
+}
+
+/// Re-seals blocks `0..nblocks` and the `user.` xattrs from `old` to `new`
+/// (not synced).
+fn reseal_blocks(f: &File, old: &FileKey, new: &FileKey, nblocks: u64) -> FsResult<()> {
     let csize = f.metadata()?.len();
     let mut cbuf = vec![0u8; (RUN_BLOCKS * CBS) as usize];
     let mut plain = vec![0u8; RUN_BLOCKS as usize * BLOCK_SIZE];
@@ -126,20 +145,25 @@ fn reseal(
         let off = HL + first * CBS;
         let clen = (RUN_BLOCKS * CBS).min(csize - off) as usize;
         f.read_exact_at(&mut cbuf[..clen], off)?;
-        let plen = blocks::open_run(old, first, &cbuf[..clen], &mut plain)
-            .map_err(|i| CoreError::damage(format!("block {i} failed authentication")))?;
+        let r = blocks::open_run(old, first, &cbuf[..clen], &mut plain);
+        let plen = match r {
+            Ok(n) => n,
+            Err(i) => {
+                plain.fill(0);
+                return Err(CoreError::damage(format!(
+                    "block {i} failed authentication"
+                )));
+            }
+        };
         debug_assert_eq!(blocks::sealed_len(plen), clen);
-        blocks::seal_run(&new, first, &plain[..plen], &mut cbuf[..clen])
+        blocks::seal_run(new, first, &plain[..plen], &mut cbuf[..clen])
             .map_err(CoreError::Crypto)?;
         f.write_all_at(&cbuf[..clen], off)?;
         first += RUN_BLOCKS;
         crate::failpoint::hit(FP_RUN);
     }
     plain.fill(0);
-    xattrs::reseal(f, old, &new)?;
-    f.sync_all()?;
-    crate::failpoint::hit(FP_SEALED);
-    Ok((new, nh))
+    xattrs::reseal(f, old, new)
 }
 
 /// Finishes an interrupted renewal of `f`, whose `header` carries the flag:
@@ -233,8 +257,9 @@ fn open_journal(jdir: &OwnedFd, name: &str) -> FsResult<File> {
 }
 
 /// Writes `f`'s first `len` bytes to `<name>.tmp`, syncs it, and renames it
-/// to `name` (synced): the journal exists whole or not at all.
-fn write_journal(jdir: &OwnedFd, name: &str, f: &File, len: u64) -> FsResult<()> {
+/// to `name`: the journal exists whole or not at all. The caller syncs the
+/// directory (or the filesystem) before it flags the file.
+fn write_journal(jdir: &OwnedFd, name: &str, f: &File, len: u64, sync: bool) -> FsResult<()> {
     let tmp = format!("{name}.tmp");
     // A leftover of an earlier attempt would keep its attributes.
     let _ = rustix::fs::unlinkat(jdir, tmp.as_str(), AtFlags::empty());
@@ -248,9 +273,10 @@ fn write_journal(jdir: &OwnedFd, name: &str, f: &File, len: u64) -> FsResult<()>
     )?);
     copy_range(f, &t, 0, len)?;
     xattrs::save(f, &t)?;
-    t.sync_all()?;
+    if sync {
+        t.sync_all()?;
+    }
     rustix::fs::renameat(jdir, &tmp, jdir, name)?;
-    rustix::fs::fsync(jdir)?;
     Ok(())
 }
 
