@@ -35,7 +35,7 @@ impl CoreFs {
                 let keys = self.vkeys()?;
                 let temp = !io.is_loaded();
                 if temp {
-                    io.load(&file, &keys, &dkey)
+                    self.load_io(node, &file, &mut io, &keys, &dkey)
                         .map_err(|e| self.locate(node.ino, e))?;
                 }
                 let key = match (io.key().cloned(), create) {
