@@ -28,6 +28,7 @@ pub fn run(cipherdir: &Path, u: UnlockedVolume, scope: &str, json: bool) -> CliR
     let keys = u.keys.clone();
     drop(u);
     log::info!("rekey --data: started for {scope}");
+    crate::audit::record(crate::audit::Event::new("data-renewal-start").detail(scope));
     let total = crate::engine::rekey::count(cipherdir, &keys)?;
     let start = Instant::now();
     let mut last = start;
@@ -65,6 +66,17 @@ pub fn run(cipherdir: &Path, u: UnlockedVolume, scope: &str, json: bool) -> CliR
         s.rewrapped,
         report.problems.len()
     );
+    let counts = format!(
+        "{scope}: {} files, {} renewed, {} problems",
+        s.files,
+        s.rewrapped,
+        report.problems.len()
+    );
+    crate::audit::record(if report.problems.is_empty() {
+        crate::audit::Event::new("data-renewal-finish").detail(counts)
+    } else {
+        crate::audit::Event::new("data-renewal-finish").failed(counts)
+    });
     for p in &report.problems {
         say(json, &format!("not renewed: {}: {}", p.path, p.what));
     }

@@ -1,6 +1,6 @@
 //! The control socket's `renew` request: online DEK renewal (`dekfs rekey
 //! MOUNTPOINT --data [PATH]`) through the live core, with progress messages
-//! and a log line at start and end. It must not re-encrypt anything itself
+//! and a log line and an audit event at start and end. It must not re-encrypt anything itself
 //! (fs/renew_live.rs does) and never sends paths of files outside the
 //! requested subtree.
 
@@ -25,6 +25,11 @@ pub(super) fn renew(core: &CoreFs, peer: Peer, path: &str, out: &mut dyn FnMut(R
         "rekey --data {path:?} requested by uid {} pid {}",
         peer.uid,
         peer.pid
+    );
+    crate::audit::record(
+        crate::audit::Event::new("data-renewal-start")
+            .peer(peer.uid, peer.pid)
+            .detail(path),
     );
     let start = Instant::now();
     let mut last = start;
@@ -61,6 +66,18 @@ pub(super) fn renew(core: &CoreFs, peer: Peer, path: &str, out: &mut dyn FnMut(R
         r.problems.len(),
         start.elapsed().as_secs_f64()
     );
+    let counts = format!(
+        "{path}: {} files, {} renewed, {} problems",
+        r.files,
+        r.renewed,
+        r.problems.len()
+    );
+    let ev = crate::audit::Event::new("data-renewal-finish").peer(peer.uid, peer.pid);
+    crate::audit::record(if r.problems.is_empty() {
+        ev.detail(counts)
+    } else {
+        ev.failed(counts)
+    });
     if r.problems.is_empty() {
         out(Response::done(format!(
             "{} files renewed ({} empty, no key yet)",
