@@ -59,7 +59,9 @@ impl Handler for TestDaemon {
                 }
                 out(Response::done("rekeyed"))
             }
-            Request::Shred { .. } => out(Response::error(ErrorCode::NotImplemented, "later")),
+            Request::Shred { .. } | Request::Renew { .. } => {
+                out(Response::error(ErrorCode::NotImplemented, "later"))
+            }
         }
     }
 }

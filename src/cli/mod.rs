@@ -14,6 +14,7 @@ mod mount;
 mod period;
 mod protector;
 mod rekey;
+mod rekey_data;
 mod secret_input;
 mod shred;
 mod shred_purge;

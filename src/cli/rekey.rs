@@ -59,6 +59,10 @@ pub struct RekeyArgs {
     /// Audit lines (start, finish, destruction) to FILE instead of syslog
     #[arg(long, value_name = "FILE")]
     log_file: Option<PathBuf>,
+    /// Re-encrypt file contents under fresh DEKs instead (all files, or those under PATH,
+    /// a path inside the volume); resumable: a rerun continues
+    #[arg(long, value_name = "PATH", num_args = 0..=1, default_missing_value = "/")]
+    data: Option<String>,
     /// Rotation period for --if-due, in days (default: the volume's, see `dekfs period`;
     /// 0: due now)
     #[arg(long, value_name = "DAYS", value_parser = super::period::parse_override_days)]
@@ -145,7 +149,24 @@ fn due_in_days(a: &RekeyArgs) -> CliResult<(u64, i64)> {
 
 pub fn run(a: RekeyArgs) -> CliResult<()> {
     crate::logger::init(a.log_file.as_deref(), false)?;
+    if let Some(scope) = &a.data {
+        // A mount point: the daemon renews online.
+        if let Some(r) = super::rekey_data::online(&a.cipherdir, scope, a.json) {
+            return r;
+        }
+    }
     let _lock = lock(&a.cipherdir)?;
+    if let Some(scope) = &a.data {
+        let mut creds = explicit_credentials(&a)?;
+        if creds.is_empty() && has_tty() && needs_credential(&a, true)? {
+            creds.push(Credential::Passphrase(secret_input::prompt(
+                "Passphrase: ",
+                false,
+            )?));
+        }
+        let u = unlock(&a, &creds)?;
+        return super::rekey_data::run(&a.cipherdir, u, scope, a.json);
+    }
     let pending = rotate::pending_rotation(&a.cipherdir)?;
     if a.if_due && pending.is_none() {
         let (age, left) = due_in_days(&a)?;

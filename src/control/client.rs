@@ -217,6 +217,9 @@ impl Client {
             Request::Shred { path } => {
                 self.exchange(&Wire::Shred { path: path.clone() }, &[], progress)
             }
+            Request::Renew { path } => {
+                self.exchange(&Wire::Renew { path: path.clone() }, &[], progress)
+            }
             Request::Unlock(keys) => {
                 let borrowed: Vec<(u32, &Key32)> = keys.iter().map(|(v, k)| (*v, k)).collect();
                 self.unlock(&borrowed)

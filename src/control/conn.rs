@@ -117,6 +117,7 @@ fn to_request(
         Wire::Lock => Request::Lock,
         Wire::Rekey => Request::Rekey,
         Wire::Shred { path } => Request::Shred { path },
+        Wire::Renew { path } => Request::Renew { path },
         Wire::Unlock { kek_versions } => {
             let mut keys = Vec::with_capacity(kek_versions.len());
             for v in kek_versions {

@@ -159,6 +159,11 @@ pub enum Request {
     Shred {
         path: String,
     },
+    /// DEK renewal (`rekey --data`) of every file under `path`, a path inside the volume
+    /// ("/" for all).
+    Renew {
+        path: String,
+    },
 }
 
 impl Request {
@@ -169,6 +174,7 @@ impl Request {
             Request::Unlock(_) => "unlock",
             Request::Rekey => "rekey",
             Request::Shred { .. } => "shred",
+            Request::Renew { .. } => "renew",
         }
     }
 }
@@ -205,9 +211,14 @@ pub enum Wire {
     Shred {
         path: String,
     },
+    Renew {
+        path: String,
+    },
 }
 
-const KNOWN_OPS: [&str; 6] = ["hello", "status", "lock", "unlock", "rekey", "shred"];
+const KNOWN_OPS: [&str; 7] = [
+    "hello", "status", "lock", "unlock", "rekey", "shred", "renew",
+];
 
 impl Wire {
     pub fn to_json(&self) -> Vec<u8> {
@@ -269,6 +280,11 @@ mod tests {
         };
         assert_eq!(code(br#"{"op":"fly"}"#), ErrorCode::UnknownRequest);
         assert_eq!(code(br#"{"op":"shred"}"#), ErrorCode::BadRequest);
+        assert_eq!(code(br#"{"op":"renew"}"#), ErrorCode::BadRequest);
+        assert_eq!(
+            Wire::parse(br#"{"op":"renew","path":"/a"}"#).unwrap(),
+            Wire::Renew { path: "/a".into() }
+        );
         assert_eq!(code(br#"[1,2]"#), ErrorCode::BadRequest);
         assert_eq!(code(b"\xff\xfe"), ErrorCode::BadRequest);
         assert_eq!(

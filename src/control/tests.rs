@@ -37,6 +37,7 @@ impl Handler for Probe {
                 out(Response::done("first"));
                 out(Response::done("second"));
             }
+            Request::Renew { path } => out(Response::done(path)),
         }
     }
 }
@@ -105,6 +106,10 @@ fn hello_first_then_requests() {
         Response::done("first")
     );
     assert_eq!(ask(&s, &Wire::Lock), Response::done("locked"));
+    assert_eq!(
+        ask(&s, &Wire::Renew { path: "/d".into() }),
+        Response::done("/d")
+    );
     drop(s);
     t.join().unwrap();
 }

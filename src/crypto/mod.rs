@@ -10,7 +10,7 @@ pub(crate) mod mac;
 pub mod names;
 
 pub use aead::{BlockAead, RingAead};
-pub use keys::{DirKey, FileKey, KekRewrap, VolumeKeys, XattrCipher};
+pub use keys::{DirKey, FileKey, KekRewrap, VolumeKeys, XattrCipher, FEATURE_RENEWING};
 
 use crate::format::FormatError;
 

@@ -134,11 +134,14 @@ fn sync_mount(mnt: &std::path::Path) {
 
 impl Handler for DaemonHandler {
     fn handle(&self, peer: Peer, req: Request, out: &mut dyn FnMut(Response)) {
+        if let Request::Renew { path } = &req {
+            return super::renew_op::renew(&self.core, peer, path, out);
+        }
         out(match req {
             Request::Status => self.status(),
             Request::Lock => self.lock(peer),
             Request::Unlock(keks) => self.unlock(peer, keks),
-            Request::Rekey | Request::Shred { .. } => Response::error(
+            Request::Rekey | Request::Shred { .. } | Request::Renew { .. } => Response::error(
                 ErrorCode::NotImplemented,
                 format!("{} is not implemented by this daemon yet", req.op()),
             ),

@@ -9,6 +9,7 @@ mod kcache;
 mod kmount;
 pub mod mountinfo;
 mod process;
+mod renew_op;
 pub mod runtime;
 mod serve;
 mod session;

@@ -168,6 +168,14 @@ impl Fsck<'_> {
             Ok(k) => k,
             Err(e) => return Ok(Err(format!("header: {e}"))),
         };
+        if crate::fs::renew::flagged(&header) {
+            // Blocks under two DEKs until the journal is put back: not damage.
+            self.note(format!(
+                "{}: an interrupted DEK renewal (the next mount or `dekfs rekey --data` finishes it)",
+                at.path
+            ));
+            return Ok(Ok(()));
+        }
         let nblocks = psize.div_ceil(BLOCK_SIZE as u64);
         let mut buf = vec![0u8; BATCH * CIPHER_BLOCK_SIZE];
         let mut out = vec![0u8; BLOCK_SIZE];

@@ -224,11 +224,13 @@ impl CoreFs {
         let keys = self.vkeys()?;
         let temp = !io.is_loaded();
         if temp {
-            io.load(&file, &keys, &dkey)
+            self.load_io(node, &file, &mut io, &keys, &dkey)
                 .map_err(|e| self.locate(node.ino, e))?;
         }
-        let r = io
-            .truncate(&file, &keys, &dkey, size, who)
+        let plen = io.plain_len()?;
+        let r = self
+            .renew_if_due(&file, &mut io, &keys, &dkey, size.min(plen), size)
+            .and_then(|()| io.truncate(&file, &keys, &dkey, size, who))
             .map_err(|e| self.locate(node.ino, e));
         if temp && node.open_handles.load(std::sync::atomic::Ordering::Acquire) == 0 {
             io.unload();

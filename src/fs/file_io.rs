@@ -22,6 +22,8 @@ const HL: u64 = HEADER_LEN as u64;
 pub const NONCE_LIMIT: u64 = 1 << 31;
 pub use size::MAX_FILE_SIZE;
 
+pub mod renew;
+mod reserve;
 mod size;
 
 /// The plaintext size to show for a backing size. A trailing stub of 1..=28
@@ -187,12 +189,10 @@ impl FileIo {
             // Only reached with a key, which always comes with its header.
             return Err(Errno::EIO.into());
         };
-        self.step = (self.step * 2).clamp(1024, 1 << 20).max(n);
+        self.step = self.next_step(n);
         let new_reserved = self.reserved.saturating_add(self.step);
         if new_reserved > NONCE_LIMIT {
-            return Err(CoreError::damage(
-                "DEK usage limit reached: the file needs a data rekey",
-            ));
+            return Err(reserve::limit_reached());
         }
         let nh = key
             .header_with_reservation(h, new_reserved)

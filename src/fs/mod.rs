@@ -20,6 +20,9 @@ pub mod policy;
 mod readdir;
 mod remove;
 mod rename;
+pub mod renew;
+mod renew_hook;
+mod renew_live;
 mod rewrap;
 mod xattr;
 
@@ -30,6 +33,7 @@ pub use error::{user_errno, CoreError, Damage, Errno, FsResult, OpenError};
 pub use keystate::{CoreStats, InstallError, LockOutcome};
 pub use names::RECOVERY_PREFIX;
 pub use node::{Kind, ROOT_INO};
+pub use renew_live::LiveRenewal;
 
 use crate::crypto::{DirKey, VolumeKeys};
 use crate::format::DIR_META_NAME;

@@ -128,7 +128,7 @@ impl CoreFs {
             }
         };
         let (_, dkey) = self.dir_node(node.parent())?;
-        io.load(file, keys, &dkey)
+        self.load_io(node, file, io, keys, &dkey)
             .map_err(|e| self.locate(node.ino, e))
     }
 
@@ -154,6 +154,9 @@ impl CoreFs {
         let keys = self.vkeys()?;
         self.reload(&of.node, &of.file, &mut io, Some(&keys))?;
         let (_, dkey) = self.dir_node(of.node.parent())?;
+        let end = off.saturating_add(data.len() as u64);
+        self.renew_if_due(&of.file, &mut io, &keys, &dkey, off, end)
+            .map_err(|e| self.locate(of.node.ino, e))?;
         let n = io
             .write(&of.file, &keys, &dkey, off, data, who)
             .map_err(|e| self.locate(of.node.ino, e))?;
@@ -218,6 +221,8 @@ impl CoreFs {
         let (_, dkey) = self.dir_node(of.node.parent())?;
         let cur = io.plain_len().map_err(|e| self.locate(of.node.ino, e))?;
         if end > cur {
+            self.renew_if_due(&of.file, &mut io, &keys, &dkey, cur, end)
+                .map_err(|e| self.locate(of.node.ino, e))?;
             io.truncate(&of.file, &keys, &dkey, end, who)
                 .map_err(|e| self.locate(of.node.ino, e))?;
         }
@@ -230,6 +235,8 @@ impl CoreFs {
             return;
         };
         let mut io = of.node.io.write().unwrap_or_else(|e| e.into_inner());
+        // Gives back the unused part of a raised nonce reservation.
+        io.settle(&of.file);
         if of.node.open_handles.fetch_sub(1, Ordering::AcqRel) == 1 {
             io.unload();
             // An unlinked file's space becomes reclaimable now.

@@ -35,7 +35,7 @@ impl CoreFs {
                 let keys = self.vkeys()?;
                 let temp = !io.is_loaded();
                 if temp {
-                    io.load(&file, &keys, &dkey)
+                    self.load_io(node, &file, &mut io, &keys, &dkey)
                         .map_err(|e| self.locate(node.ino, e))?;
                 }
                 let key = match (io.key().cloned(), create) {
@@ -46,14 +46,16 @@ impl CoreFs {
                     ),
                     (None, false) => None,
                 };
+                // Still under the lock: a DEK renewal (which re-seals the
+                // attributes) must not run between taking the key and using it.
+                let r = match key {
+                    Some(k) => f(k.xattr()),
+                    None => Err(Errno::ENODATA.into()),
+                };
                 if temp && node.open_handles.load(std::sync::atomic::Ordering::Acquire) == 0 {
                     io.unload();
                 }
-                drop(io);
-                match key {
-                    Some(k) => f(k.xattr()),
-                    None => Err(Errno::ENODATA.into()),
-                }
+                r
             }
             _ => Err(Errno::EPERM.into()),
         }

@@ -4,6 +4,7 @@
 
 mod dir;
 mod file;
+mod renew;
 mod rotate;
 #[cfg(test)]
 mod tests;
@@ -13,6 +14,7 @@ mod xattr;
 
 pub use dir::DirKey;
 pub use file::FileKey;
+pub use renew::FEATURE_RENEWING;
 pub use rotate::KekRewrap;
 pub use xattr::{XattrCipher, MAX_XATTR_VALUE, XATTR_NAME_MAX, XATTR_PREFIX, XATTR_SIZE_MAX};
 
