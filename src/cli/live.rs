@@ -34,7 +34,7 @@ pub struct UnlockArgs {
 
 /// The mountpoint as the daemon named its socket: the parent canonicalised,
 /// the last component kept, so a locked mount is never stat'ed.
-fn mountpoint(p: &Path) -> PathBuf {
+pub(super) fn mountpoint(p: &Path) -> PathBuf {
     let abs = std::path::absolute(p).unwrap_or_else(|_| p.to_path_buf());
     match (abs.parent(), abs.file_name()) {
         (Some(parent), Some(name)) => std::fs::canonicalize(parent)

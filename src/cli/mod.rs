@@ -13,6 +13,7 @@ mod live;
 mod mount;
 mod protector;
 mod rekey;
+mod rekey_online;
 mod secret_input;
 mod shred;
 mod status;

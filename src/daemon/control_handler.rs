@@ -134,14 +134,16 @@ fn sync_mount(mnt: &std::path::Path) {
 
 impl Handler for DaemonHandler {
     fn handle(&self, peer: Peer, req: Request, out: &mut dyn FnMut(Response)) {
-        out(match req {
+        let answer = match req {
             Request::Status => self.status(),
             Request::Lock => self.lock(peer),
             Request::Unlock(keks) => self.unlock(peer, keks),
-            Request::Rekey | Request::Shred { .. } => Response::error(
+            Request::Rekey(r) => super::rekey_op::rekey(&self.core, &self.cipherdir, peer, r, out),
+            Request::Shred { .. } => Response::error(
                 ErrorCode::NotImplemented,
                 format!("{} is not implemented by this daemon yet", req.op()),
             ),
-        });
+        };
+        out(answer);
     }
 }

@@ -9,6 +9,8 @@ mod kcache;
 mod kmount;
 pub mod mountinfo;
 mod process;
+mod rekey_op;
+pub mod rotation;
 pub mod runtime;
 mod serve;
 mod session;

@@ -7,7 +7,7 @@
 //! or timestamps, or skip an object silently: every one it cannot rewrap is a
 //! reported problem.
 
-use super::source::Offline;
+use super::source::{Offline, Source};
 use super::walk::{Entry, Problem, ProblemKind, Visitor, Walker};
 use crate::crypto::{DirKey, VolumeKeys};
 use crate::format::{DirMeta, FileHeader, KeySlot, DIR_META_LEN, DIR_META_NAME, HEADER_LEN};
@@ -18,6 +18,10 @@ use std::io;
 use std::os::fd::{AsFd, BorrowedFd};
 use std::os::unix::fs::FileExt;
 use std::path::Path;
+
+/// Where an online rekey walk leaves each header it wrote, for the live
+/// source to install in the open file's cached state (`fs::online`).
+pub type Rewritten = std::rc::Rc<std::cell::Cell<Option<[u8; HEADER_LEN]>>>;
 
 /// Failpoints of the per-object steps (the volume layer has the config ones).
 pub const FP_FILE_BOTH: &str = "rekey.file.both";
@@ -79,6 +83,10 @@ struct Rekey<'a> {
     report: Report,
     progress: &'a mut dyn FnMut(&Stats),
     staged: Vec<Staged>,
+    /// Online: each header is finished while its file is held (no staging
+    /// across files, whose fin writes would land outside the hold), and the
+    /// written header is left here.
+    online: Option<Rewritten>,
 }
 
 /// Rewraps every object under `cipherdir` to the active KEK of `keys`
@@ -90,42 +98,78 @@ pub fn rewrap_all(
     old: u32,
     progress: &mut dyn FnMut(&Stats),
 ) -> io::Result<Report> {
-    walk(cipherdir, keys, old, Mode2::Rewrap, progress)
+    let src = Offline::new(cipherdir, keys);
+    walk(src, cipherdir, keys, old, Mode2::Rewrap, None, progress)
 }
 
 /// The read-only walk: every object that still holds a slot of `old`, and
 /// every object that could not be read.
 pub fn verify(cipherdir: &Path, keys: &VolumeKeys, old: u32) -> io::Result<Report> {
-    walk(cipherdir, keys, old, Mode2::Verify, &mut |_| {})
+    let src = Offline::new(cipherdir, keys);
+    walk(src, cipherdir, keys, old, Mode2::Verify, None, &mut |_| {})
+}
+
+/// `rewrap_all` through a live source (a mounted volume): the source holds
+/// each object and takes the headers left in `rewritten`.
+pub fn rewrap_live<S: Source>(
+    source: S,
+    cipherdir: &Path,
+    keys: &VolumeKeys,
+    old: u32,
+    rewritten: Rewritten,
+    progress: &mut dyn FnMut(&Stats),
+) -> io::Result<Report> {
+    let mode = Mode2::Rewrap;
+    walk(source, cipherdir, keys, old, mode, Some(rewritten), progress)
+}
+
+/// `verify` through a live source.
+pub fn verify_live<S: Source>(
+    source: S,
+    cipherdir: &Path,
+    keys: &VolumeKeys,
+    old: u32,
+    progress: &mut dyn FnMut(&Stats),
+) -> io::Result<Report> {
+    walk(source, cipherdir, keys, old, Mode2::Verify, None, progress)
+}
+
+/// Counts directories and files through any source.
+pub fn count_in<S: Source>(source: S) -> io::Result<u64> {
+    let mut c = Count(0);
+    Walker::new(source, &mut c).run()?;
+    Ok(c.0)
+}
+
+struct Count(u64);
+
+impl Visitor for Count {
+    fn dir(&mut self, _: &Entry<'_>, _: &DirKey, _: Option<&DirKey>) -> io::Result<()> {
+        self.0 += 1;
+        Ok(())
+    }
+    fn file(&mut self, _: &Entry<'_>, _: &DirKey) -> io::Result<()> {
+        self.0 += 1;
+        Ok(())
+    }
+    fn symlink(&mut self, _: &Entry<'_>, _: &DirKey) -> io::Result<()> {
+        Ok(())
+    }
+    fn problem(&mut self, _: Problem) {}
 }
 
 /// Counts directories and files (for progress totals); reads no header.
 pub fn count(cipherdir: &Path, keys: &VolumeKeys) -> io::Result<u64> {
-    struct Count(u64);
-    impl Visitor for Count {
-        fn dir(&mut self, _: &Entry<'_>, _: &DirKey, _: Option<&DirKey>) -> io::Result<()> {
-            self.0 += 1;
-            Ok(())
-        }
-        fn file(&mut self, _: &Entry<'_>, _: &DirKey) -> io::Result<()> {
-            self.0 += 1;
-            Ok(())
-        }
-        fn symlink(&mut self, _: &Entry<'_>, _: &DirKey) -> io::Result<()> {
-            Ok(())
-        }
-        fn problem(&mut self, _: Problem) {}
-    }
-    let mut c = Count(0);
-    Walker::new(Offline::new(cipherdir, keys), &mut c).run()?;
-    Ok(c.0)
+    count_in(Offline::new(cipherdir, keys))
 }
 
-fn walk(
+fn walk<S: Source>(
+    source: S,
     cipherdir: &Path,
     keys: &VolumeKeys,
     old: u32,
     mode: Mode2,
+    online: Option<Rewritten>,
     progress: &mut dyn FnMut(&Stats),
 ) -> io::Result<Report> {
     let mut v = Rekey {
@@ -135,8 +179,9 @@ fn walk(
         report: Report::default(),
         progress,
         staged: Vec::with_capacity(BATCH),
+        online,
     };
-    Walker::new(Offline::new(cipherdir, keys), &mut v).run()?;
+    Walker::new(source, &mut v).run()?;
     if mode == Mode2::Rewrap {
         v.flush()?;
         // The final (slot-cleared) writes were not synced one by one: the
@@ -231,7 +276,14 @@ impl Visitor for Rekey<'_> {
 
     fn file(&mut self, at: &Entry<'_>, parent: &DirKey) -> io::Result<()> {
         self.report.stats.files += 1;
-        let f = open_file(at, self.mode == Mode2::Rewrap)?;
+        let f = match open_file(at, self.mode == Mode2::Rewrap) {
+            Err(e) if e.kind() == io::ErrorKind::NotFound && self.online.is_some() => {
+                // Moved away between the listing and the hold (live volume).
+                self.note(format!("{}: gone during the walk", at.path));
+                return Ok(());
+            }
+            r => r?,
+        };
         let md = f.metadata()?;
         let len = md.len();
         let replaced = at.ino != 0 && std::os::unix::fs::MetadataExt::ino(&md) != at.ino;
@@ -303,10 +355,24 @@ impl Rekey<'_> {
             // The kept slot already is of the new KEK: only a leftover goes.
             f.write_all_at(&r.fin, 0)?;
             rustix::fs::futimens(&f, &t)?;
+            if let Some(cell) = &self.online {
+                cell.set(Some(r.fin));
+            }
             crate::failpoint::hit(FP_FILE_FIN);
             return Ok(());
         };
         f.write_all_at(&both, 0)?;
+        if let Some(cell) = &self.online {
+            // Online the file is held only for this visit: its new slot is
+            // made durable and its old one cleared before the hold ends.
+            f.sync_data()?;
+            crate::failpoint::hit(FP_FILE_BOTH);
+            f.write_all_at(&r.fin, 0)?;
+            rustix::fs::futimens(&f, &t)?;
+            cell.set(Some(r.fin));
+            crate::failpoint::hit(FP_FILE_FIN);
+            return Ok(());
+        }
         self.staged.push(Staged { f, fin: r.fin, t });
         if self.staged.len() >= BATCH {
             self.flush()?;

@@ -155,7 +155,9 @@ impl<'v, S: Source, V: Visitor> Walker<'v, S, V> {
             name: ".",
             ino: 0,
         };
-        self.visitor.dir(&at, &key, parent)?;
+        let visitor = &mut *self.visitor;
+        self.source
+            .hold_dir(fd.as_fd(), &mut || visitor.dir(&at, &key, parent))?;
         let mut entries = layout::list(&fd)?;
         entries.sort_by(|a, b| a.raw.cmp(&b.raw));
         let longs: BTreeSet<&str> = entries

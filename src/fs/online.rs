@@ -15,6 +15,7 @@ use crate::crypto::DirKey;
 use crate::engine::fsck::{self, Report};
 use crate::engine::source::{DirKeyState, Held, Source};
 use rustix::fs::{Mode, OFlags};
+use crate::engine::rekey::Rewritten;
 use std::collections::HashMap;
 use std::io;
 use std::os::fd::{AsRawFd, BorrowedFd, OwnedFd, RawFd};
@@ -25,6 +26,11 @@ use std::sync::Arc;
 /// kernel's own FORGETs keep their meaning.
 pub struct Live<'a> {
     core: &'a CoreFs,
+    /// Set for a rekey walk: objects are held exclusively (no reader or
+    /// writer of the file meanwhile), each directory's key file under its
+    /// parent's entry lock (no move of it meanwhile), and a header the
+    /// visitor rewrote (left here) replaces the open file's cached copy.
+    rekey: Option<Rewritten>,
     /// The node behind each directory descriptor handed to the walker, and
     /// whether this source holds a lookup of it.
     dirs: HashMap<RawFd, (Arc<Node>, bool)>,
@@ -35,6 +41,17 @@ impl CoreFs {
     pub fn live_source(&self) -> Live<'_> {
         Live {
             core: self,
+            rekey: None,
+            dirs: HashMap::new(),
+        }
+    }
+
+    /// A walk source for rewriting key slots (see `Live::rekey`): the
+    /// visitor leaves each header it wrote in `rewritten`.
+    pub fn rekey_source(&self, rewritten: Rewritten) -> Live<'_> {
+        Live {
+            core: self,
+            rekey: Some(rewritten),
             dirs: HashMap::new(),
         }
     }
@@ -156,13 +173,48 @@ impl Source for Live<'_> {
         };
         // Held only if the name still leads to the inode the walker listed;
         // the visitor checks the inode it opens against the same number.
-        let r = if node.ino == self.core.fuse_ino(obj.ino) {
+        let r = if node.ino != self.core.fuse_ino(obj.ino) {
+            Ok(())
+        } else if let Some(cell) = &self.rekey {
+            let mut io = node.io.write().unwrap_or_else(|e| e.into_inner());
+            cell.set(None);
+            let r = visit();
+            // A header only reaches the cache if the file has one loaded:
+            // an unloaded state reads the disk (the new header) on next use.
+            if let Some(h) = cell.take() {
+                if io.is_loaded() && io.header().is_some() {
+                    io.set_header(h);
+                }
+            }
+            r
+        } else {
             let _still = node.io.read().unwrap_or_else(|e| e.into_inner());
             visit()
-        } else {
-            Ok(())
         };
         self.core.forget(node.ino, 1);
         r
+    }
+
+    fn hold_dir(
+        &mut self,
+        dir: BorrowedFd<'_>,
+        visit: &mut dyn FnMut() -> io::Result<()>,
+    ) -> io::Result<()> {
+        let node = self.parent(dir)?;
+        if self.rekey.is_none() || node.ino == ROOT_INO {
+            return visit();
+        }
+        // A move of the directory rewrites its key file under both parents'
+        // entry locks: holding the parent's keeps the two rewrites apart.
+        let Ok(parent) = self.core.node(node.parent()) else {
+            return Ok(());
+        };
+        let _entries = super::node::lock(&parent.entries_lock);
+        if node.parent() != parent.ino {
+            // Moved since the walker chose its parent key: the next pass
+            // finds it under its new parent.
+            return Ok(());
+        }
+        visit()
     }
 }
