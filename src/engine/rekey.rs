@@ -87,6 +87,9 @@ struct Rekey<'a> {
     /// across files, whose fin writes would land outside the hold), and the
     /// written header is left here.
     online: Option<Rewritten>,
+    /// A live volume: an object removed or moved between the listing and
+    /// the visit is a note, not an error.
+    live: bool,
 }
 
 /// Rewraps every object under `cipherdir` to the active KEK of `keys`
@@ -99,14 +102,14 @@ pub fn rewrap_all(
     progress: &mut dyn FnMut(&Stats),
 ) -> io::Result<Report> {
     let src = Offline::new(cipherdir, keys);
-    walk(src, cipherdir, keys, old, Mode2::Rewrap, None, progress)
+    walk(src, cipherdir, keys, old, Mode2::Rewrap, (None, false), progress)
 }
 
 /// The read-only walk: every object that still holds a slot of `old`, and
 /// every object that could not be read.
 pub fn verify(cipherdir: &Path, keys: &VolumeKeys, old: u32) -> io::Result<Report> {
     let src = Offline::new(cipherdir, keys);
-    walk(src, cipherdir, keys, old, Mode2::Verify, None, &mut |_| {})
+    walk(src, cipherdir, keys, old, Mode2::Verify, (None, false), &mut |_| {})
 }
 
 /// `rewrap_all` through a live source (a mounted volume): the source holds
@@ -120,7 +123,7 @@ pub fn rewrap_live<S: Source>(
     progress: &mut dyn FnMut(&Stats),
 ) -> io::Result<Report> {
     let mode = Mode2::Rewrap;
-    walk(source, cipherdir, keys, old, mode, Some(rewritten), progress)
+    walk(source, cipherdir, keys, old, mode, (Some(rewritten), true), progress)
 }
 
 /// `verify` through a live source.
@@ -131,7 +134,7 @@ pub fn verify_live<S: Source>(
     old: u32,
     progress: &mut dyn FnMut(&Stats),
 ) -> io::Result<Report> {
-    walk(source, cipherdir, keys, old, Mode2::Verify, None, progress)
+    walk(source, cipherdir, keys, old, Mode2::Verify, (None, true), progress)
 }
 
 /// Counts directories and files through any source.
@@ -169,7 +172,7 @@ fn walk<S: Source>(
     keys: &VolumeKeys,
     old: u32,
     mode: Mode2,
-    online: Option<Rewritten>,
+    (online, live): (Option<Rewritten>, bool),
     progress: &mut dyn FnMut(&Stats),
 ) -> io::Result<Report> {
     let mut v = Rekey {
@@ -179,6 +182,7 @@ fn walk<S: Source>(
         report: Report::default(),
         progress,
         staged: Vec::with_capacity(BATCH),
+        live: online.is_some() || live,
         online,
     };
     Walker::new(source, &mut v).run()?;
@@ -245,7 +249,14 @@ fn times(fd: BorrowedFd<'_>) -> io::Result<Timestamps> {
 impl Visitor for Rekey<'_> {
     fn dir(&mut self, at: &Entry<'_>, _key: &DirKey, parent: Option<&DirKey>) -> io::Result<()> {
         self.report.stats.dirs += 1;
-        let meta = layout::read_dir_meta(&at.dir)?;
+        let meta = match layout::read_dir_meta(&at.dir) {
+            Err(rustix::io::Errno::NOENT) if self.live => {
+                // Removed since the listing (live volume).
+                self.note(format!("{}: gone during the walk", at.path));
+                return Ok(());
+            }
+            r => r?,
+        };
         match self.mode {
             Mode2::Verify => match DirMeta::parse(&meta) {
                 Ok(m) if has_version(&m.slots, self.old) => {
@@ -277,7 +288,7 @@ impl Visitor for Rekey<'_> {
     fn file(&mut self, at: &Entry<'_>, parent: &DirKey) -> io::Result<()> {
         self.report.stats.files += 1;
         let f = match open_file(at, self.mode == Mode2::Rewrap) {
-            Err(e) if e.kind() == io::ErrorKind::NotFound && self.online.is_some() => {
+            Err(e) if e.kind() == io::ErrorKind::NotFound && self.live => {
                 // Moved away between the listing and the hold (live volume).
                 self.note(format!("{}: gone during the walk", at.path));
                 return Ok(());
