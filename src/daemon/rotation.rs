@@ -52,6 +52,7 @@ impl Drop for Running {
 }
 
 /// What one step of the rotation did so far (for progress frames).
+#[derive(Clone, Copy)]
 pub struct Step {
     /// "rewrap" or "verify".
     pub name: &'static str,
@@ -73,9 +74,55 @@ pub struct Outcome {
 }
 
 /// Runs the rotation from KEK `old` to the active KEK of `keys` (which must
-/// hold both) on the live core. `_running` proves no other one runs.
+/// hold both) on the live core. `_running` proves no other one runs. The
+/// walks run on a thread of their own at the lowest CPU priority, so the
+/// mount's requests go first; `progress` is called on the caller's thread.
 pub fn run(
     _running: &Running,
+    core: &CoreFs,
+    cipherdir: &Path,
+    keys: Arc<VolumeKeys>,
+    old: u32,
+    force: bool,
+    progress: &mut dyn FnMut(&Step),
+) -> Result<Outcome, String> {
+    std::thread::scope(|scope| {
+        let (tx, rx) = std::sync::mpsc::channel::<Step>();
+        let walker = std::thread::Builder::new()
+            .name("dekfs-rekey-walk".into())
+            .spawn_scoped(scope, move || {
+                lower_priority();
+                let mut send = |s: &Step| {
+                    let _ = tx.send(*s);
+                };
+                rotate_on(core, cipherdir, keys, old, force, &mut send)
+            })
+            .map_err(|e| format!("no thread for the rotation: {e}"))?;
+        for s in rx {
+            progress(&s);
+        }
+        walker
+            .join()
+            .unwrap_or_else(|_| Err("the rotation thread panicked".into()))
+    })
+}
+
+/// Nice 19 for the calling thread only (Linux applies a thread id's nice
+/// value to that thread). Best effort: a rotation at normal priority is
+/// only slower for the workload.
+fn lower_priority() {
+    let tid = std::fs::read_link("/proc/thread-self")
+        .ok()
+        .and_then(|p| p.file_name()?.to_str()?.parse::<i32>().ok())
+        .and_then(rustix::process::Pid::from_raw);
+    if let Some(tid) = tid {
+        if let Err(e) = rustix::process::setpriority_process(Some(tid), 19) {
+            log::info!("rekey: walking at normal priority ({e})");
+        }
+    }
+}
+
+fn rotate_on(
     core: &CoreFs,
     cipherdir: &Path,
     keys: Arc<VolumeKeys>,
