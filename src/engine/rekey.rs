@@ -19,9 +19,8 @@ use std::os::fd::{AsFd, BorrowedFd};
 use std::os::unix::fs::FileExt;
 use std::path::Path;
 
-/// Where an online rekey walk leaves each header it wrote, for the live
-/// source to install in the open file's cached state (`fs::online`).
-pub type Rewritten = std::rc::Rc<std::cell::Cell<Option<[u8; HEADER_LEN]>>>;
+pub use super::rekey_live::Rewritten;
+use super::rekey_live::{later, Left};
 
 /// Failpoints of the per-object steps (the volume layer has the config ones).
 pub const FP_FILE_BOTH: &str = "rekey.file.both";
@@ -367,21 +366,17 @@ impl Rekey<'_> {
             f.write_all_at(&r.fin, 0)?;
             rustix::fs::futimens(&f, &t)?;
             if let Some(cell) = &self.online {
-                cell.set(Some(r.fin));
+                cell.set(Some(Left::Header(r.fin)));
             }
             crate::failpoint::hit(FP_FILE_FIN);
             return Ok(());
         };
         f.write_all_at(&both, 0)?;
         if let Some(cell) = &self.online {
-            // Online the file is held only for this visit: its new slot is
-            // made durable and its old one cleared before the hold ends.
-            f.sync_data()?;
-            crate::failpoint::hit(FP_FILE_BOTH);
-            f.write_all_at(&r.fin, 0)?;
-            rustix::fs::futimens(&f, &t)?;
-            cell.set(Some(r.fin));
-            crate::failpoint::hit(FP_FILE_FIN);
+            // Online the file is held only for this visit: the source holds
+            // it again for the second step, after its batch's sync.
+            let fps = (FP_FILE_BOTH, FP_FILE_FIN);
+            cell.set(Some(Left::Later(later(f, both, r.fin, t, fps))));
             return Ok(());
         }
         self.staged.push(Staged { f, fin: r.fin, t });

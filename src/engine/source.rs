@@ -45,6 +45,12 @@ pub trait Source {
     /// The walker is done with a directory this source handed out.
     fn leave(&mut self, _dir: BorrowedFd<'_>) {}
 
+    /// The walk is over (also after an error): whatever the source
+    /// deferred is done now.
+    fn finish(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+
     /// Runs `visit` on directory `dir` itself (its key file) while nothing
     /// moves it to another parent. Offline nothing does.
     fn hold_dir(

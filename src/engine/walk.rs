@@ -106,7 +106,8 @@ impl<'v, S: Source, V: Visitor> Walker<'v, S, V> {
         let (fd, state) = self.source.root()?;
         let r = self.enter(fd.as_fd(), state, None, "/".into(), PathBuf::new());
         self.source.leave(fd.as_fd());
-        r
+        let finished = self.source.finish();
+        r.and(finished)
     }
 
     fn problem(&mut self, path: String, backing: PathBuf, what: String, kind: ProblemKind) {

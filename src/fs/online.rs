@@ -15,7 +15,7 @@ use crate::crypto::DirKey;
 use crate::engine::fsck::{self, Report};
 use crate::engine::source::{DirKeyState, Held, Source};
 use rustix::fs::{Mode, OFlags};
-use crate::engine::rekey::Rewritten;
+use crate::engine::rekey_live::{Later, Left, Rewritten, SLOTS_AT};
 use std::collections::HashMap;
 use std::io;
 use std::os::fd::{AsRawFd, BorrowedFd, OwnedFd, RawFd};
@@ -31,6 +31,10 @@ pub struct Live<'a> {
     /// parent's entry lock (no move of it meanwhile), and a header the
     /// visitor rewrote (left here) replaces the open file's cached copy.
     rekey: Option<Rewritten>,
+    /// Files whose second rewrap step waits for the batch's sync; each
+    /// keeps its lookup (so its node, and the node's I/O lock, stay the
+    /// daemon's) until then.
+    staged: Vec<(Arc<Node>, Later)>,
     /// The node behind each directory descriptor handed to the walker, and
     /// whether this source holds a lookup of it.
     dirs: HashMap<RawFd, (Arc<Node>, bool)>,
@@ -42,6 +46,7 @@ impl CoreFs {
         Live {
             core: self,
             rekey: None,
+            staged: Vec::new(),
             dirs: HashMap::new(),
         }
     }
@@ -52,6 +57,7 @@ impl CoreFs {
         Live {
             core: self,
             rekey: Some(rewritten),
+            staged: Vec::new(),
             dirs: HashMap::new(),
         }
     }
@@ -91,7 +97,46 @@ fn key_state(core: &CoreFs, node: &Node) -> io::Result<DirKeyState> {
     }
 }
 
+/// Files staged per sync by a rekey walk.
+const BATCH: usize = 128;
+
+/// A rewritten header's key slots into a file's cached header (its fixed
+/// part, which the daemon keeps current, stays); an unloaded state reads
+/// the disk on next use.
+fn install(io: &mut super::file_io::FileIo, h: &[u8; crate::format::HEADER_LEN]) {
+    if !io.is_loaded() {
+        return;
+    }
+    if let Some(cur) = io.header() {
+        let mut new = *cur;
+        new[SLOTS_AT..].copy_from_slice(&h[SLOTS_AT..]);
+        io.set_header(new);
+    }
+}
+
 impl Live<'_> {
+    /// One filesystem sync makes the staged files' new slots durable; then
+    /// each is held again to clear its old slot.
+    fn flush(&mut self) -> io::Result<()> {
+        let staged = std::mem::take(&mut self.staged);
+        let mut res = match staged.first() {
+            Some((_, first)) => rustix::fs::syncfs(&first.file).map_err(io::Error::from),
+            None => return Ok(()),
+        };
+        for (node, l) in staged {
+            if res.is_ok() {
+                let mut io = node.io.write().unwrap_or_else(|e| e.into_inner());
+                match (l.finish)(&l.file) {
+                    Ok(Some(h)) => install(&mut io, &h),
+                    Ok(None) => {}
+                    Err(e) => res = Err(e),
+                }
+            }
+            self.core.forget(node.ino, 1);
+        }
+        res
+    }
+
     fn parent(&self, dir: BorrowedFd<'_>) -> io::Result<Arc<Node>> {
         match self.dirs.get(&dir.as_raw_fd()) {
             Some((n, _)) => Ok(n.clone()),
@@ -175,16 +220,22 @@ impl Source for Live<'_> {
         // the visitor checks the inode it opens against the same number.
         let r = if node.ino != self.core.fuse_ino(obj.ino) {
             Ok(())
-        } else if let Some(cell) = &self.rekey {
+        } else if let Some(cell) = self.rekey.clone() {
             let mut io = node.io.write().unwrap_or_else(|e| e.into_inner());
             cell.set(None);
             let r = visit();
-            // A header only reaches the cache if the file has one loaded:
-            // an unloaded state reads the disk (the new header) on next use.
-            if let Some(h) = cell.take() {
-                if io.is_loaded() && io.header().is_some() {
-                    io.set_header(h);
+            match cell.take() {
+                Some(Left::Header(h)) => install(&mut io, &h),
+                Some(Left::Later(l)) => {
+                    drop(io);
+                    // The lookup goes with the staged entry.
+                    self.staged.push((node, l));
+                    if self.staged.len() >= BATCH {
+                        self.flush()?;
+                    }
+                    return r;
                 }
+                None => {}
             }
             r
         } else {
@@ -193,6 +244,10 @@ impl Source for Live<'_> {
         };
         self.core.forget(node.ino, 1);
         r
+    }
+
+    fn finish(&mut self) -> io::Result<()> {
+        self.flush()
     }
 
     fn hold_dir(
