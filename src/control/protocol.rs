@@ -38,7 +38,7 @@ pub enum ErrorCode {
     NotLocked,
     /// `unlock` keys that do not open the volume.
     WrongKey,
-    /// A request this daemon knows but does not implement yet (rekey, shred).
+    /// A request this daemon knows but does not implement yet (shred).
     NotImplemented,
     /// The daemon failed; the message says what, the log says more.
     Internal,

@@ -146,6 +146,9 @@ fn rotate_on(
     if !Arc::ptr_eq(&prev, &keys) {
         drain(prev);
     }
+    // The request path keeps the activity clock from here on (cheap).
+    core.activity.watch();
+    let mut pacer = Pacer::new(core);
     let total = rekey::count_in(core.live_source()).map_err(|e| format!("count: {e}"))?;
     let t0 = Instant::now();
     let mut stats = Stats::default();
@@ -156,6 +159,7 @@ fn rotate_on(
         let cell = Rewritten::default();
         let source = core.rekey_source(cell.clone());
         let r = rekey::rewrap_live(source, cipherdir, &keys, old, cell, &mut |s| {
+            pacer.step();
             throttle.step(progress, "rewrap", s, total)
         })
         .map_err(|e| format!("rewrap walk: {e}"))?;
@@ -164,7 +168,7 @@ fn rotate_on(
         } else {
             stats.rewrapped += r.stats.rewrapped;
         }
-        let v = verify(core, cipherdir, &keys, old, total, progress)?;
+        let v = verify(core, cipherdir, &keys, old, total, &mut pacer, progress)?;
         log::info!(
             "rekey: pass {passes}: {} rewrapped, {} objects still on KEK {old}",
             r.stats.rewrapped,
@@ -224,10 +228,12 @@ fn verify(
     keys: &VolumeKeys,
     old: u32,
     total: u64,
+    pacer: &mut Pacer<'_>,
     progress: &mut dyn FnMut(&Step),
 ) -> Result<Report, String> {
     let mut throttle = Throttle::default();
     rekey::verify_live(core.live_source(), cipherdir, keys, old, &mut |s| {
+        pacer.step();
         throttle.step(progress, "verify", s, total)
     })
     .map_err(|e| format!("verify walk: {e}"))
@@ -261,6 +267,41 @@ fn destroy(
             .detail(format!("KEK {new} is the only key")),
     );
     Ok(())
+}
+
+/// Gives way to the mount's own requests: while the mount served one in the
+/// last few milliseconds, the walk sleeps as long as it worked, every few
+/// objects (half the time at most, only under load; nice 19 alone does not
+/// stop a walk's lock and cache traffic from slowing the workload).
+struct Pacer<'a> {
+    core: &'a CoreFs,
+    objects: u32,
+    since: Instant,
+}
+
+impl<'a> Pacer<'a> {
+    const EVERY: u32 = 32;
+    const BUSY: Duration = Duration::from_millis(5);
+
+    fn new(core: &'a CoreFs) -> Pacer<'a> {
+        Pacer {
+            core,
+            objects: 0,
+            since: Instant::now(),
+        }
+    }
+
+    fn step(&mut self) {
+        self.objects += 1;
+        if self.objects < Self::EVERY {
+            return;
+        }
+        self.objects = 0;
+        if self.core.activity.idle_for() < Self::BUSY {
+            std::thread::sleep(self.since.elapsed().min(Duration::from_millis(50)));
+        }
+        self.since = Instant::now();
+    }
 }
 
 /// Progress at most every 200 ms (and always at the end of a walk is the
