@@ -203,11 +203,9 @@ fn online_rekey_under_a_random_workload() {
         std::thread::spawn(move || {
             // At least this many operations, and on until the rekey is done.
             while w.ops < 400 || !stop.load(Ordering::Relaxed) {
-                if let Err(e) = w.step() {
-                    return Err(e);
-                }
+                w.step()?;
             }
-            Ok(w)
+            Ok::<Workload, String>(w)
         })
     };
     let rk = recovery_file(&v);
@@ -233,7 +231,10 @@ fn online_rekey_under_a_random_workload() {
         "progress lines: {}",
         out.stdout
     );
-    eprintln!("online rekey under a workload of {} operations: {fin}", w.ops);
+    eprintln!(
+        "online rekey under a workload of {} operations: {fin}",
+        w.ops
+    );
     // The daemon writes new objects under KEK 2 now.
     fs::write(v.p("w1/after"), b"after the rotation").unwrap();
     fs::write(plain.path().join("w1/after"), b"after the rotation").unwrap();
@@ -281,7 +282,11 @@ fn online_rekey_with_a_wrong_passphrase_writes_nothing() {
     // The recovery key unlocks, but the passphrase protector cannot follow
     // the new key with a wrong passphrase: refused before the config step.
     let rk = recovery_file(&v);
-    let o = rekey_online(&v, &wrong, &["--also-recovery-key-file", rk.to_str().unwrap()]);
+    let o = rekey_online(
+        &v,
+        &wrong,
+        &["--also-recovery-key-file", rk.to_str().unwrap()],
+    );
     assert!(!o.ok() && o.stderr.contains("cannot follow"), "{o:?}");
     assert_eq!(fs::read(v.cipher.join(CONF)).unwrap(), before_conf);
     assert_eq!(raw_tree(&v.cipher), before, "no object was rewrapped");
@@ -301,11 +306,7 @@ fn online_rekey_with_a_wrong_passphrase_writes_nothing() {
         .arg(&v.passfile)
         .args(["--drop-protector", &rid]);
     let o = c.output().unwrap();
-    assert!(
-        o.status.success(),
-        "{}",
-        String::from_utf8_lossy(&o.stderr)
-    );
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     assert_eq!(hashes(&v, &want), want);
     let c = config(&v);
     assert_eq!(c.keks.len(), 1, "KEK 1 destroyed");

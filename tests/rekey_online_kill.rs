@@ -122,7 +122,11 @@ fn kill_the_daemon_during_online_rotations() {
         let keks = kek_versions(&v);
         assert!(!keks.is_empty() && keks.len() <= 2, "kill {k}: {keks:?}");
         let now = slot_versions(&v.cipher);
-        assert_eq!(now.len(), objects, "kill {k} after {delay} ms: headers lost");
+        assert_eq!(
+            now.len(),
+            objects,
+            "kill {k} after {delay} ms: headers lost"
+        );
         for (p, s) in &now {
             assert!(
                 !s.is_empty() && s.iter().all(|x| keks.contains(x)),

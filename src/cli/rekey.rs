@@ -18,7 +18,8 @@ use std::time::{Duration, Instant};
 
 /// What a copy of the whole cipher directory taken before the rotation still
 /// gives its holder.
-pub(super) const BACKUP_NOTE: &str = "note: file keys (DEKs) are unchanged by a KEK rotation: a copy of the \
+pub(super) const BACKUP_NOTE: &str =
+    "note: file keys (DEKs) are unchanged by a KEK rotation: a copy of the \
 cipher directory taken before it, with its old dekfs.conf and an old credential, still opens the \
 files as they were then; today's files open only with the new key";
 
@@ -285,7 +286,10 @@ pub(super) fn needs_credential(a: &RekeyArgs, cipherdir: &Path, resume: bool) ->
     }))
 }
 
-pub(super) fn tcti_if_tpm(a: &RekeyArgs, u: &UnlockedVolume) -> CliResult<Option<crate::tpm::Tcti>> {
+pub(super) fn tcti_if_tpm(
+    a: &RekeyArgs,
+    u: &UnlockedVolume,
+) -> CliResult<Option<crate::tpm::Tcti>> {
     if u.info.protectors.iter().any(|p| p.tpm2.is_some()) {
         Ok(Some(a.tpm.tcti(None)?))
     } else {

@@ -76,7 +76,10 @@ pub(super) fn run(a: RekeyArgs, mnt: &Path) -> CliResult<()> {
             Some(std::sync::Arc::new(b.keys))
         }
     };
-    let handoff = keys.as_ref().map(|k| k.keks_for_handoff()).unwrap_or_default();
+    let handoff = keys
+        .as_ref()
+        .map(|k| k.keks_for_handoff())
+        .unwrap_or_default();
     // Progress resets this; only a silent daemon runs into it.
     c.set_timeout(Duration::from_secs(600));
     let mut shown = Shown::new(a.json);

@@ -129,12 +129,15 @@ fn to_request(
     })
 }
 
+/// The response to send and whether the connection must close.
+type Refusal = Box<(Response, bool)>;
+
 /// Reads one key frame per version straight into locked memory.
 fn read_keys(
     s: &UnixStream,
     versions: Vec<u32>,
     deadline: Instant,
-) -> Result<Vec<(u32, Key32)>, Box<(Response, bool)>> {
+) -> Result<Vec<(u32, Key32)>, Refusal> {
     let mut keys = Vec::with_capacity(versions.len());
     for v in versions {
         let key = Key32::try_fill(|b| read_exact_frame(s, b, deadline)).map_err(|e| {

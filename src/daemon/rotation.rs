@@ -157,9 +157,9 @@ fn rotate_on(
     let verify = loop {
         passes += 1;
         let cell = Rewritten::default();
-        let source = core.rekey_source(cell.clone());
+        let mut pace = || pacer.step();
+        let source = core.rekey_source(cell.clone()).paced(&mut pace);
         let r = rekey::rewrap_live(source, cipherdir, &keys, old, cell, &mut |s| {
-            pacer.step();
             throttle.step(progress, "rewrap", s, total)
         })
         .map_err(|e| format!("rewrap walk: {e}"))?;
@@ -232,8 +232,9 @@ fn verify(
     progress: &mut dyn FnMut(&Step),
 ) -> Result<Report, String> {
     let mut throttle = Throttle::default();
-    rekey::verify_live(core.live_source(), cipherdir, keys, old, &mut |s| {
-        pacer.step();
+    let mut pace = || pacer.step();
+    let source = core.live_source().paced(&mut pace);
+    rekey::verify_live(source, cipherdir, keys, old, &mut |s| {
         throttle.step(progress, "verify", s, total)
     })
     .map_err(|e| format!("verify walk: {e}"))
@@ -312,13 +313,7 @@ struct Throttle {
 }
 
 impl Throttle {
-    fn step(
-        &mut self,
-        progress: &mut dyn FnMut(&Step),
-        name: &'static str,
-        s: &Stats,
-        total: u64,
-    ) {
+    fn step(&mut self, progress: &mut dyn FnMut(&Step), name: &'static str, s: &Stats, total: u64) {
         if self
             .last
             .is_some_and(|t| t.elapsed() < Duration::from_millis(200))

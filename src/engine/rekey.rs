@@ -101,14 +101,30 @@ pub fn rewrap_all(
     progress: &mut dyn FnMut(&Stats),
 ) -> io::Result<Report> {
     let src = Offline::new(cipherdir, keys);
-    walk(src, cipherdir, keys, old, Mode2::Rewrap, (None, false), progress)
+    walk(
+        src,
+        cipherdir,
+        keys,
+        old,
+        Mode2::Rewrap,
+        (None, false),
+        progress,
+    )
 }
 
 /// The read-only walk: every object that still holds a slot of `old`, and
 /// every object that could not be read.
 pub fn verify(cipherdir: &Path, keys: &VolumeKeys, old: u32) -> io::Result<Report> {
     let src = Offline::new(cipherdir, keys);
-    walk(src, cipherdir, keys, old, Mode2::Verify, (None, false), &mut |_| {})
+    walk(
+        src,
+        cipherdir,
+        keys,
+        old,
+        Mode2::Verify,
+        (None, false),
+        &mut |_| {},
+    )
 }
 
 /// `rewrap_all` through a live source (a mounted volume): the source holds
@@ -122,7 +138,15 @@ pub fn rewrap_live<S: Source>(
     progress: &mut dyn FnMut(&Stats),
 ) -> io::Result<Report> {
     let mode = Mode2::Rewrap;
-    walk(source, cipherdir, keys, old, mode, (Some(rewritten), true), progress)
+    walk(
+        source,
+        cipherdir,
+        keys,
+        old,
+        mode,
+        (Some(rewritten), true),
+        progress,
+    )
 }
 
 /// `verify` through a live source.
@@ -133,7 +157,15 @@ pub fn verify_live<S: Source>(
     old: u32,
     progress: &mut dyn FnMut(&Stats),
 ) -> io::Result<Report> {
-    walk(source, cipherdir, keys, old, Mode2::Verify, (None, true), progress)
+    walk(
+        source,
+        cipherdir,
+        keys,
+        old,
+        Mode2::Verify,
+        (None, true),
+        progress,
+    )
 }
 
 /// Counts directories and files through any source.

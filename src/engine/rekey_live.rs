@@ -31,8 +31,11 @@ pub enum Left {
 /// changed the slots meanwhile (the verify walk then sees what is there).
 pub struct Later {
     pub file: File,
-    pub finish: Box<dyn FnOnce(&File) -> io::Result<Option<[u8; HEADER_LEN]>>>,
+    pub finish: Finish,
 }
+
+/// The second step of one file, run under its hold.
+pub type Finish = Box<dyn FnOnce(&File) -> io::Result<Option<[u8; HEADER_LEN]>>>;
 
 /// Shared by an online visitor and its source.
 pub type Rewritten = Rc<Cell<Option<Left>>>;

@@ -13,9 +13,9 @@ use super::node::Node;
 use super::{CoreError, CoreFs, Errno, ROOT_INO};
 use crate::crypto::DirKey;
 use crate::engine::fsck::{self, Report};
+use crate::engine::rekey_live::{Later, Left, Rewritten, SLOTS_AT};
 use crate::engine::source::{DirKeyState, Held, Source};
 use rustix::fs::{Mode, OFlags};
-use crate::engine::rekey_live::{Later, Left, Rewritten, SLOTS_AT};
 use std::collections::HashMap;
 use std::io;
 use std::os::fd::{AsRawFd, BorrowedFd, OwnedFd, RawFd};
@@ -35,6 +35,9 @@ pub struct Live<'a> {
     /// keeps its lookup (so its node, and the node's I/O lock, stay the
     /// daemon's) until then.
     staged: Vec<(Arc<Node>, Later)>,
+    /// Called after each object, with nothing held (a walk that gives way
+    /// to the workload sleeps here, never under a file's or entry lock).
+    pace: Option<&'a mut dyn FnMut()>,
     /// The node behind each directory descriptor handed to the walker, and
     /// whether this source holds a lookup of it.
     dirs: HashMap<RawFd, (Arc<Node>, bool)>,
@@ -47,6 +50,7 @@ impl CoreFs {
             core: self,
             rekey: None,
             staged: Vec::new(),
+            pace: None,
             dirs: HashMap::new(),
         }
     }
@@ -58,6 +62,7 @@ impl CoreFs {
             core: self,
             rekey: Some(rewritten),
             staged: Vec::new(),
+            pace: None,
             dirs: HashMap::new(),
         }
     }
@@ -114,7 +119,19 @@ fn install(io: &mut super::file_io::FileIo, h: &[u8; crate::format::HEADER_LEN])
     }
 }
 
-impl Live<'_> {
+impl<'a> Live<'a> {
+    /// Calls `pace` after each object, outside every lock.
+    pub fn paced(mut self, pace: &'a mut dyn FnMut()) -> Live<'a> {
+        self.pace = Some(pace);
+        self
+    }
+
+    fn after_object(&mut self) {
+        if let Some(p) = self.pace.as_mut() {
+            p();
+        }
+    }
+
     /// One filesystem sync makes the staged files' new slots durable; then
     /// each is held again to clear its old slot.
     fn flush(&mut self) -> io::Result<()> {
@@ -233,6 +250,7 @@ impl Source for Live<'_> {
                     if self.staged.len() >= BATCH {
                         self.flush()?;
                     }
+                    self.after_object();
                     return r;
                 }
                 None => {}
@@ -243,6 +261,7 @@ impl Source for Live<'_> {
             visit()
         };
         self.core.forget(node.ino, 1);
+        self.after_object();
         r
     }
 
@@ -264,12 +283,17 @@ impl Source for Live<'_> {
         let Ok(parent) = self.core.node(node.parent()) else {
             return Ok(());
         };
-        let _entries = super::node::lock(&parent.entries_lock);
-        if node.parent() != parent.ino {
+        let r = {
+            let _entries = super::node::lock(&parent.entries_lock);
             // Moved since the walker chose its parent key: the next pass
             // finds it under its new parent.
-            return Ok(());
-        }
-        visit()
+            if node.parent() == parent.ino {
+                visit()
+            } else {
+                Ok(())
+            }
+        };
+        self.after_object();
+        r
     }
 }
