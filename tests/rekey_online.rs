@@ -17,7 +17,7 @@ use std::fs;
 use std::os::unix::fs::{FileExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 
 fn skip() -> bool {
@@ -71,6 +71,8 @@ struct Workload {
     rng: Rng,
     made: u64,
     ops: u64,
+    /// Operations done so far, for the main thread.
+    count: Arc<AtomicU64>,
 }
 
 impl Workload {
@@ -92,6 +94,7 @@ impl Workload {
 
     fn step(&mut self) -> Result<(), String> {
         self.ops += 1;
+        self.count.fetch_add(1, Ordering::Relaxed);
         if self.files.is_empty() || self.rng.below(10) == 0 {
             return self.create();
         }
@@ -193,7 +196,9 @@ fn online_rekey_under_a_random_workload() {
         rng: Rng(0x5eed_0001),
         made: 0,
         ops: 0,
+        count: Arc::new(AtomicU64::new(0)),
     };
+    let count = w.count.clone();
     for _ in 0..60 {
         w.create().unwrap();
     }
@@ -209,11 +214,17 @@ fn online_rekey_under_a_random_workload() {
         })
     };
     let rk = recovery_file(&v);
+    // The workload is under way before the rotation starts.
+    assert!(wait_until(std::time::Duration::from_secs(30), || count
+        .load(Ordering::Relaxed)
+        > 20));
+    let before = count.load(Ordering::Relaxed);
     let out = rekey_online(
         &v,
         &v.passfile,
         &["--also-recovery-key-file", rk.to_str().unwrap(), "--json"],
     );
+    let during = count.load(Ordering::Relaxed) - before;
     stop.store(true, Ordering::Relaxed);
     let w = worker.join().unwrap().expect("the workload saw an error");
     out.expect_code(exit::OK, "online rekey");
@@ -232,8 +243,12 @@ fn online_rekey_under_a_random_workload() {
         out.stdout
     );
     eprintln!(
-        "online rekey under a workload of {} operations: {fin}",
+        "online rekey under a workload of {} operations, {during} during the rekey: {fin}",
         w.ops
+    );
+    assert!(
+        during >= 20,
+        "the workload ran during the rekey: {during} operations"
     );
     // The daemon writes new objects under KEK 2 now.
     fs::write(v.p("w1/after"), b"after the rotation").unwrap();
