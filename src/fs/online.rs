@@ -3,10 +3,14 @@
 //! sees the keys the daemon serves with, and the nodes stay the daemon's
 //! one node per inode), and each file or symlink is visited under its
 //! node's I/O lock, so no write, truncate or rewrap of the daemon changes
-//! it meanwhile. It must not write (attaching a node may re-key an empty
-//! directory that lost its key, as any lookup does) and must not hold a
-//! directory's entry lock across a visit: a walk never blocks creates,
-//! removes or renames for longer than one object.
+//! it meanwhile. In rekey mode (`rekey_source`) it holds each file
+//! exclusively, each directory's key file under its parent's entry lock,
+//! runs the visitor's deferred second step after a batch sync and puts
+//! rewritten key slots into cached headers; the writes themselves are the
+//! visitor's. It must not write on its own (attaching a node may re-key an
+//! empty directory that lost its key, as any lookup does) and must not hold
+//! a lock across more than one object: a walk never blocks creates,
+//! removes or renames for longer than that.
 
 use super::lookup::Found;
 use super::node::Node;
