@@ -19,8 +19,8 @@ use std::os::fd::AsFd;
 use std::os::unix::fs::FileExt;
 use std::path::Path;
 
-pub use super::rekey_live::Rewritten;
 use super::rekey_io::{open_file, quarantine_blocks, times, write_meta};
+pub use super::rekey_live::Rewritten;
 use super::rekey_live::{later, Left};
 
 /// Failpoints of the per-object steps (the volume layer has the config ones).
