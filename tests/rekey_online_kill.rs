@@ -1,8 +1,10 @@
 //! kill -9 of the daemon at random moments of online KEK rotations of a
 //! volume with thousands of files (DEKFS_REKEY_FILES, default 2000), as many
 //! times as DEKFS_REKEY_KILLS says (default 6, fixed seed DEKFS_REKEY_SEED).
-//! A kill lands in `dekfs rekey MOUNTPOINT` or in the background resume of
-//! the mount after the previous kill. After each: the volume checks clean
+//! The delays are uniform within the wall time of one whole rotation
+//! measured first, so kills land inside rotations on any machine: in
+//! `dekfs rekey MOUNTPOINT` or in the background resume of the mount after
+//! the previous kill. After each: the volume checks clean
 //! offline with no header lost, and the remount (which resumes the rotation
 //! in the background) reads every file with its original hash. At the end
 //! one KEK is left and every object holds it. Skips only without FUSE.
@@ -85,7 +87,21 @@ fn kill_the_daemon_during_online_rotations() {
     let objects = slot_versions(&v.cipher).len();
     let rk = recovery_file(&v);
     v.mount();
-    let mut started = 0;
+    // One whole rotation first: its wall time bounds the kill delays, so
+    // that they land inside rotations whatever the machine's speed.
+    let t0 = std::time::Instant::now();
+    let first = dekfs([
+        "rekey",
+        v.mnt.to_str().unwrap(),
+        "--passfile",
+        v.passfile.to_str().unwrap(),
+        "--also-recovery-key-file",
+        rk.to_str().unwrap(),
+    ]);
+    first.expect_code(exit::OK, "first online rekey");
+    let span = t0.elapsed().as_millis() as u64 + 1;
+    let mut started = 1;
+    let mut mid = 0;
     for k in 0..kills {
         // A rotation is running in the background (resumed by the mount)
         // or one is started now.
@@ -107,7 +123,7 @@ fn kill_the_daemon_during_online_rotations() {
         } else {
             None
         };
-        let delay = rand(2500);
+        let delay = rand(span);
         std::thread::sleep(Duration::from_millis(delay));
         kill_daemon(&v);
         if let Some(mut c) = cli {
@@ -121,6 +137,7 @@ fn kill_the_daemon_during_online_rotations() {
         );
         let keks = kek_versions(&v);
         assert!(!keks.is_empty() && keks.len() <= 2, "kill {k}: {keks:?}");
+        mid += u32::from(keks.len() == 2);
         let now = slot_versions(&v.cipher);
         assert_eq!(
             now.len(),
@@ -154,7 +171,17 @@ fn kill_the_daemon_during_online_rotations() {
         end.values().all(|s| s == &keks),
         "every object on KEK {keks:?} only"
     );
-    assert!(started >= 1 && keks[0] >= 2, "at least one rotation ran");
+    assert!(keks[0] >= 2, "the first rotation finished: {keks:?}");
+    // Uniform delays within a rotation's span: with a handful of kills some
+    // land between the config step and the destruction.
+    assert!(
+        kills < 5 || mid > 0,
+        "no kill landed mid-rotation (span {span} ms)"
+    );
     v.assert_fsck_clean("at the end");
-    eprintln!("rekey_online_kill: {kills} kills, {started} rotations started, final KEK {keks:?}");
+    eprintln!(
+        "rekey_online_kill: {kills} kills ({mid} mid-rotation), {started} rotations started, \
+         rotation span {span} ms, final KEK {keys:?}",
+        keys = keks
+    );
 }
