@@ -326,6 +326,16 @@ fn online_rekey_with_a_wrong_passphrase_writes_nothing() {
     let c = config(&v);
     assert_eq!(c.keks.len(), 1, "KEK 1 destroyed");
     assert_eq!(c.protectors.len(), 1, "the recovery key dropped");
+    // Locked: refused, nothing written; unlocked with KEK 2: all readable.
+    let mnt = v.mnt.to_str().unwrap();
+    dekfs(["lock", mnt]).expect_code(exit::OK, "lock");
+    let conf = fs::read(v.cipher.join(CONF)).unwrap();
+    let o = rekey_online(&v, &v.passfile, &[]);
+    assert!(!o.ok() && o.stderr.contains("locked"), "{o:?}");
+    assert_eq!(fs::read(v.cipher.join(CONF)).unwrap(), conf);
+    let pf = v.passfile.to_str().unwrap();
+    dekfs(["unlock", mnt, "--passfile", pf]).expect_code(exit::OK, "unlock on KEK 2");
+    assert_eq!(hashes(&v, &want), want);
     v.umount();
 }
 
