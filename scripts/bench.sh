@@ -100,6 +100,8 @@ set -uo pipefail
 SELF_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 # rekey section: offline KEK rotation speed (headers rewrapped per second).
 if [ "${1:-}" = rekey ]; then exec "$SELF_DIR/bench-rekey.sh"; fi
+# rekey-online: the same volume rotated through its mount, alone and under load.
+if [ "${1:-}" = rekey-online ]; then REKEY_ONLINE=1 exec "$SELF_DIR/bench-rekey.sh"; fi
 REPO=$(cd "$SELF_DIR/.." && pwd)
 export PATH="${HOME:-/root}/.cargo/bin:$PATH"
 DEKFS=${DEKFS:-$REPO/target/release/dekfs}

@@ -7,8 +7,8 @@
 
 use dekfs::control::protocol::Wire;
 use dekfs::control::{
-    Client, ClientError, ControlError, ErrorCode, Handler, Request, Response, Server, ServerConfig,
-    Status,
+    Client, ClientError, ControlError, ErrorCode, Handler, RekeyRequest, Request, Response, Server,
+    ServerConfig, Status,
 };
 use dekfs::secret::Key32;
 use std::io::{Read, Write};
@@ -49,7 +49,16 @@ impl Handler for TestDaemon {
                     out(Response::error(ErrorCode::WrongKey, "wrong key"))
                 }
             }
-            Request::Rekey => {
+            Request::Rekey(r) => {
+                // Both KEKs arrive as key frames, in order, with the flags.
+                let keys_ok = r.keys.len() == 2
+                    && r.keys[0].0 == 1
+                    && r.keys[0].1.ct_eq(&[0x42; 32])
+                    && r.keys[1].0 == 2
+                    && r.keys[1].1.ct_eq(&[0x43; 32]);
+                if !keys_ok || !r.started || r.force {
+                    return out(Response::error(ErrorCode::WrongKey, "wrong keys"));
+                }
                 for done in 0..3 {
                     out(Response::Progress {
                         step: "rewrap".into(),
@@ -167,9 +176,15 @@ fn round_trip_with_streamed_progress() {
     );
     assert!(!c.status().unwrap().locked);
     let mut steps = Vec::new();
-    let r = c
-        .call(&Request::Rekey, &mut |p| steps.push(p.clone()))
-        .unwrap();
+    let rekey = Request::Rekey(RekeyRequest {
+        keys: vec![
+            (1, Key32::from_array(&mut [0x42; 32])),
+            (2, Key32::from_array(&mut [0x43; 32])),
+        ],
+        force: false,
+        started: true,
+    });
+    let r = c.call(&rekey, &mut |p| steps.push(p.clone())).unwrap();
     assert_eq!((r, steps.len()), (Response::done("rekeyed"), 3));
     let shred = Request::Shred { path: "a".into() };
     assert!(matches!(

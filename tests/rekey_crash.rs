@@ -72,8 +72,15 @@ fn crash_case(i: usize, point: &str, hit: u32, by_mount: bool) {
         assert_eq!(slot_versions(&v.cipher), mid, "{fp}: ro mount wrote");
     }
     if by_mount {
-        // The mount finishes the rotation before it serves the volume.
+        // The mount serves at once and finishes the rotation in the
+        // background (the daemon's rotation thread).
         v.mount();
+        assert!(
+            wait_until(std::time::Duration::from_secs(60), || kek_versions(&v)
+                == vec![2]),
+            "{fp}: the mount did not finish the rotation: {}",
+            v.log()
+        );
     } else {
         rekey(&v, &["--resume"], None).expect_code(exit::OK, &format!("{fp}: rekey --resume"));
         v.mount();

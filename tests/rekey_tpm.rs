@@ -77,6 +77,51 @@ fn tpm_only_volume_rotates_without_any_prompt() {
 }
 
 #[test]
+fn tpm_only_volume_rotates_online_without_any_prompt() {
+    let tpm = require_swtpm!();
+    if let Err(why) = fuse_available() {
+        eprintln!("SKIPPED ({why})");
+        return;
+    }
+    let t = tpm.tcti();
+    let v = TestVolume::with_init_args(
+        "rekey-tpm-online",
+        &["--tpm2", "--tpm-only", "--yes", "--tpm-tcti", &t],
+    );
+    mount_tpm(&v, &t).expect_code(exit::OK, "mount via TPM");
+    fs::create_dir(v.p("d")).unwrap();
+    fs::write(v.p("d/x"), b"tpm data").unwrap();
+    // The mount point: the daemon rotates while the volume stays mounted.
+    let o = Command::new(DEKFS)
+        .arg("rekey")
+        .arg(&v.mnt)
+        .args(["--tpm-tcti", &t])
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert!(
+        o.status.success(),
+        "online rekey, TPM only: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    assert_eq!(fs::read(v.p("d/x")).unwrap(), b"tpm data");
+    fs::write(v.p("d/y"), b"after").unwrap();
+    v.umount();
+    let c = config(&v);
+    assert_eq!(
+        c.keks.iter().map(|k| k.version).collect::<Vec<_>>(),
+        vec![2]
+    );
+    assert_eq!(c.protectors.len(), 1);
+    assert_eq!(c.protectors[0].kek_version, 2);
+    assert!(slot_versions(&v.cipher).values().all(|s| s == &vec![2]));
+    mount_tpm(&v, &t).expect_code(exit::OK, "mount via TPM after the online rekey");
+    assert_eq!(fs::read(v.p("d/x")).unwrap(), b"tpm data");
+    assert_eq!(fs::read(v.p("d/y")).unwrap(), b"after");
+    v.umount();
+}
+
+#[test]
 fn tpm_protector_is_resealed_beside_passphrase_and_recovery_key() {
     let tpm = require_swtpm!();
     if let Err(why) = fuse_available() {

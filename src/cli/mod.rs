@@ -15,6 +15,7 @@ mod period;
 mod protector;
 mod rekey;
 mod rekey_data;
+mod rekey_online;
 mod secret_input;
 mod shred;
 mod shred_purge;
@@ -86,8 +87,9 @@ enum Cmd {
     /// Rotate the volume key (KEK) and destroy the old one
     ///
     /// A new KEK for every protector kept, every header and directory key
-    /// rewrapped, then the old KEK destroyed. Offline
-    /// (unmount first); crash-safe: --resume (or the next mount) finishes.
+    /// rewrapped, then the old KEK destroyed. Online on a mounted volume
+    /// (give its mount point: the daemon rewraps while it serves), offline
+    /// on an unmounted one; crash-safe: --resume (or the next mount) finishes.
     /// Protects against a leaked old passphrase, recovery key or TPM blob
     /// together with today's ciphertext; not against a pre-rotation copy of
     /// the whole cipher directory (file keys are unchanged).

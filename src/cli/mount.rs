@@ -79,14 +79,16 @@ pub fn run(a: MountArgs) -> CliResult<()> {
     // prompt needs the terminal.
     let mut unlocked =
         super::keysource::unlock_for_mount(&cipherdir, &mnt, &key, &a.tpm, &options)?;
-    // Under the volume lock and before serving: an interrupted `rekey` is
-    // finished here (the daemon cannot yet rewrap online); a read-only
-    // mount writes nothing and only warns.
-    crate::engine::rotation::finish_pending_for_mount(
-        &cipherdir,
-        &mut unlocked,
-        options.read_only,
-    )?;
+    // An interrupted `rekey` is finished by the daemon in the background
+    // once it serves (daemon/rotation.rs); a read-only mount writes nothing
+    // and only warns.
+    if options.read_only {
+        crate::engine::rotation::finish_pending_for_mount(&cipherdir, &mut unlocked, true)?;
+    } else if let Ok(Some((old, new))) = crate::volume::rotate::pending_rotation(&cipherdir) {
+        eprintln!(
+            "dekfs: an interrupted key rotation (KEK {old} -> {new}) is finished in the              background while the volume serves"
+        );
+    }
     let cfg = DaemonConfig {
         cipherdir,
         mountpoint: mnt,

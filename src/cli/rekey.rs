@@ -18,58 +18,60 @@ use std::time::{Duration, Instant};
 
 /// What a copy of the whole cipher directory taken before the rotation still
 /// gives its holder.
-const BACKUP_NOTE: &str = "note: file keys (DEKs) are unchanged by a KEK rotation: a copy of the \
+pub(super) const BACKUP_NOTE: &str =
+    "note: file keys (DEKs) are unchanged by a KEK rotation: a copy of the \
 cipher directory taken before it, with its old dekfs.conf and an old credential, still opens the \
 files as they were then; today's files open only with the new key";
 
 #[derive(Args)]
 pub struct RekeyArgs {
-    /// Cipher directory (unmounted)
-    cipherdir: PathBuf,
+    /// Mount point of a mounted volume (rotated online by its daemon), or the
+    /// cipher directory (unmounted: rotated here, under the volume lock)
+    pub(super) cipherdir: PathBuf,
     #[command(flatten)]
-    key: KeySource,
+    pub(super) key: KeySource,
     #[command(flatten)]
-    tpm: TpmOpts,
+    pub(super) tpm: TpmOpts,
     /// Passphrase of another passphrase protector to keep (first line of FILE; repeatable)
     #[arg(long, value_name = "FILE")]
-    also_passfile: Vec<PathBuf>,
+    pub(super) also_passfile: Vec<PathBuf>,
     /// Recovery key of another recovery-key protector to keep (repeatable)
     #[arg(long, value_name = "FILE")]
-    also_recovery_key_file: Vec<PathBuf>,
+    pub(super) also_recovery_key_file: Vec<PathBuf>,
     /// Do not carry protector ID (hex prefix, 4+ digits) over to the new key (repeatable)
     #[arg(long, value_name = "ID")]
-    drop_protector: Vec<String>,
+    pub(super) drop_protector: Vec<String>,
     /// Also create a fresh recovery-key protector and print its key once
     #[arg(long)]
-    new_recovery_key: bool,
+    pub(super) new_recovery_key: bool,
     /// Finish an interrupted rotation (a plain rekey does too)
     #[arg(long)]
-    resume: bool,
+    pub(super) resume: bool,
     /// Destroy the old key even if some objects could not be moved to the new one
     /// (they become unreadable); also allows keeping only TPM protectors
     #[arg(long)]
-    force: bool,
+    pub(super) force: bool,
     /// One JSON object per line for progress and the result
     #[arg(long)]
-    json: bool,
+    pub(super) json: bool,
     /// Do nothing unless the active KEK is older than the rotation period
     /// (or a rotation is pending)
     #[arg(long)]
-    if_due: bool,
+    pub(super) if_due: bool,
     /// Audit lines (start, finish, destruction) to FILE instead of syslog
     #[arg(long, value_name = "FILE")]
-    log_file: Option<PathBuf>,
+    pub(super) log_file: Option<PathBuf>,
     /// Re-encrypt file contents under fresh DEKs instead (all files, or those under PATH,
     /// a path inside the volume); resumable: a rerun continues
     #[arg(long, value_name = "PATH", num_args = 0..=1, default_missing_value = "/")]
-    data: Option<String>,
+    pub(super) data: Option<String>,
     /// Rotation period for --if-due, in days (default: the volume's, see `dekfs period`;
     /// 0: due now)
     #[arg(long, value_name = "DAYS", value_parser = super::period::parse_override_days)]
-    period_days: Option<u32>,
+    pub(super) period_days: Option<u32>,
 }
 
-fn explicit_credentials(a: &RekeyArgs) -> CliResult<Vec<Credential>> {
+pub(super) fn explicit_credentials(a: &RekeyArgs) -> CliResult<Vec<Credential>> {
     let k = &a.key;
     let mut v = Vec::new();
     if let Some(p) = &k.passfile {
@@ -95,9 +97,13 @@ fn explicit_credentials(a: &RekeyArgs) -> CliResult<Vec<Credential>> {
 
 /// Unlocks with the TPM when no credential was given (no prompt), else with
 /// the first credential that opens the volume.
-fn unlock(a: &RekeyArgs, creds: &[Credential]) -> CliResult<UnlockedVolume> {
+pub(super) fn unlock(
+    a: &RekeyArgs,
+    cipherdir: &Path,
+    creds: &[Credential],
+) -> CliResult<UnlockedVolume> {
     if creds.is_empty() {
-        match try_tpm(&a.cipherdir, &a.tpm, None)? {
+        match try_tpm(cipherdir, &a.tpm, None)? {
             Ok(u) => return Ok(u),
             Err(VolumeError::NoSuchProtector(_)) => {}
             Err(e) => return Err(e.into()),
@@ -109,7 +115,7 @@ fn unlock(a: &RekeyArgs, creds: &[Credential]) -> CliResult<UnlockedVolume> {
     }
     let mut last = None;
     for c in creds {
-        match volume::unlock_with(&a.cipherdir, c, &unlock_policy(&a.key)) {
+        match volume::unlock_with(cipherdir, c, &unlock_policy(&a.key)) {
             Ok(u) => return Ok(u),
             Err(e @ (VolumeError::WrongKey | VolumeError::NoSuchProtector(_))) => last = Some(e),
             Err(e) => return Err(e.into()),
@@ -122,7 +128,7 @@ fn unlock(a: &RekeyArgs, creds: &[Credential]) -> CliResult<UnlockedVolume> {
 fn lock(cipherdir: &Path) -> CliResult<Option<VolumeLock>> {
     let refuse = |what: String| {
         CliError::new(MOUNT_FAILED, format!("{}: {what}", cipherdir.display()))
-            .hint("rekey runs offline for now: unmount the volume first (dekfs umount MOUNTPOINT)")
+            .hint("a mounted volume is rotated through its mount point: dekfs rekey MOUNTPOINT")
     };
     if let Some(m) = crate::daemon::mountpoint_of(cipherdir) {
         return Err(refuse(format!("mounted at {}", m.display())));
@@ -141,13 +147,18 @@ fn lock(cipherdir: &Path) -> CliResult<Option<VolumeLock>> {
 
 /// The age of the active KEK and when it is due, in days (unauthenticated
 /// config: at worst a forged date makes a rotation run early or late).
-fn due_in_days(a: &RekeyArgs) -> CliResult<(u64, i64)> {
-    let info = volume::read_info(&a.cipherdir)?;
+pub(super) fn due_in_days(a: &RekeyArgs, cipherdir: &Path) -> CliResult<(u64, i64)> {
+    let info = volume::read_info(cipherdir)?;
     let age = volume::kek_age(&info, a.period_days, super::period::now_unix());
     Ok((age.age_days, age.due_in_days))
 }
 
 pub fn run(a: RekeyArgs) -> CliResult<()> {
+    if a.data.is_none() {
+        if let Some(mnt) = super::rekey_online::mounted(&a.cipherdir) {
+            return super::rekey_online::run(a, &mnt);
+        }
+    }
     crate::logger::init(a.log_file.as_deref(), false)?;
     if let Some(scope) = &a.data {
         // A mount point: the daemon renews online.
@@ -157,41 +168,19 @@ pub fn run(a: RekeyArgs) -> CliResult<()> {
     }
     let _lock = lock(&a.cipherdir)?;
     if let Some(scope) = &a.data {
-        let mut creds = explicit_credentials(&a)?;
-        if creds.is_empty() && has_tty() && needs_credential(&a, true)? {
-            creds.push(Credential::Passphrase(secret_input::prompt(
-                "Passphrase: ",
-                false,
-            )?));
-        }
-        let u = unlock(&a, &creds)?;
+        let creds = credentials(&a, &a.cipherdir, true)?;
+        let u = unlock(&a, &a.cipherdir, &creds)?;
         return super::rekey_data::run(&a.cipherdir, u, scope, a.json);
     }
     let pending = rotate::pending_rotation(&a.cipherdir)?;
-    if a.if_due && pending.is_none() {
-        let (age, left) = due_in_days(&a)?;
-        if left > 0 {
-            let mut out = Output::new(a.json);
-            out.event(&serde_json::json!({
-                "event": "not_due", "kek_age_days": age, "due_in_days": left,
-            }));
-            out.say(&format!(
-                "not due: the volume key is {age} days old, rotation due in {left} days"
-            ));
-            return Ok(());
-        }
+    let mut out = Output::new(a.json);
+    if a.if_due && pending.is_none() && not_due(&a, &a.cipherdir, &mut out)? {
+        return Ok(());
     }
-    let mut creds = explicit_credentials(&a)?;
-    if creds.is_empty() && has_tty() && needs_credential(&a, pending.is_some())? {
-        creds.push(Credential::Passphrase(secret_input::prompt(
-            "Passphrase: ",
-            false,
-        )?));
-    }
-    let u = unlock(&a, &creds)?;
+    let creds = credentials(&a, &a.cipherdir, pending.is_some())?;
+    let u = unlock(&a, &a.cipherdir, &creds)?;
     // Rotation events go to the volume's audit log (when it keeps one).
     crate::audit::attach(&a.cipherdir, Some(&u.keys));
-    let mut out = Output::new(a.json);
     let (old, keys) = match pending {
         Some((old, new)) => {
             if !a.resume {
@@ -206,40 +195,14 @@ pub fn run(a: RekeyArgs) -> CliResult<()> {
             return Ok(());
         }
         None => {
-            let opts = RotateOptions {
-                credentials: creds,
-                tcti: tcti_if_tpm(&a, &u)?,
-                pin: if u
-                    .info
-                    .protectors
-                    .iter()
-                    .any(|p| p.tpm2.as_ref().is_some_and(|t| t.pin))
-                {
-                    a.tpm.pin(false)?
-                } else {
-                    None
-                },
-                drop: a.drop_protector.clone(),
-                new_recovery_key: a.new_recovery_key,
-                force: a.force,
-                tpm_nv: false,
-            };
-            let b = rotate::begin(&a.cipherdir, &u.keys, &opts)?;
+            let b = rotate::begin(&a.cipherdir, &u.keys, &rotate_options(&a, creds, &u)?)?;
             log::info!("rekey: started, KEK {} -> {}", b.old, b.new);
             crate::audit::record(
                 crate::audit::Event::new("rotation-start")
                     .key_version(b.new)
                     .detail(format!("from KEK {}", b.old)),
             );
-            out.event(&serde_json::json!({
-                "event": "begun", "old_kek": b.old, "new_kek": b.new,
-                "kept": b.kept, "dropped": b.dropped,
-            }));
-            if let Some(rk) = &b.recovery_key {
-                // The one time it is shown: stdout, also with --json.
-                println!("New recovery key, shown only once; store it safely:");
-                println!("Recovery key: {}", rk.display());
-            }
+            announce(&mut out, &b);
             (b.old, std::sync::Arc::new(b.keys))
         }
     };
@@ -256,11 +219,79 @@ pub fn run(a: RekeyArgs) -> CliResult<()> {
     report(&mut out, &f)
 }
 
+/// `--if-due` on a volume whose key is not due: says so; true to stop.
+pub(super) fn not_due(a: &RekeyArgs, cipherdir: &Path, out: &mut Output) -> CliResult<bool> {
+    let (age, left) = due_in_days(a, cipherdir)?;
+    if left <= 0 {
+        return Ok(false);
+    }
+    out.event(&serde_json::json!({
+        "event": "not_due", "kek_age_days": age, "due_in_days": left,
+    }));
+    out.say(&format!(
+        "not due: the volume key is {age} days old, rotation due in {left} days"
+    ));
+    Ok(true)
+}
+
+/// The credentials given, plus a prompted passphrase when one is needed
+/// and a terminal is there.
+pub(super) fn credentials(
+    a: &RekeyArgs,
+    cipherdir: &Path,
+    resume: bool,
+) -> CliResult<Vec<Credential>> {
+    let mut creds = explicit_credentials(a)?;
+    if creds.is_empty() && has_tty() && needs_credential(a, cipherdir, resume)? {
+        creds.push(Credential::Passphrase(secret_input::prompt(
+            "Passphrase: ",
+            false,
+        )?));
+    }
+    Ok(creds)
+}
+
+/// What the config step keeps, drops and adds, from the command line.
+pub(super) fn rotate_options(
+    a: &RekeyArgs,
+    credentials: Vec<Credential>,
+    u: &UnlockedVolume,
+) -> CliResult<RotateOptions> {
+    let has_pin = u
+        .info
+        .protectors
+        .iter()
+        .any(|p| p.tpm2.as_ref().is_some_and(|t| t.pin));
+    Ok(RotateOptions {
+        credentials,
+        tcti: tcti_if_tpm(a, u)?,
+        pin: if has_pin { a.tpm.pin(false)? } else { None },
+        drop: a.drop_protector.clone(),
+        new_recovery_key: a.new_recovery_key,
+        force: a.force,
+        tpm_nv: false,
+    })
+}
+
+/// The config step is durable: says what it kept and dropped, and shows a
+/// new recovery key, once.
+pub(super) fn announce(out: &mut Output, b: &rotate::Begun) {
+    out.event(&serde_json::json!({
+        "event": "begun", "old_kek": b.old, "new_kek": b.new,
+        "kept": b.kept, "dropped": b.dropped,
+    }));
+    if let Some(rk) = &b.recovery_key {
+        // The one time it is shown: stdout, also with --json.
+        println!("New recovery key, shown only once; store it safely:");
+        println!("Recovery key: {}", rk.display());
+    }
+}
+
 /// Whether a passphrase must be asked for: to start, when the volume has a
 /// passphrase or recovery protector that is not dropped; to resume, when it
 /// has no TPM protector to unlock with.
-fn needs_credential(a: &RekeyArgs, resume: bool) -> CliResult<bool> {
-    let info = volume::read_info(&a.cipherdir)?;
+pub(super) fn needs_credential(a: &RekeyArgs, cipherdir: &Path, resume: bool) -> CliResult<bool> {
+    let info = volume::read_info(cipherdir)?;
     let active = info.keks.iter().find(|k| k.2).map(|k| k.0);
     if resume {
         return Ok(!info.protectors.iter().any(|p| p.tpm2.is_some()));
@@ -275,7 +306,10 @@ fn needs_credential(a: &RekeyArgs, resume: bool) -> CliResult<bool> {
     }))
 }
 
-fn tcti_if_tpm(a: &RekeyArgs, u: &UnlockedVolume) -> CliResult<Option<crate::tpm::Tcti>> {
+pub(super) fn tcti_if_tpm(
+    a: &RekeyArgs,
+    u: &UnlockedVolume,
+) -> CliResult<Option<crate::tpm::Tcti>> {
     if u.info.protectors.iter().any(|p| p.tpm2.is_some()) {
         Ok(Some(a.tpm.tcti(None)?))
     } else {
@@ -317,16 +351,16 @@ fn report(out: &mut Output, f: &rotation::Finished) -> CliResult<()> {
 }
 
 /// Where messages go: stderr lines, or JSON lines on stdout.
-struct Output {
+pub(super) struct Output {
     json: bool,
 }
 
 impl Output {
-    fn new(json: bool) -> Output {
+    pub(super) fn new(json: bool) -> Output {
         Output { json }
     }
 
-    fn say(&mut self, msg: &str) {
+    pub(super) fn say(&mut self, msg: &str) {
         if self.json {
             self.event(&serde_json::json!({"event": "message", "text": msg}));
         } else {
@@ -334,7 +368,7 @@ impl Output {
         }
     }
 
-    fn event(&mut self, v: &serde_json::Value) {
+    pub(super) fn event(&mut self, v: &serde_json::Value) {
         if self.json {
             let mut o = std::io::stdout().lock();
             let _ = writeln!(o, "{v}");
@@ -345,7 +379,7 @@ impl Output {
 
 /// Objects done of total, rate and time left: a TTY line or JSON lines, at
 /// most a few per second.
-struct Progress<'a> {
+pub(super) struct Progress<'a> {
     total: u64,
     start: Instant,
     last: Instant,
@@ -354,7 +388,7 @@ struct Progress<'a> {
 }
 
 impl<'a> Progress<'a> {
-    fn new(total: u64, out: &'a mut Output) -> Progress<'a> {
+    pub(super) fn new(total: u64, out: &'a mut Output) -> Progress<'a> {
         let now = Instant::now();
         Progress {
             total,
@@ -365,7 +399,7 @@ impl<'a> Progress<'a> {
         }
     }
 
-    fn step(&mut self, s: &Stats) {
+    pub(super) fn step(&mut self, s: &Stats) {
         if self.last.elapsed() < Duration::from_millis(250) {
             return;
         }
@@ -373,7 +407,7 @@ impl<'a> Progress<'a> {
         self.show(s, false);
     }
 
-    fn done(&mut self, s: &Stats) {
+    pub(super) fn done(&mut self, s: &Stats) {
         self.show(s, true);
     }
 

@@ -250,6 +250,7 @@ mod tests {
             volume_id: [0; 16],
             format_version: 1,
             created: 0,
+            rotation_period_days: None,
             keks: vec![(1, 0, true)],
             protectors: kinds
                 .iter()

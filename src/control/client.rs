@@ -213,7 +213,10 @@ impl Client {
         match req {
             Request::Status => self.exchange(&Wire::Status, &[], progress),
             Request::Lock => self.exchange(&Wire::Lock, &[], progress),
-            Request::Rekey => self.exchange(&Wire::Rekey, &[], progress),
+            Request::Rekey(r) => {
+                let borrowed: Vec<(u32, &Key32)> = r.keys.iter().map(|(v, k)| (*v, k)).collect();
+                self.rekey(&borrowed, r.force, r.started, progress)
+            }
             Request::Shred { path } => {
                 self.exchange(&Wire::Shred { path: path.clone() }, &[], progress)
             }
@@ -234,6 +237,23 @@ impl Client {
             kek_versions: keks.iter().map(|(v, _)| *v).collect(),
         };
         self.exchange(&wire, keks, &mut |_| {})
+    }
+
+    /// Asks the daemon to finish the rotation the config holds, with the
+    /// KEKs of both versions (none: it uses its own), streaming progress.
+    pub fn rekey(
+        &mut self,
+        keks: &[(u32, &Key32)],
+        force: bool,
+        started: bool,
+        progress: &mut dyn FnMut(&Response),
+    ) -> Result<Response, ClientError> {
+        let wire = Wire::Rekey {
+            kek_versions: keks.iter().map(|(v, _)| *v).collect(),
+            force,
+            started,
+        };
+        self.exchange(&wire, keks, progress)
     }
 
     fn exchange(

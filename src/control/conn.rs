@@ -3,7 +3,7 @@
 //! that may hold secrets, or let a handler's answer break the one-final-response rule.
 
 use super::frame::{read_exact_frame, read_frame, write_frame, FrameError};
-use super::protocol::{ErrorCode, Request, Response, Wire, VERSION};
+use super::protocol::{ErrorCode, RekeyRequest, Request, Response, Wire, VERSION};
 use super::server::Handler;
 use super::Peer;
 use crate::secret::Key32;
@@ -115,28 +115,46 @@ fn to_request(
         }
         Wire::Status => Request::Status,
         Wire::Lock => Request::Lock,
-        Wire::Rekey => Request::Rekey,
+        Wire::Rekey {
+            kek_versions,
+            force,
+            started,
+        } => Request::Rekey(RekeyRequest {
+            keys: read_keys(s, kek_versions, deadline)?,
+            force,
+            started,
+        }),
         Wire::Shred { path } => Request::Shred { path },
         Wire::Renew { path } => Request::Renew { path },
-        Wire::Unlock { kek_versions } => {
-            let mut keys = Vec::with_capacity(kek_versions.len());
-            for v in kek_versions {
-                let key = Key32::try_fill(|b| read_exact_frame(s, b, deadline)).map_err(|e| {
-                    let r = match e {
-                        FrameError::Timeout => Response::error(ErrorCode::Timeout, e.to_string()),
-                        FrameError::TooLarge(_) => Response::error(
-                            ErrorCode::BadRequest,
-                            "each unlock key frame must hold exactly 32 bytes",
-                        ),
-                        e => Response::error(ErrorCode::BadRequest, format!("key frame: {e}")),
-                    };
-                    Box::new((r, true))
-                })?;
-                keys.push((v, key));
-            }
-            Request::Unlock(keys)
-        }
+        Wire::Unlock { kek_versions } => Request::Unlock(read_keys(s, kek_versions, deadline)?),
     })
+}
+
+/// The response to send and whether the connection must close.
+type Refusal = Box<(Response, bool)>;
+
+/// Reads one key frame per version straight into locked memory.
+fn read_keys(
+    s: &UnixStream,
+    versions: Vec<u32>,
+    deadline: Instant,
+) -> Result<Vec<(u32, Key32)>, Refusal> {
+    let mut keys = Vec::with_capacity(versions.len());
+    for v in versions {
+        let key = Key32::try_fill(|b| read_exact_frame(s, b, deadline)).map_err(|e| {
+            let r = match e {
+                FrameError::Timeout => Response::error(ErrorCode::Timeout, e.to_string()),
+                FrameError::TooLarge(_) => Response::error(
+                    ErrorCode::BadRequest,
+                    "each key frame must hold exactly 32 bytes",
+                ),
+                e => Response::error(ErrorCode::BadRequest, format!("key frame: {e}")),
+            };
+            Box::new((r, true))
+        })?;
+        keys.push((v, key));
+    }
+    Ok(keys)
 }
 
 /// Runs the handler and streams what it says. Returns false when the peer is gone.

@@ -12,7 +12,7 @@ pub mod server;
 pub mod client;
 
 pub use client::{Client, ClientError};
-pub use protocol::{ErrorCode, Request, Response, Status};
+pub use protocol::{ErrorCode, RekeyRequest, RekeyResult, Request, Response, Status};
 pub use server::{Handler, Server, ServerConfig};
 
 use std::path::PathBuf;

@@ -38,7 +38,7 @@ pub enum ErrorCode {
     NotLocked,
     /// `unlock` keys that do not open the volume.
     WrongKey,
-    /// A request this daemon knows but does not implement yet (rekey, shred).
+    /// A request this daemon knows but does not implement yet (shred).
     NotImplemented,
     /// The daemon failed; the message says what, the log says more.
     Internal,
@@ -88,6 +88,26 @@ pub struct Status {
     pub integrity_errors: u64,
 }
 
+/// What an online rotation did (`rekey`'s final answer).
+#[derive(Serialize, Deserialize, Debug, Clone, Default, PartialEq, Eq)]
+#[serde(default)]
+pub struct RekeyResult {
+    pub old_kek: u32,
+    pub new_kek: u32,
+    pub dirs: u64,
+    pub files: u64,
+    pub rewrapped: u64,
+    pub already_current: u64,
+    /// Rewrap walks run (more than one when the workload moved objects
+    /// behind the first).
+    pub passes: u32,
+    pub rewrap_ms: u64,
+    /// Objects that still need the old KEK (paths and why).
+    pub blockers: Vec<String>,
+    /// KEK `old_kek` is gone from the config and the daemon's memory.
+    pub destroyed: bool,
+}
+
 /// One message from the server. A request is answered by any number of `progress` messages
 /// followed by exactly one final message (anything but `progress`).
 #[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
@@ -108,6 +128,8 @@ pub enum Response {
         #[serde(default)]
         message: String,
     },
+    /// The final answer to `rekey`.
+    Rekeyed(RekeyResult),
     Error {
         code: ErrorCode,
         message: String,
@@ -153,8 +175,8 @@ pub enum Request {
     /// Unwrapped KEKs by version, as `volume::unlock` produces them; the handler must verify
     /// them against the config before it accepts them.
     Unlock(Vec<(u32, Key32)>),
-    /// Reserved for the rekey issue.
-    Rekey,
+    /// Finish the KEK rotation the config holds (see docs/CONTROL.md).
+    Rekey(RekeyRequest),
     /// Reserved for the shred issue: a path relative to the mountpoint.
     Shred {
         path: String,
@@ -166,13 +188,23 @@ pub enum Request {
     },
 }
 
+/// An online rotation request. `keys`: every KEK of the pending rotation
+/// (retiring and active), or none when the daemon already holds both.
+pub struct RekeyRequest {
+    pub keys: Vec<(u32, Key32)>,
+    /// Destroy the old KEK even with blockers.
+    pub force: bool,
+    /// The client has just written the config step (for the audit line).
+    pub started: bool,
+}
+
 impl Request {
     pub fn op(&self) -> &'static str {
         match self {
             Request::Status => "status",
             Request::Lock => "lock",
             Request::Unlock(_) => "unlock",
-            Request::Rekey => "rekey",
+            Request::Rekey(_) => "rekey",
             Request::Shred { .. } => "shred",
             Request::Renew { .. } => "renew",
         }
@@ -187,6 +219,10 @@ impl std::fmt::Debug for Request {
                 write!(f, "Unlock(versions {versions:?}, <redacted>)")
             }
             Request::Shred { path } => write!(f, "Shred({path:?})"),
+            Request::Rekey(r) => {
+                let versions: Vec<u32> = r.keys.iter().map(|(v, _)| *v).collect();
+                write!(f, "Rekey(versions {versions:?}, <redacted>)")
+            }
             other => f.write_str(other.op()),
         }
     }
@@ -207,7 +243,16 @@ pub enum Wire {
     Unlock {
         kek_versions: Vec<u32>,
     },
-    Rekey,
+    /// The keys follow as key frames, as for `unlock` (none: the daemon
+    /// uses its own).
+    Rekey {
+        #[serde(default)]
+        kek_versions: Vec<u32>,
+        #[serde(default)]
+        force: bool,
+        #[serde(default)]
+        started: bool,
+    },
     Shred {
         path: String,
     },
@@ -244,6 +289,14 @@ impl Wire {
         let wire: Wire = serde_json::from_slice(bytes).map_err(|e| {
             Response::error(ErrorCode::BadRequest, format!("malformed {}: {e}", op.op))
         })?;
+        if let Wire::Rekey { kek_versions, .. } = &wire {
+            if kek_versions.len() > MAX_UNLOCK_KEYS {
+                return Err(Response::error(
+                    ErrorCode::BadRequest,
+                    format!("rekey takes at most {MAX_UNLOCK_KEYS} KEK versions"),
+                ));
+            }
+        }
         if let Wire::Unlock { kek_versions } = &wire {
             if kek_versions.is_empty() || kek_versions.len() > MAX_UNLOCK_KEYS {
                 return Err(Response::error(

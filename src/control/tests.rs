@@ -32,7 +32,7 @@ impl Handler for Probe {
                     Response::error(ErrorCode::WrongKey, "wrong key")
                 })
             }
-            Request::Rekey => {}
+            Request::Rekey(_) => {}
             Request::Shred { .. } => {
                 out(Response::done("first"));
                 out(Response::done("second"));
@@ -100,7 +100,12 @@ fn hello_first_then_requests() {
     assert_eq!(code(ask(&s, &hello())), ErrorCode::BadRequest);
     assert!(matches!(ask(&s, &Wire::Status), Response::Status(_)));
     // No answer from the handler becomes an internal error, two answers become one.
-    assert_eq!(code(ask(&s, &Wire::Rekey)), ErrorCode::Internal);
+    let rekey = Wire::Rekey {
+        kek_versions: Vec::new(),
+        force: false,
+        started: false,
+    };
+    assert_eq!(code(ask(&s, &rekey)), ErrorCode::Internal);
     assert_eq!(
         ask(&s, &Wire::Shred { path: "f".into() }),
         Response::done("first")

@@ -137,14 +137,16 @@ impl Handler for DaemonHandler {
         if let Request::Renew { path } = &req {
             return super::renew_op::renew(&self.core, peer, path, out);
         }
-        out(match req {
+        let answer = match req {
             Request::Status => self.status(),
             Request::Lock => self.lock(peer),
             Request::Unlock(keks) => self.unlock(peer, keks),
-            Request::Rekey | Request::Shred { .. } | Request::Renew { .. } => Response::error(
+            Request::Rekey(r) => super::rekey_op::rekey(&self.core, &self.cipherdir, peer, r, out),
+            Request::Shred { .. } | Request::Renew { .. } => Response::error(
                 ErrorCode::NotImplemented,
                 format!("{} is not implemented by this daemon yet", req.op()),
             ),
-        });
+        };
+        out(answer);
     }
 }

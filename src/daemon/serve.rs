@@ -58,6 +58,9 @@ pub fn serve(
         }
     }
     log::info!("mounted {} at {}", cfg.cipherdir.display(), mnt.display());
+    if !cfg.options.read_only {
+        super::rotation::resume_in_background(core.clone(), cfg.cipherdir.clone());
+    }
     process::report_ready(ready);
     // This thread turns into a FUSE worker for the life of the mount: wipe
     // what setting up left in its dead frames (unlock, the root key), which

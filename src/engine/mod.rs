@@ -7,6 +7,8 @@ pub mod destroy;
 pub mod fsck;
 mod quarantine;
 pub mod rekey;
+mod rekey_io;
+pub mod rekey_live;
 pub mod renew;
 pub mod rotation;
 pub mod shred;

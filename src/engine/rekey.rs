@@ -7,17 +7,21 @@
 //! or timestamps, or skip an object silently: every one it cannot rewrap is a
 //! reported problem.
 
-use super::source::Offline;
+use super::source::{Offline, Source};
 use super::walk::{Entry, Problem, ProblemKind, Visitor, Walker};
 use crate::crypto::{DirKey, VolumeKeys};
-use crate::format::{DirMeta, FileHeader, KeySlot, DIR_META_LEN, DIR_META_NAME, HEADER_LEN};
-use crate::layout::{self, write_small_atomic};
-use rustix::fs::{Mode, OFlags, Timespec, Timestamps};
+use crate::format::{DirMeta, FileHeader, KeySlot, HEADER_LEN};
+use crate::layout;
+use rustix::fs::{Mode, OFlags, Timestamps};
 use std::fs::File;
 use std::io;
-use std::os::fd::{AsFd, BorrowedFd};
+use std::os::fd::AsFd;
 use std::os::unix::fs::FileExt;
 use std::path::Path;
+
+use super::rekey_io::{open_file, quarantine_blocks, times, write_meta};
+pub use super::rekey_live::Rewritten;
+use super::rekey_live::{later, Left};
 
 /// Failpoints of the per-object steps (the volume layer has the config ones).
 pub const FP_FILE_BOTH: &str = "rekey.file.both";
@@ -79,6 +83,13 @@ struct Rekey<'a> {
     report: Report,
     progress: &'a mut dyn FnMut(&Stats),
     staged: Vec<Staged>,
+    /// Online: each header is finished while its file is held (no staging
+    /// across files, whose fin writes would land outside the hold), and the
+    /// written header is left here.
+    online: Option<Rewritten>,
+    /// A live volume: an object removed or moved between the listing and
+    /// the visit is a note, not an error.
+    live: bool,
 }
 
 /// Rewraps every object under `cipherdir` to the active KEK of `keys`
@@ -90,42 +101,110 @@ pub fn rewrap_all(
     old: u32,
     progress: &mut dyn FnMut(&Stats),
 ) -> io::Result<Report> {
-    walk(cipherdir, keys, old, Mode2::Rewrap, progress)
+    let src = Offline::new(cipherdir, keys);
+    walk(
+        src,
+        cipherdir,
+        keys,
+        old,
+        Mode2::Rewrap,
+        (None, false),
+        progress,
+    )
 }
 
 /// The read-only walk: every object that still holds a slot of `old`, and
 /// every object that could not be read.
 pub fn verify(cipherdir: &Path, keys: &VolumeKeys, old: u32) -> io::Result<Report> {
-    walk(cipherdir, keys, old, Mode2::Verify, &mut |_| {})
+    let src = Offline::new(cipherdir, keys);
+    walk(
+        src,
+        cipherdir,
+        keys,
+        old,
+        Mode2::Verify,
+        (None, false),
+        &mut |_| {},
+    )
+}
+
+/// `rewrap_all` through a live source (a mounted volume): the source holds
+/// each object and takes the headers left in `rewritten`.
+pub fn rewrap_live<S: Source>(
+    source: S,
+    cipherdir: &Path,
+    keys: &VolumeKeys,
+    old: u32,
+    rewritten: Rewritten,
+    progress: &mut dyn FnMut(&Stats),
+) -> io::Result<Report> {
+    let mode = Mode2::Rewrap;
+    walk(
+        source,
+        cipherdir,
+        keys,
+        old,
+        mode,
+        (Some(rewritten), true),
+        progress,
+    )
+}
+
+/// `verify` through a live source.
+pub fn verify_live<S: Source>(
+    source: S,
+    cipherdir: &Path,
+    keys: &VolumeKeys,
+    old: u32,
+    progress: &mut dyn FnMut(&Stats),
+) -> io::Result<Report> {
+    walk(
+        source,
+        cipherdir,
+        keys,
+        old,
+        Mode2::Verify,
+        (None, true),
+        progress,
+    )
+}
+
+/// Counts directories and files through any source.
+pub fn count_in<S: Source>(source: S) -> io::Result<u64> {
+    let mut c = Count(0);
+    Walker::new(source, &mut c).run()?;
+    Ok(c.0)
+}
+
+struct Count(u64);
+
+impl Visitor for Count {
+    fn dir(&mut self, _: &Entry<'_>, _: &DirKey, _: Option<&DirKey>) -> io::Result<()> {
+        self.0 += 1;
+        Ok(())
+    }
+    fn file(&mut self, _: &Entry<'_>, _: &DirKey) -> io::Result<()> {
+        self.0 += 1;
+        Ok(())
+    }
+    fn symlink(&mut self, _: &Entry<'_>, _: &DirKey) -> io::Result<()> {
+        Ok(())
+    }
+    fn problem(&mut self, _: Problem) {}
 }
 
 /// Counts directories and files (for progress totals); reads no header.
 pub fn count(cipherdir: &Path, keys: &VolumeKeys) -> io::Result<u64> {
-    struct Count(u64);
-    impl Visitor for Count {
-        fn dir(&mut self, _: &Entry<'_>, _: &DirKey, _: Option<&DirKey>) -> io::Result<()> {
-            self.0 += 1;
-            Ok(())
-        }
-        fn file(&mut self, _: &Entry<'_>, _: &DirKey) -> io::Result<()> {
-            self.0 += 1;
-            Ok(())
-        }
-        fn symlink(&mut self, _: &Entry<'_>, _: &DirKey) -> io::Result<()> {
-            Ok(())
-        }
-        fn problem(&mut self, _: Problem) {}
-    }
-    let mut c = Count(0);
-    Walker::new(Offline::new(cipherdir, keys), &mut c).run()?;
-    Ok(c.0)
+    count_in(Offline::new(cipherdir, keys))
 }
 
-fn walk(
+fn walk<S: Source>(
+    source: S,
     cipherdir: &Path,
     keys: &VolumeKeys,
     old: u32,
     mode: Mode2,
+    (online, live): (Option<Rewritten>, bool),
     progress: &mut dyn FnMut(&Stats),
 ) -> io::Result<Report> {
     let mut v = Rekey {
@@ -135,8 +214,10 @@ fn walk(
         report: Report::default(),
         progress,
         staged: Vec::with_capacity(BATCH),
+        live: online.is_some() || live,
+        online,
     };
-    Walker::new(Offline::new(cipherdir, keys), &mut v).run()?;
+    Walker::new(source, &mut v).run()?;
     if mode == Mode2::Rewrap {
         v.flush()?;
         // The final (slot-cleared) writes were not synced one by one: the
@@ -146,28 +227,6 @@ fn walk(
     }
     quarantine_blocks(cipherdir, &mut v.report)?;
     Ok(v.report)
-}
-
-/// Quarantined entries are keyed to the old KEK too and become unreadable
-/// forever once it is destroyed: each one is a blocker.
-fn quarantine_blocks(cipherdir: &Path, report: &mut Report) -> io::Result<()> {
-    let q = cipherdir.join(layout::QUARANTINE_DIR);
-    let entries = match std::fs::read_dir(&q) {
-        Ok(e) => e,
-        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
-        Err(e) => return Err(e),
-    };
-    for e in entries {
-        let e = e?;
-        let rel = Path::new(layout::QUARANTINE_DIR).join(e.file_name());
-        report.problems.push(Problem {
-            path: rel.display().to_string(),
-            backing: rel,
-            what: "quarantined entry (unreadable after the old KEK is destroyed)".into(),
-            kind: ProblemKind::Damaged,
-        });
-    }
-    Ok(())
 }
 
 fn has_version(slots: &[Option<KeySlot>; 2], v: u32) -> bool {
@@ -183,24 +242,17 @@ fn damaged(at: &Entry<'_>, what: String) -> Problem {
     }
 }
 
-/// The access and modification times of `fd`, to put back after a rewrap
-/// (a key change is not a change of the file's contents).
-fn times(fd: BorrowedFd<'_>) -> io::Result<Timestamps> {
-    let st = rustix::fs::fstat(fd)?;
-    let ts = |s: i64, ns: i64| Timespec {
-        tv_sec: s,
-        tv_nsec: ns as _,
-    };
-    Ok(Timestamps {
-        last_access: ts(st.st_atime as i64, st.st_atime_nsec as i64),
-        last_modification: ts(st.st_mtime as i64, st.st_mtime_nsec as i64),
-    })
-}
-
 impl Visitor for Rekey<'_> {
     fn dir(&mut self, at: &Entry<'_>, _key: &DirKey, parent: Option<&DirKey>) -> io::Result<()> {
         self.report.stats.dirs += 1;
-        let meta = layout::read_dir_meta(&at.dir)?;
+        let meta = match layout::read_dir_meta(&at.dir) {
+            Err(rustix::io::Errno::NOENT) if self.live => {
+                // Removed since the listing (live volume).
+                self.note(format!("{}: gone during the walk", at.path));
+                return Ok(());
+            }
+            r => r?,
+        };
         match self.mode {
             Mode2::Verify => match DirMeta::parse(&meta) {
                 Ok(m) if has_version(&m.slots, self.old) => {
@@ -231,7 +283,14 @@ impl Visitor for Rekey<'_> {
 
     fn file(&mut self, at: &Entry<'_>, parent: &DirKey) -> io::Result<()> {
         self.report.stats.files += 1;
-        let f = open_file(at, self.mode == Mode2::Rewrap)?;
+        let f = match open_file(at, self.mode == Mode2::Rewrap) {
+            Err(e) if e.kind() == io::ErrorKind::NotFound && self.live => {
+                // Moved away between the listing and the hold (live volume).
+                self.note(format!("{}: gone during the walk", at.path));
+                return Ok(());
+            }
+            r => r?,
+        };
         let md = f.metadata()?;
         let len = md.len();
         let replaced = at.ino != 0 && std::os::unix::fs::MetadataExt::ino(&md) != at.ino;
@@ -303,10 +362,20 @@ impl Rekey<'_> {
             // The kept slot already is of the new KEK: only a leftover goes.
             f.write_all_at(&r.fin, 0)?;
             rustix::fs::futimens(&f, &t)?;
+            if let Some(cell) = &self.online {
+                cell.set(Some(Left::Header(r.fin)));
+            }
             crate::failpoint::hit(FP_FILE_FIN);
             return Ok(());
         };
         f.write_all_at(&both, 0)?;
+        if let Some(cell) = &self.online {
+            // Online the file is held only for this visit: the source holds
+            // it again for the second step, after its batch's sync.
+            let fps = (FP_FILE_BOTH, FP_FILE_FIN);
+            cell.set(Some(Left::Later(later(f, both, r.fin, t, fps))));
+            return Ok(());
+        }
         self.staged.push(Staged { f, fin: r.fin, t });
         if self.staged.len() >= BATCH {
             self.flush()?;
@@ -341,24 +410,4 @@ struct Staged {
     f: File,
     fin: [u8; HEADER_LEN],
     t: Timestamps,
-}
-
-/// Opens a backing file without following a symlink and without touching
-/// its atime where allowed.
-fn open_file(at: &Entry<'_>, write: bool) -> io::Result<File> {
-    let base = if write { OFlags::RDWR } else { OFlags::RDONLY };
-    let flags = base | OFlags::NOFOLLOW | OFlags::CLOEXEC;
-    let fd = match rustix::fs::openat(at.dir, at.name, flags | OFlags::NOATIME, Mode::empty()) {
-        Err(rustix::io::Errno::PERM) => rustix::fs::openat(at.dir, at.name, flags, Mode::empty()),
-        r => r,
-    }?;
-    Ok(File::from(fd))
-}
-
-/// Replaces the directory's dekfs.dir (temp file, fsync, rename) and syncs
-/// the directory so the rename is durable before the next step.
-fn write_meta(dir: BorrowedFd<'_>, meta: &[u8; DIR_META_LEN]) -> io::Result<()> {
-    write_small_atomic(&dir, DIR_META_NAME, meta)?;
-    rustix::fs::fsync(dir)?;
-    Ok(())
 }

@@ -45,6 +45,22 @@ pub trait Source {
     /// The walker is done with a directory this source handed out.
     fn leave(&mut self, _dir: BorrowedFd<'_>) {}
 
+    /// The walk is over (also after an error): whatever the source
+    /// deferred is done now.
+    fn finish(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+
+    /// Runs `visit` on directory `dir` itself (its key file) while nothing
+    /// moves it to another parent. Offline nothing does.
+    fn hold_dir(
+        &mut self,
+        _dir: BorrowedFd<'_>,
+        visit: &mut dyn FnMut() -> io::Result<()>,
+    ) -> io::Result<()> {
+        visit()
+    }
+
     /// Runs `visit` on a file or symlink of `dir` while no writer can
     /// change it. Offline there is no writer. Online, an object gone or
     /// replaced before it could be held is skipped (`Ok`).

@@ -106,7 +106,8 @@ impl<'v, S: Source, V: Visitor> Walker<'v, S, V> {
         let (fd, state) = self.source.root()?;
         let r = self.enter(fd.as_fd(), state, None, "/".into(), PathBuf::new());
         self.source.leave(fd.as_fd());
-        r
+        let finished = self.source.finish();
+        r.and(finished)
     }
 
     fn problem(&mut self, path: String, backing: PathBuf, what: String, kind: ProblemKind) {
@@ -155,7 +156,9 @@ impl<'v, S: Source, V: Visitor> Walker<'v, S, V> {
             name: ".",
             ino: 0,
         };
-        self.visitor.dir(&at, &key, parent)?;
+        let visitor = &mut *self.visitor;
+        self.source
+            .hold_dir(fd.as_fd(), &mut || visitor.dir(&at, &key, parent))?;
         let mut entries = layout::list(&fd)?;
         entries.sort_by(|a, b| a.raw.cmp(&b.raw));
         let longs: BTreeSet<&str> = entries

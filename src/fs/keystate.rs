@@ -62,6 +62,8 @@ pub enum InstallError {
     WrongKey,
     /// The root metadata could not be read.
     Io(String),
+    /// Only an unlocked core has keys to replace.
+    Locked,
 }
 
 impl std::fmt::Display for InstallError {
@@ -70,6 +72,7 @@ impl std::fmt::Display for InstallError {
             InstallError::NotLocked => f.write_str("the volume is not locked"),
             InstallError::WrongKey => f.write_str("the key does not open this volume"),
             InstallError::Io(e) => write!(f, "cannot read the root directory metadata: {e}"),
+            InstallError::Locked => f.write_str("the volume is locked"),
         }
     }
 }
@@ -172,6 +175,35 @@ impl CoreFs {
         drop(slot);
         log::info!("unlocked: volume keys installed");
         Ok(())
+    }
+
+    /// The volume keys the core serves with, `None` while locked (for the
+    /// daemon's rotation, which must hold the same set).
+    pub fn current_keys(&self) -> Option<Arc<VolumeKeys>> {
+        self.keys.read().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    /// Replaces the volume keys of an *unlocked* core (a KEK rotation: the
+    /// new set adds KEK v+1 as the active one, later drops KEK v), after
+    /// checking they open the root directory. Directory and file keys stay:
+    /// they do not depend on the KEK that wraps them. New objects are keyed
+    /// to the new active KEK from here on; a request that took the old set
+    /// before the swap finishes with it. Returns the set it replaced, so the
+    /// caller can wait for those requests to end (`Arc::strong_count`).
+    pub fn replace_keys(&self, keys: Arc<VolumeKeys>) -> Result<Arc<VolumeKeys>, InstallError> {
+        let root = self
+            .node(ROOT_INO)
+            .map_err(|e| InstallError::Io(e.to_string()))?;
+        let meta = read_small(&root.fd, DIR_META_NAME, DIR_META_LEN)
+            .map_err(|e| InstallError::Io(e.to_string()))?;
+        keys.open_root_dir(&meta)
+            .map_err(|_| InstallError::WrongKey)?;
+        let mut slot = self.keys.write().unwrap_or_else(|e| e.into_inner());
+        let Some(old) = slot.take() else {
+            return Err(InstallError::Locked);
+        };
+        *slot = Some(keys);
+        Ok(old)
     }
 
     /// Wipes the directory and file keys of `ino` and everything below it

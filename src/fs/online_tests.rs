@@ -151,3 +151,63 @@ fn live_check_reports_nothing_false_under_churn() {
     let r = core.check_live().expect("final walk");
     assert!(r.is_clean(), "{:?}", r.problems);
 }
+
+/// Reads `name` in `dir` whole through `core`.
+fn read_all(core: &CoreFs, dir: u64, name: &[u8]) -> Vec<u8> {
+    let ino = core.lookup(dir, name).expect("lookup").ino;
+    let fh = core.open(ino, libc::O_RDONLY).expect("open");
+    let mut out = Vec::new();
+    loop {
+        let got = core.read(fh, out.len() as u64, 1 << 20).expect("read");
+        if got.is_empty() {
+            break;
+        }
+        out.extend_from_slice(&got);
+    }
+    core.release(fh);
+    out
+}
+
+#[test]
+fn a_live_rekey_moves_open_files_which_keep_writing() {
+    use crate::engine::rekey::{rewrap_live, verify_live, Rewritten};
+    let (d, core) = volume();
+    let sub = core.mkdir(ROOT_INO, b"sub", 0o755, ME).expect("mkdir");
+    put(&core, sub.ino, b"closed", b"a closed file");
+    let (_, fh) = core
+        .create(sub.ino, b"open", 0o644, libc::O_RDWR, ME)
+        .expect("create");
+    let first = pattern(1, 5000);
+    core.write(fh, 0, &first).expect("write");
+    let one = core.current_keys().expect("unlocked");
+    let (two, v) = one.with_new_kek().expect("new KEK");
+    assert_eq!(v, 2);
+    let two = Arc::new(two);
+    core.replace_keys(two.clone()).expect("swap");
+    let cell = Rewritten::default();
+    let source = core.rekey_source(cell.clone());
+    let r = rewrap_live(source, d.path(), &two, 1, cell, &mut |_| {}).expect("rewrap");
+    assert!(r.problems.is_empty(), "{:?}", r.problems);
+    assert_eq!(r.stats.rewrapped, 4, "root, sub and two headers");
+    // The handle opened before keeps writing: past its nonce reservation
+    // too, which rewrites the header's fixed part from the cached copy.
+    let more = pattern(2, 6 << 20);
+    core.write(fh, first.len() as u64, &more)
+        .expect("write after");
+    core.release(fh);
+    let v = verify_live(core.live_source(), d.path(), &two, 1, &mut |_| {}).expect("verify");
+    assert!(v.old_slots.is_empty(), "{:?}", v.old_slots);
+    assert_eq!(core.stats().open_files, 0);
+    drop(core);
+    // KEK 2 alone opens everything: nothing needs KEK 1 any more.
+    let only = Arc::new(two.without_kek(1).expect("drop KEK 1"));
+    let core = CoreFs::new(d.path(), only, false).expect("core on KEK 2");
+    let sub = core.lookup(ROOT_INO, b"sub").expect("sub").ino;
+    assert_eq!(read_all(&core, sub, b"closed"), b"a closed file");
+    let mut want = first;
+    want.extend_from_slice(&more);
+    assert!(
+        read_all(&core, sub, b"open") == want,
+        "the open file's bytes"
+    );
+}

@@ -170,3 +170,49 @@ fn a_write_racing_the_lock_is_whole_or_refused() {
     }
     core.release(fh);
 }
+
+/// KEK versions of the key slots of every file header in the cipher root.
+fn header_versions(dir: &std::path::Path) -> Vec<Vec<u32>> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir(dir).expect("list") {
+        let p = e.expect("entry").path();
+        let b = std::fs::read(&p).unwrap_or_default();
+        if p.is_file() && b.len() >= crate::format::HEADER_LEN {
+            if let Ok(h) = crate::format::FileHeader::parse(&b[..crate::format::HEADER_LEN]) {
+                out.push(h.slots.iter().flatten().map(|s| s.kek_version).collect());
+            }
+        }
+    }
+    out.sort();
+    out
+}
+
+#[test]
+fn replacing_live_keys_keys_new_files_to_the_new_kek() {
+    let (d, core) = volume();
+    let (_, fh) = core
+        .create(ROOT_INO, b"old", 0o644, libc::O_RDWR, ME)
+        .expect("create");
+    core.write(fh, 0, b"v1").expect("write");
+    assert_eq!(
+        core.replace_keys(keys(8)).err(),
+        Some(InstallError::WrongKey)
+    );
+    let (two, v) = keys(9).with_new_kek().expect("new KEK");
+    assert_eq!(v, 2);
+    let prev = core.replace_keys(Arc::new(two)).expect("replace");
+    assert_eq!(prev.active_kek_version(), 1);
+    assert_eq!(core.stats().kek_version, Some(2));
+    // The open file keeps working on its KEK 1 header.
+    core.write(fh, 2, b"+").expect("write after the swap");
+    assert_eq!(core.read(fh, 0, 10).expect("read"), b"v1+");
+    let (_, fh2) = core
+        .create(ROOT_INO, b"new", 0o644, libc::O_RDWR, ME)
+        .expect("create");
+    core.write(fh2, 0, b"x").expect("write");
+    assert_eq!(header_versions(d.path()), vec![vec![1], vec![2]]);
+    core.release(fh);
+    core.release(fh2);
+    core.lock_keys();
+    assert_eq!(core.replace_keys(keys(9)).err(), Some(InstallError::Locked));
+}
