@@ -15,6 +15,7 @@ mod protector;
 mod rekey;
 mod secret_input;
 mod shred;
+mod shred_online;
 mod status;
 mod umount;
 mod unlock;

@@ -87,6 +87,7 @@ pub fn run(a: MountArgs) -> CliResult<()> {
         &mut unlocked,
         options.read_only,
     )?;
+    super::shred_online::finish_pending_for_mount(&cipherdir, options.read_only);
     let cfg = DaemonConfig {
         cipherdir,
         mountpoint: mnt,

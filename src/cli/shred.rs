@@ -40,9 +40,14 @@ pub struct ShredArgs {
 /// The volume lock, or why the volume is busy.
 pub(super) fn offline_lock(cipherdir: &Path, role: &str) -> CliResult<VolumeLock> {
     let busy = |what: String| {
-        CliError::new(MOUNT_FAILED, format!("{} is {what}", cipherdir.display())).hint(format!(
-            "unmount it first (dekfs umount MOUNTPOINT), then run dekfs {role} again"
-        ))
+        CliError::new(MOUNT_FAILED, format!("{} is {what}", cipherdir.display())).hint(
+            if role == "shred" {
+                "shred through the mount instead (dekfs shred MOUNTPOINT/PATH), or unmount it first"
+                    .to_owned()
+            } else {
+                format!("unmount it first (dekfs umount MOUNTPOINT), then run dekfs {role} again")
+            },
+        )
     };
     if let Some(m) = crate::daemon::mountpoint_of(cipherdir) {
         return Err(busy(format!("mounted at {}", m.display())));
@@ -138,7 +143,7 @@ fn run_finish(cipherdir: &Path, j: &Journal, full: bool) -> CliResult<Outcome> {
 
 /// The one line on what a pre-shred copy of the volume still opens, for
 /// this volume's protector kinds (THREAT-MODEL.md, Crypto-erasure).
-fn backup_note(info: &volume::VolumeInfo) -> String {
+pub(super) fn backup_note(info: &volume::VolumeInfo) -> String {
     let mut who = Vec::new();
     for p in &info.protectors {
         let w = match (p.kind, p.tpm2.as_ref().is_some_and(|t| t.pin)) {
@@ -206,6 +211,15 @@ fn audit(plain: &str, s: &Survey, ids: &[[u8; 16]], file: Option<&Path>) -> CliR
 }
 
 pub fn run(a: ShredArgs) -> CliResult<()> {
+    if let Some((mnt, path)) = super::shred_online::target(&a.cipherdir, a.plainpath.as_deref())? {
+        if a.audit_file.is_some() {
+            return Err(CliError::new(
+                USAGE,
+                "--audit-file is for offline shreds; the daemon records online shreds in the volume's audit log",
+            ));
+        }
+        return super::shred_online::run(&mnt, &path, a.yes, a.verify);
+    }
     let cipherdir = std::fs::canonicalize(&a.cipherdir)
         .map_err(|_| CliError::from(volume::VolumeError::NotAVolume(a.cipherdir.clone())))?;
     let info = volume::read_info(&cipherdir)?;

@@ -214,8 +214,17 @@ impl Client {
             Request::Status => self.exchange(&Wire::Status, &[], progress),
             Request::Lock => self.exchange(&Wire::Lock, &[], progress),
             Request::Rekey => self.exchange(&Wire::Rekey, &[], progress),
-            Request::Shred { path } => {
-                self.exchange(&Wire::Shred { path: path.clone() }, &[], progress)
+            Request::Shred {
+                path,
+                dry_run,
+                verify,
+            } => {
+                let wire = Wire::Shred {
+                    path: path.clone(),
+                    dry_run: *dry_run,
+                    verify: *verify,
+                };
+                self.exchange(&wire, &[], progress)
             }
             Request::Unlock(keys) => {
                 let borrowed: Vec<(u32, &Key32)> = keys.iter().map(|(v, k)| (*v, k)).collect();

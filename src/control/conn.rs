@@ -116,7 +116,15 @@ fn to_request(
         Wire::Status => Request::Status,
         Wire::Lock => Request::Lock,
         Wire::Rekey => Request::Rekey,
-        Wire::Shred { path } => Request::Shred { path },
+        Wire::Shred {
+            path,
+            dry_run,
+            verify,
+        } => Request::Shred {
+            path,
+            dry_run,
+            verify,
+        },
         Wire::Unlock { kek_versions } => {
             let mut keys = Vec::with_capacity(kek_versions.len());
             for v in kek_versions {

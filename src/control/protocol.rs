@@ -40,6 +40,12 @@ pub enum ErrorCode {
     WrongKey,
     /// A request this daemon knows but does not implement yet (rekey, shred).
     NotImplemented,
+    /// A request refused as asked (a shred of the root or of a path outside the volume).
+    Refused,
+    /// The path a request names does not exist.
+    NotFound,
+    /// A shred's final check found leftovers of the destroyed keys.
+    CheckFailed,
     /// The daemon failed; the message says what, the log says more.
     Internal,
     /// A code added by a newer server; the message still explains it.
@@ -62,6 +68,9 @@ impl ErrorCode {
             ErrorCode::NotLocked => "not_locked",
             ErrorCode::WrongKey => "wrong_key",
             ErrorCode::NotImplemented => "not_implemented",
+            ErrorCode::Refused => "refused",
+            ErrorCode::NotFound => "not_found",
+            ErrorCode::CheckFailed => "check_failed",
             ErrorCode::Internal => "internal",
             ErrorCode::Unknown => "unknown",
         }
@@ -155,9 +164,12 @@ pub enum Request {
     Unlock(Vec<(u32, Key32)>),
     /// Reserved for the rekey issue.
     Rekey,
-    /// Reserved for the shred issue: a path relative to the mountpoint.
+    /// Crypto-erasure of a path relative to the mountpoint (docs/CONTROL.md); `dry_run` only
+    /// reports what it would destroy, `verify` extends the final check to every byte.
     Shred {
         path: String,
+        dry_run: bool,
+        verify: bool,
     },
 }
 
@@ -180,7 +192,7 @@ impl std::fmt::Debug for Request {
                 let versions: Vec<u32> = keys.iter().map(|(v, _)| *v).collect();
                 write!(f, "Unlock(versions {versions:?}, <redacted>)")
             }
-            Request::Shred { path } => write!(f, "Shred({path:?})"),
+            Request::Shred { path, .. } => write!(f, "Shred({path:?})"),
             other => f.write_str(other.op()),
         }
     }
@@ -204,6 +216,10 @@ pub enum Wire {
     Rekey,
     Shred {
         path: String,
+        #[serde(default)]
+        dry_run: bool,
+        #[serde(default)]
+        verify: bool,
     },
 }
 

@@ -101,7 +101,14 @@ fn hello_first_then_requests() {
     // No answer from the handler becomes an internal error, two answers become one.
     assert_eq!(code(ask(&s, &Wire::Rekey)), ErrorCode::Internal);
     assert_eq!(
-        ask(&s, &Wire::Shred { path: "f".into() }),
+        ask(
+            &s,
+            &Wire::Shred {
+                path: "f".into(),
+                dry_run: false,
+                verify: false
+            }
+        ),
         Response::done("first")
     );
     assert_eq!(ask(&s, &Wire::Lock), Response::done("locked"));

@@ -21,6 +21,7 @@ mod readdir;
 mod remove;
 mod rename;
 mod rewrap;
+mod shred_online;
 mod xattr;
 
 pub use activity::Activity;
@@ -30,6 +31,7 @@ pub use error::{user_errno, CoreError, Damage, Errno, FsResult, OpenError};
 pub use keystate::{CoreStats, InstallError, LockOutcome};
 pub use names::RECOVERY_PREFIX;
 pub use node::{Kind, ROOT_INO};
+pub use shred_online::{OnlineShred, ShredError, ShredStep};
 
 use crate::crypto::{DirKey, VolumeKeys};
 use crate::format::DIR_META_NAME;
@@ -56,6 +58,8 @@ pub struct OpenFile {
 }
 
 pub struct OpenDir {
+    /// The directory streamed (a shred empties the listings under it).
+    pub ino: u64,
     pub entries: Vec<names::DirEntry>,
 }
 

@@ -156,11 +156,16 @@ fn open_file(dir: BorrowedFd<'_>, name: &[u8], write: bool) -> io::Result<std::f
 
 /// Counts the target and fingerprints every id and wrapped key under it.
 pub fn survey(root: &OwnedFd, t: &super::Target) -> io::Result<Survey> {
-    let mut s = Survey::default();
     let parent =
         open_parent(root, &t.parent)?.ok_or_else(|| io::Error::from_raw_os_error(libc::ENOENT))?;
-    s.target_id = target_id(&parent, &t.entry)?;
-    survey_entry(&mut s, parent.as_fd(), t.entry.as_bytes())?;
+    survey_at(&parent, &t.entry)
+}
+
+/// `survey` of entry `entry` in the open directory `parent`.
+pub fn survey_at(parent: &OwnedFd, entry: &str) -> io::Result<Survey> {
+    let mut s = Survey::default();
+    s.target_id = target_id(parent, entry)?;
+    survey_entry(&mut s, parent.as_fd(), entry.as_bytes())?;
     Ok(s)
 }
 
