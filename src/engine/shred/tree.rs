@@ -163,8 +163,10 @@ pub fn survey(root: &OwnedFd, t: &super::Target) -> io::Result<Survey> {
 
 /// `survey` of entry `entry` in the open directory `parent`.
 pub fn survey_at(parent: &OwnedFd, entry: &str) -> io::Result<Survey> {
-    let mut s = Survey::default();
-    s.target_id = target_id(parent, entry)?;
+    let mut s = Survey {
+        target_id: target_id(parent, entry)?,
+        ..Survey::default()
+    };
     survey_entry(&mut s, parent.as_fd(), entry.as_bytes())?;
     Ok(s)
 }
