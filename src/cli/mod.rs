@@ -86,7 +86,7 @@ enum Cmd {
     /// together with today's ciphertext; not against a pre-rotation copy of
     /// the whole cipher directory (file keys are unchanged).
     Rekey(rekey::RekeyArgs),
-    /// Cryptographically erase a file or directory tree of an unmounted volume
+    /// Cryptographically erase a file or directory tree (of a mounted volume through its daemon)
     Shred(shred::ShredArgs),
     /// Erase a whole volume by destroying every copy of its key
     Destroy(destroy::DestroyArgs),

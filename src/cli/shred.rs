@@ -16,7 +16,8 @@ use std::path::{Path, PathBuf};
 
 #[derive(Args)]
 pub struct ShredArgs {
-    /// Cipher directory of the (unmounted) volume
+    /// Cipher directory of an unmounted volume, mount point of a mounted
+    /// one, or alone: a path inside a mounted volume
     cipherdir: PathBuf,
     /// Path inside the volume to destroy (e.g. /customers/acme); optional
     /// when only finishing an interrupted shred
