@@ -211,7 +211,10 @@ fn a_name_recreated_after_an_interrupted_shred_is_left_alone() {
     // where it could not (the new object must survive the late finish).
     let journal = fs::read(v.cipher.join("dekfs.shred")).unwrap();
     v.mount();
-    assert!(!v.cipher.join("dekfs.shred").exists(), "the mount finished it");
+    assert!(
+        !v.cipher.join("dekfs.shred").exists(),
+        "the mount finished it"
+    );
     assert!(fs::symlink_metadata(v.p("/victim")).is_err(), "removed");
     fs::create_dir(v.p("/victim")).unwrap();
     fs::write(v.p("/victim/new"), b"new data").unwrap();

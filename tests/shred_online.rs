@@ -526,6 +526,9 @@ fn kill9_of_the_daemon_at_each_step_then_the_mount_finishes_it() {
 fn perf(v: &TestVolume, what: &str, files: usize, dirs: usize) {
     v.mount();
     fill(v, "/big", dirs, files, 7);
+    // The fill's own writeback is not the shred's cost.
+    // SAFETY: sync(2) has no preconditions.
+    unsafe { libc::sync() };
     let out = shred_online(&[v.p("/big").as_os_str()]);
     out.expect_code(exit::OK, "perf shred");
     let line = out

@@ -187,12 +187,14 @@ fn answer(s: &OnlineShred, notes: &str) -> Response {
     }
     Response::done(format!(
         "{notes}shredded {}\nrevoked {} directory key(s) and {} file key(s) in memory and the kernel's caches in {:.3} s; \
-         destroyed {} key objects, overwritten and synced {:.3} s after the request; ciphertext removed in {:.3} s\n{check}: clean",
+         destroyed {} key objects in {:.3} s (overwritten and synced {:.3} s after the request); \
+         ciphertext removed in {:.3} s\n{check}: clean",
         shred::describe(&s.plain, s.kind, &s.survey),
         s.dir_keys,
         s.file_keys,
         s.revoke_time.as_secs_f64(),
         o.objects,
+        o.destroy_time.as_secs_f64(),
         s.keys_gone.as_secs_f64(),
         o.remove_time.as_secs_f64(),
     ))

@@ -337,4 +337,6 @@ mod online_tests;
 #[cfg(test)]
 mod rename_tests;
 #[cfg(test)]
+mod shred_online_tests;
+#[cfg(test)]
 mod tests;
