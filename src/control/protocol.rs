@@ -38,7 +38,7 @@ pub enum ErrorCode {
     NotLocked,
     /// `unlock` keys that do not open the volume.
     WrongKey,
-    /// A request this daemon knows but does not implement yet (rekey, shred).
+    /// A request this daemon knows but does not implement yet (rekey).
     NotImplemented,
     /// A request refused as asked (a shred of the root or of a path outside the volume).
     Refused,
