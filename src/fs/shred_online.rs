@@ -190,10 +190,20 @@ impl CoreFs {
             inos: Vec::new(),
         };
         let (node, norm) = self.shred_resolve(plain, &mut held)?;
-        let loc = node.location();
-        let pnode = self.node(loc.parent).map_err(errno_io)?;
-        let survey = shred::survey_at(&open_listable(&pnode)?, &loc.cipher_name)?;
-        Ok((norm, kind_name(node.kind), survey))
+        for _ in 0..8 {
+            let loc = node.location();
+            let pnode = self.node(loc.parent).map_err(errno_io)?;
+            let parent = open_listable(&pnode)?;
+            let name = loc.cipher_name.as_str();
+            // Renamed meanwhile: follow it rather than survey nothing.
+            match rustix::fs::statat(&parent, name, AtFlags::SYMLINK_NOFOLLOW) {
+                Ok(st) if self.fuse_ino(st.st_ino) == node.ino => {}
+                _ => continue,
+            }
+            let survey = shred::survey_at(&parent, name)?;
+            return Ok((norm, kind_name(node.kind), survey));
+        }
+        Err(ShredError::Moved(norm))
     }
 
     /// Marks every node at and below `top` shredded: directory keys gone
