@@ -351,6 +351,15 @@ fn the_daemon_held_the_keys_before_and_drops_exactly_the_subtrees() {
 fn a_file_the_root_outside_paths_twice_and_a_concurrent_rename() {
     require_fuse!();
     let v = TestVolume::new("shred-online-misc");
+    let (c, pf) = (v.cipher.as_os_str(), v.passfile.as_os_str());
+    let enable = [
+        OsStr::new("audit"),
+        c,
+        OsStr::new("--enable"),
+        OsStr::new("--passfile"),
+        pf,
+    ];
+    dekfs(enable).expect_code(exit::OK, "audit --enable");
     v.mount();
     fs::create_dir(v.p("/d")).unwrap();
     fs::write(v.p("/d/secret"), b"destroy me").unwrap();
@@ -366,6 +375,24 @@ fn a_file_the_root_outside_paths_twice_and_a_concurrent_rename() {
     );
     assert_eq!(list_tree(&v.cipher).len(), before.len() - 1);
     assert_eq!(fs::read(v.p("/d/keep")).unwrap(), b"keep me");
+    let audit = dekfs([
+        OsStr::new("audit"),
+        c,
+        OsStr::new("--event"),
+        OsStr::new("shred"),
+    ]);
+    let line = audit
+        .stdout
+        .lines()
+        .find(|l| l.contains(" shred "))
+        .unwrap_or_default();
+    assert!(
+        line.contains(" ok ")
+            && line.contains("uid=0")
+            && line.contains("files=1 keys=1 ids_sha256="),
+        "one audit line per shred, with the requester and the ids: {}",
+        audit.stdout
+    );
     let out = shred_online(&[v.p("/d/secret").as_os_str()]);
     out.expect_code(exit::OTHER, "twice");
     assert!(out.stderr.contains("no such file"), "{}", out.stderr);
