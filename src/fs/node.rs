@@ -69,6 +69,8 @@ pub struct Node {
     pub key_unsynced: AtomicBool,
     /// The table no longer holds this node (see `NodeTable::retire`).
     retired: AtomicBool,
+    /// Under a shred in progress or done: never renamed again.
+    pub shredded: AtomicBool,
 }
 
 impl Node {
@@ -96,6 +98,7 @@ impl Node {
             unreadable,
             key_unsynced: AtomicBool::new(false),
             retired: AtomicBool::new(false),
+            shredded: AtomicBool::new(false),
         }
     }
 

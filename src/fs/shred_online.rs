@@ -17,6 +17,7 @@ use crate::layout::{classify, Class, LONGNAME_PREFIX, LONGNAME_SUFFIX};
 use rustix::fs::{AtFlags, FileType, Mode, OFlags};
 use std::io;
 use std::os::fd::OwnedFd;
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -102,9 +103,8 @@ struct Placed {
     survey: Survey,
     outcome: Outcome,
     keys_gone: Duration,
-    /// Where the target's name was, for the last invalidation.
-    parent: u64,
-    name: Vec<u8>,
+    /// The target directory, emptied by descriptor without the lock.
+    target_dir: Option<OwnedFd>,
 }
 
 /// Lookups this shred took on nodes, given back when it ends.
@@ -215,6 +215,7 @@ impl CoreFs {
             if !self.is_below(&node, top) {
                 continue;
             }
+            node.shredded.store(true, Ordering::Release);
             match node.kind {
                 Kind::Dir => dir_keys += usize::from(node.shred_dir_key()),
                 Kind::File => {
@@ -287,11 +288,20 @@ impl CoreFs {
             inodes: inodes as u64,
         });
         let mut p = self.shred_in_place(&node, &norm, t0)?;
-        // The name is gone: the kernel must not keep a positive dentry.
-        self.kernel_cache().inval_entry(p.parent, &p.name);
         progress(ShredStep::Destroyed {
             objects: p.outcome.objects,
         });
+        // The bulk of the removal holds no lock: the target cannot be
+        // renamed (rename refuses shredded nodes) and its directory is
+        // emptied through its own descriptor.
+        let t1 = Instant::now();
+        if let (Some(dir), false) = (&p.target_dir, p.outcome.replaced) {
+            shred::clear_dir(dir)?;
+        }
+        if !p.outcome.replaced {
+            self.remove_in_place(&node)?;
+        }
+        p.outcome.remove_time = t1.elapsed();
         progress(ShredStep::Removed);
         shred::check_and_close(&p.root, &p.journal, full, &mut p.outcome)?;
         Ok(OnlineShred {
@@ -337,7 +347,8 @@ impl CoreFs {
             let journal = shred::journal_of(&target, &survey);
             shred::begin_at(&root, &journal)?;
             let before = t0.elapsed();
-            let out = shred::destroy_and_remove(&root, Some(&parent), &journal)?;
+            let target_dir = shred::open_target_dir(&parent, name)?;
+            let out = shred::destroy_at(&root, &parent, &journal)?;
             let keys_gone = before + out.destroy_time;
             return Ok(Placed {
                 root,
@@ -345,10 +356,39 @@ impl CoreFs {
                 survey,
                 outcome: out,
                 keys_gone,
-                parent: loc.parent,
-                name: loc.plain_name,
+                target_dir,
             });
         }
         Err(ShredError::Moved(plain.to_owned()))
+    }
+
+    /// Removes the emptied target's entry and record where it is now,
+    /// under its directory's entries lock, then drops the kernel's name
+    /// for it (after the lock: the kernel may wait for a request).
+    fn remove_in_place(&self, node: &Node) -> Result<(), ShredError> {
+        let mut gone = None;
+        for _ in 0..8 {
+            let loc = node.location();
+            let pnode = self.node(loc.parent).map_err(errno_io)?;
+            let _g = lock(&pnode.entries_lock);
+            let name = loc.cipher_name.as_str();
+            match rustix::fs::statat(&pnode.fd, name, AtFlags::SYMLINK_NOFOLLOW) {
+                Ok(st) if self.fuse_ino(st.st_ino) == node.ino => {}
+                // A file target unlinked by its user meanwhile.
+                Err(rustix::io::Errno::NOENT) => {
+                    gone = Some((loc.parent, loc.plain_name));
+                    break;
+                }
+                _ => continue,
+            }
+            shred::remove_entry(&open_listable(&pnode)?, name, record_of(name).as_deref())?;
+            gone = Some((loc.parent, loc.plain_name));
+            break;
+        }
+        match gone {
+            Some((parent, name)) => self.kernel_cache().inval_entry(parent, &name),
+            None => log::warn!("shred: the emptied target could not be found to remove its entry"),
+        }
+        Ok(())
     }
 }

@@ -151,25 +151,50 @@ pub fn destroy_and_remove(
     parent: Option<&OwnedFd>,
     journal: &Journal,
 ) -> io::Result<Outcome> {
-    let mut out = Outcome::default();
-    let t0 = Instant::now();
-    if let Some(p) = parent {
-        out.replaced = replaced(p, journal)?;
-    }
-    match parent {
-        Some(parent) if !out.replaced => {
-            out.objects = tree::destroy_slots(parent, &journal.entry, journal.ids.len())?;
-            // Every overwritten slot durable before any removal can start.
-            rustix::fs::syncfs(root)?;
-            out.destroy_time = t0.elapsed();
-            crate::failpoint::hit(FP_SYNCED);
-            let t1 = Instant::now();
-            tree::remove(parent, &journal.entry, journal.record.as_deref())?;
-            out.remove_time = t1.elapsed();
-        }
-        _ => {}
+    let Some(parent) = parent else {
+        return Ok(Outcome::default());
+    };
+    let mut out = destroy_at(root, parent, journal)?;
+    if !out.replaced {
+        let t1 = Instant::now();
+        tree::remove(parent, &journal.entry, journal.record.as_deref())?;
+        out.remove_time = t1.elapsed();
     }
     Ok(out)
+}
+
+/// Step 2 alone: every key slot under the journal's entry of `parent`
+/// overwritten, then one syncfs (unless a new object took the name).
+pub fn destroy_at(root: &OwnedFd, parent: &OwnedFd, journal: &Journal) -> io::Result<Outcome> {
+    let mut out = Outcome::default();
+    let t0 = Instant::now();
+    out.replaced = replaced(parent, journal)?;
+    if !out.replaced {
+        out.objects = tree::destroy_slots(parent, &journal.entry, journal.ids.len())?;
+        // Every overwritten slot durable before any removal can start.
+        rustix::fs::syncfs(root)?;
+        out.destroy_time = t0.elapsed();
+        crate::failpoint::hit(FP_SYNCED);
+    }
+    Ok(out)
+}
+
+/// The target directory `entry` of `parent`, for `clear_dir` (None: not a
+/// directory).
+pub fn open_target_dir(parent: &OwnedFd, entry: &str) -> io::Result<Option<OwnedFd>> {
+    tree::open_target_dir(parent, entry)
+}
+
+/// Step 3's bulk, by descriptor: everything in the target directory
+/// removed and synced. The daemon runs it without holding the parent's
+/// entries lock.
+pub fn clear_dir(dir: &OwnedFd) -> io::Result<()> {
+    tree::clear_dir(dir)
+}
+
+/// Step 3's end: the emptied entry and its record removed, parent synced.
+pub fn remove_entry(parent: &OwnedFd, entry: &str, record: Option<&str>) -> io::Result<()> {
+    tree::remove_entry(parent, entry, record)
 }
 
 /// Step 4: the final check; the journal goes only if it is clean.
