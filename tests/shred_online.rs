@@ -1,14 +1,12 @@
 //! Online shred through the daemon (issue 11): a directory of many files in
 //! many subdirectories (DEKFS_SHRED_FILES / DEKFS_SHRED_DIRS) is destroyed
-//! while a sibling directory is being written and a reader holds a file
-//! open under it; the sibling's files match afterwards, the reader gets
-//! EIO, nothing under the path reads or lists, and none of the subtree's
-//! directory keys or DEKs (derived here independently, before the shred)
-//! is left in the cipher directory, the config, any file of the test
-//! directory or the daemon's memory. Also: a file, the root, outside
-//! paths, twice, a concurrent rename, kill -9 of the daemon at each shred
-//! failpoint, and the time until every key is destroyed and synced
-//! (DEKFS_SHRED_PERF_FILES / DEKFS_SHRED_PERF_DIRS).
+//! while a sibling directory and the target's parent are being written and
+//! a reader holds a file open under it; the written files match afterwards,
+//! the reader gets EIO, nothing under the path reads or lists, and none of
+//! the subtree's directory keys or DEKs (derived independently before the
+//! shred, shred_kit/keys.rs) is left in the cipher directory, the config,
+//! any file of the test directory or the daemon's memory. Also: a file, the
+//! root, outside paths, twice, a concurrent rename, the audit line.
 
 mod common;
 mod shred_kit;
@@ -16,178 +14,17 @@ mod shred_kit;
 use common::*;
 use dekfs::engine::shred;
 use shred_kit::fill;
-use std::collections::{BTreeMap, HashMap};
+use shred_kit::keys::*;
+use shred_kit::online::*;
+use std::collections::BTreeMap;
 use std::ffi::OsStr;
 use std::fs;
 use std::os::unix::fs::FileExt;
 use std::os::unix::io::AsRawFd;
-use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
-
-fn env_or(name: &str, default: usize) -> usize {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
-
-/// `dekfs shred ARGS... --yes`.
-fn shred_online(args: &[&OsStr]) -> Out {
-    let mut a: Vec<&OsStr> = vec![OsStr::new("shred")];
-    a.extend(args);
-    a.push(OsStr::new("--yes"));
-    dekfs(a)
-}
-
-fn hkdf(ikm: &[&[u8]], salt: &[u8], info: &[&[u8]]) -> Vec<u8> {
-    let hk = hkdf::Hkdf::<sha2::Sha256>::new(Some(salt), &ikm.concat());
-    let mut okm = vec![0u8; 32];
-    hk.expand(&info.concat(), &mut okm).unwrap();
-    okm
-}
-
-/// Unwraps the first of two 72-byte slots whose wrapped key opens under `kek`.
-fn unwrap_slots(kek: &[u8], slots: &[u8]) -> Option<Vec<u8>> {
-    let kw = aes_kw::KekAes256::try_from(kek).unwrap();
-    [8..72, 80..144]
-        .into_iter()
-        .find_map(|r| kw.unwrap_vec(slots.get(r)?).ok())
-        .map(|k| k[..32].to_vec())
-}
-
-/// The test hook: every directory key and DEK of the volume, derived from
-/// the recovery key by the documented formulas (FORMAT.md), by backing path.
-struct KeyMap {
-    keys: BTreeMap<PathBuf, Vec<u8>>,
-}
-
-impl KeyMap {
-    fn capture(v: &TestVolume) -> KeyMap {
-        let conf = fs::read(v.cipher.join(CONF)).unwrap();
-        let vid = conf[20..36].to_vec();
-        let rec = &conf[64 + 144..];
-        assert_eq!(rec[0], 2, "second protector is the recovery key");
-        let rk = hex::decode(v.recovery_key.as_ref().unwrap().replace('-', "")).unwrap();
-        let pk = hkdf(&[&rk], &rec[32..64], &[b"dekfs v1 recovery"]);
-        let kw = aes_kw::KekAes256::try_from(&pk[..]).unwrap();
-        let kek = kw.unwrap_vec(&rec[64..128]).unwrap()[..32].to_vec();
-        let meta = fs::read(v.cipher.join(DIR_META)).unwrap();
-        let dir_id = meta[16..32].to_vec();
-        let dwk = hkdf(&[&kek], &vid, &[b"dekfs v1 root-wrap", &dir_id]);
-        let root_key = unwrap_slots(&dwk, &meta[80..224]).expect("root key");
-        let mut m = KeyMap {
-            keys: BTreeMap::new(),
-        };
-        m.walk(&v.cipher, &kek, &vid, &root_key, &dir_id);
-        m.keys.insert(v.cipher.clone(), root_key);
-        m
-    }
-
-    fn walk(&mut self, dir: &Path, kek: &[u8], vid: &[u8], key: &[u8], dir_id: &[u8]) {
-        for e in fs::read_dir(dir).unwrap() {
-            let e = e.unwrap();
-            let (p, name) = (e.path(), e.file_name().to_string_lossy().into_owned());
-            if name.starts_with("dekfs.") && !name.starts_with("dekfs.ln.")
-                || name.ends_with(".name")
-            {
-                continue;
-            }
-            let ft = e.file_type().unwrap();
-            if ft.is_dir() {
-                let Ok(meta) = fs::read(p.join(DIR_META)) else {
-                    continue;
-                };
-                let id = meta[16..32].to_vec();
-                let dwk = hkdf(&[kek, key], vid, &[b"dekfs v1 dir-wrap", &id]);
-                let k = unwrap_slots(&dwk, &meta[80..224]).expect("dir key");
-                self.walk(&p, kek, vid, &k, &id);
-                self.keys.insert(p, k);
-            } else if ft.is_file() {
-                let h = fs::read(&p).unwrap();
-                if h.len() < HEADER_LEN as usize {
-                    continue;
-                }
-                let fwk = hkdf(
-                    &[kek, key],
-                    vid,
-                    &[b"dekfs v1 file-wrap", dir_id, &h[16..32]],
-                );
-                let dek = unwrap_slots(&fwk, &h[72..216]).expect("DEK");
-                self.keys.insert(p, dek);
-            }
-        }
-    }
-
-    /// Keys of the objects whose backing path is gone now.
-    fn gone(&self) -> Vec<(PathBuf, Vec<u8>)> {
-        self.keys
-            .iter()
-            .filter(|(p, _)| fs::symlink_metadata(p).is_err())
-            .map(|(p, k)| (p.clone(), k.clone()))
-            .collect()
-    }
-}
-
-/// A set of 32-byte needles, found by their first 8 bytes.
-struct Needles(HashMap<u64, Vec<Vec<u8>>>);
-
-impl Needles {
-    fn new<'a>(keys: impl IntoIterator<Item = &'a Vec<u8>>) -> Needles {
-        let mut m: HashMap<u64, Vec<Vec<u8>>> = HashMap::new();
-        for k in keys {
-            m.entry(u64::from_le_bytes(k[..8].try_into().unwrap()))
-                .or_default()
-                .push(k.clone());
-        }
-        Needles(m)
-    }
-
-    /// Which needles `buf` holds.
-    fn find(&self, buf: &[u8], hits: &mut Vec<Vec<u8>>) {
-        if buf.len() < 32 {
-            return;
-        }
-        for i in 0..=buf.len() - 32 {
-            let p = u64::from_le_bytes(buf[i..i + 8].try_into().unwrap());
-            if let Some(ks) = self.0.get(&p) {
-                for k in ks {
-                    if &buf[i..i + 32] == k.as_slice() && !hits.contains(k) {
-                        hits.push(k.clone());
-                    }
-                }
-            }
-        }
-    }
-}
-
-fn scan_memory(pid: u32, n: &Needles) -> Vec<Vec<u8>> {
-    let mut hits = Vec::new();
-    for_each_region(pid, |_, _, buf| n.find(buf, &mut hits));
-    hits
-}
-
-fn scan_files(dir: &Path, n: &Needles, hits: &mut Vec<(PathBuf, Vec<u8>)>) {
-    for e in fs::read_dir(dir).unwrap() {
-        let e = e.unwrap();
-        let ft = e.file_type().unwrap();
-        if ft.is_dir() {
-            scan_files(&e.path(), n, hits);
-        } else if ft.is_file() {
-            let mut found = Vec::new();
-            n.find(&fs::read(e.path()).unwrap(), &mut found);
-            hits.extend(found.into_iter().map(|k| (e.path(), k)));
-        }
-    }
-}
-
-fn daemon_pid(v: &TestVolume) -> u32 {
-    let pids = pids_mentioning(&v.cipher);
-    assert_eq!(pids.len(), 1, "one daemon expected: {pids:?}");
-    pids[0]
-}
 
 /// Writes files into `mnt_dir` and, every other one, into `parent_dir`
 /// (the shredded directory's parent) until `stop`; records each file's
@@ -487,134 +324,4 @@ fn a_file_the_root_outside_paths_twice_and_a_concurrent_rename() {
     }
     v.umount();
     v.assert_fsck_clean("after the misc shreds");
-}
-
-/// Unmounts what a killed daemon left.
-fn reap(v: &TestVolume) {
-    assert!(
-        wait_until(Duration::from_secs(5), || pids_mentioning(&v.cipher)
-            .is_empty()),
-        "daemon still running after its failpoint"
-    );
-    let _ = Command::new("fusermount3").arg("-uz").arg(&v.mnt).status();
-    if is_mounted(&v.mnt) {
-        let _ = Command::new("umount").arg("-l").arg(&v.mnt).status();
-    }
-}
-
-#[test]
-fn kill9_of_the_daemon_at_each_step_then_the_mount_finishes_it() {
-    require_fuse!();
-    for point in [
-        shred::FP_JOURNAL,
-        shred::FP_HALF,
-        shred::FP_SYNCED,
-        shred::FP_CONTENTS,
-        shred::FP_REMOVED,
-    ] {
-        let v = TestVolume::new("shred-online-kill9");
-        v.mount();
-        let victim = fill(&v, "/victim", 4, 40, 1);
-        let keep = fill(&v, "/keep", 2, 10, 500);
-        v.umount();
-        v.mount_armed(point);
-        let out = shred_online(&[v.p("/victim").as_os_str()]);
-        assert_ne!(
-            out.code,
-            Some(exit::OK),
-            "{point}: the daemon died: {}",
-            out.stderr
-        );
-        reap(&v);
-        assert!(
-            v.cipher.join(shred::JOURNAL_NAME).exists(),
-            "{point}: journal"
-        );
-
-        // Read-only: the journal stays (with a warning); each victim file
-        // reads whole or not at all, the rest is intact.
-        let ro = v.try_mount(&["-o", "ro"]);
-        ro.expect_code(exit::OK, "read-only mount");
-        assert!(
-            ro.stderr.contains("interrupted shred is pending"),
-            "{}",
-            ro.stderr
-        );
-        let (mut whole, mut lost) = (0, 0);
-        for (p, data) in &victim {
-            match fs::read(v.p(p)) {
-                Ok(got) => {
-                    assert!(got == *data, "{point}: {p} reads but differs");
-                    whole += 1;
-                }
-                Err(_) => lost += 1,
-            }
-        }
-        for (p, data) in &keep {
-            assert!(fs::read(v.p(p)).unwrap() == *data, "{point}: {p}");
-        }
-        println!("{point}: {whole} whole, {lost} unreadable");
-        if point != shred::FP_JOURNAL {
-            assert_eq!(lost, victim.len(), "{point}: the top key died first");
-        }
-        v.umount();
-
-        // A read-write mount finishes it, printing nothing.
-        let out = v.try_mount(&[]);
-        out.expect_code(exit::OK, "mount finishes the shred");
-        assert_eq!(
-            (out.stdout.as_str(), out.stderr.as_str()),
-            ("", ""),
-            "{point}"
-        );
-        assert!(!v.cipher.join(shred::JOURNAL_NAME).exists(), "{point}");
-        assert!(fs::symlink_metadata(v.p("/victim")).is_err(), "{point}");
-        let again = shred_online(&[v.p("/victim").as_os_str()]);
-        again.expect_code(exit::OTHER, "rerun");
-        assert!(again.stderr.contains("no such file"), "{}", again.stderr);
-        for (p, data) in &keep {
-            assert!(fs::read(v.p(p)).unwrap() == *data, "{point}: {p}");
-        }
-        v.umount();
-        v.assert_fsck_clean(point);
-    }
-}
-
-fn perf(v: &TestVolume, what: &str, files: usize, dirs: usize) {
-    v.mount();
-    fill(v, "/big", dirs, files, 7);
-    // The fill's own writeback is not the shred's cost.
-    // SAFETY: sync(2) has no preconditions.
-    unsafe { libc::sync() };
-    let out = shred_online(&[v.p("/big").as_os_str()]);
-    out.expect_code(exit::OK, "perf shred");
-    let line = out
-        .stdout
-        .lines()
-        .find(|l| l.contains("overwritten and synced"))
-        .unwrap_or_default()
-        .to_owned();
-    println!("PERF {what}: {files} files in {dirs} dirs: {line}");
-    v.umount();
-}
-
-#[test]
-fn time_until_every_key_is_destroyed_and_synced() {
-    require_fuse!();
-    let (files, dirs) = (
-        env_or("DEKFS_SHRED_PERF_FILES", 2000),
-        env_or("DEKFS_SHRED_PERF_DIRS", 100),
-    );
-    perf(
-        &TestVolume::on_tmpfs("shred-online-perf-tmpfs", "2g"),
-        "tmpfs",
-        files,
-        dirs,
-    );
-    perf(
-        &TestVolume::new("shred-online-perf-disk"),
-        "disk",
-        files,
-        dirs,
-    );
 }
