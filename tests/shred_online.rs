@@ -217,6 +217,24 @@ fn a_file_the_root_outside_paths_twice_and_a_concurrent_rename() {
     fs::write(v.p("/d/keep"), b"keep me").unwrap();
     let keep = fill(&v, "/k", 2, 10, 30);
     let before = list_tree(&v.cipher);
+    // Without --yes it shows what goes and asks; "no" destroys nothing.
+    let secret = v.p("/d/secret");
+    let out = dekfs_stdin([OsStr::new("shred"), secret.as_os_str()], b"no\n");
+    out.expect_code(exit::OTHER, "not confirmed");
+    assert!(
+        out.stdout.contains(
+            "will destroy /d/secret (file): 0 directories, 1 files, 0 symlinks, 0 other, 10 bytes"
+        ),
+        "{}",
+        out.stdout
+    );
+    assert!(
+        out.stdout.contains("Type 'yes' to continue"),
+        "{}",
+        out.stdout
+    );
+    assert_eq!(list_tree(&v.cipher), before, "nothing destroyed");
+    assert_eq!(fs::read(&secret).unwrap(), b"destroy me");
     let out = shred_online(&[v.p("/d/secret").as_os_str()]);
     out.expect_code(exit::OK, "shred a file");
     assert!(
