@@ -2,11 +2,12 @@
 //! volume): resolves a plaintext path through the core, marks and wipes
 //! every cached key of the subtree for good (open handles fail with EIO
 //! from then on), drops the kernel's caches for it, then runs the keyless
-//! passes of `engine::shred` on the core's own descriptors under the
-//! parent's entries lock, and the final check after it. It must not call
-//! the kernel while holding a lock a FUSE request may wait for, must not
-//! stall the rest of the volume (only entry changes in the target's parent
-//! wait, for the destruction and removal), and never logs key bytes.
+//! passes of `engine::shred` on the core's own descriptors (survey,
+//! journal and destruction under the parent's entries lock, the bulk of
+//! the removal without it), and the final check. It must not call the
+//! kernel while holding a lock a FUSE request may wait for, must not stall
+//! the rest of the volume (only entry changes in the target's parent wait,
+//! for the destruction and the final unlink), and never logs key bytes.
 
 use super::lookup::Found;
 use super::names::BackingName;
@@ -260,9 +261,9 @@ impl CoreFs {
 
     /// Destroys the subtree at `plain` while the volume stays mounted: keys
     /// revoked and kernel caches dropped first, then journal, slot
-    /// destruction and sync, removal (under the parent's entries lock, so
-    /// the target cannot be renamed meanwhile), then the final check
-    /// (`full`: every byte of every file).
+    /// destruction and sync (under the parent's entries lock), removal
+    /// (the bulk without it), then the final check (`full`: every byte of
+    /// every file).
     pub fn shred_path(
         &self,
         plain: &str,
@@ -316,9 +317,9 @@ impl CoreFs {
         })
     }
 
-    /// Finds the target's current place (it may have been renamed since it
-    /// was resolved), holds that directory's entries lock, and runs survey,
-    /// journal, destruction and removal there.
+    /// Finds the target's current place (it may have been renamed between
+    /// its resolution and the revocation), holds that directory's entries
+    /// lock, and runs survey, journal and destruction there.
     fn shred_in_place(&self, node: &Node, plain: &str, t0: Instant) -> Result<Placed, ShredError> {
         let root = open_listable(&*self.node(ROOT_INO).map_err(errno_io)?)?;
         for _ in 0..8 {
