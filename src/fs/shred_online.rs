@@ -210,7 +210,7 @@ impl CoreFs {
     /// Marks every node at and below `top` shredded: directory keys gone
     /// for good, file keys wiped under each file's I/O lock (a write in
     /// progress completes first), listings of open streams emptied.
-    fn shred_revoke(&self, top: u64) -> (usize, usize) {
+    pub(super) fn shred_revoke(&self, top: u64) -> (usize, usize) {
         let (mut dir_keys, mut file_keys) = (0, 0);
         for node in self.nodes.live() {
             if !self.is_below(&node, top) {

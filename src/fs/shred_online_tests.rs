@@ -79,3 +79,31 @@ fn handles_under_the_path_fail_with_eio_and_the_rest_keeps_working() {
     core.release(fh);
     core.releasedir(dh);
 }
+
+#[test]
+fn a_revoked_target_cannot_be_renamed_or_replaced() {
+    let (_dir, core) = volume();
+    let m = core.mkdir(ROOT_INO, b"m", 0o755, ME).expect("mkdir m");
+    let (f, fh) = core
+        .create(ROOT_INO, b"f", 0o644, libc::O_RDWR, ME)
+        .expect("create f");
+    core.write(fh, 0, b"data").expect("write");
+    core.mkdir(ROOT_INO, b"other", 0o755, ME)
+        .expect("mkdir other");
+    assert_eq!(core.shred_revoke(m.ino), (1, 0));
+    assert_eq!(core.shred_revoke(f.ino), (0, 1));
+    let eio = Some(Errno::EIO);
+    // Not away from its name, not onto it: the shred removes it by name.
+    assert_eq!(errno(core.rename(ROOT_INO, b"m", ROOT_INO, b"n", 0)), eio);
+    assert_eq!(errno(core.rename(ROOT_INO, b"f", ROOT_INO, b"g", 0)), eio);
+    assert_eq!(
+        errno(core.rename(ROOT_INO, b"other", ROOT_INO, b"m", 0)),
+        eio
+    );
+    assert_eq!(errno(core.read(fh, 0, 4)), eio);
+    // A new handle cannot load the key again either.
+    assert_eq!(errno(core.open(f.ino, libc::O_RDONLY)), eio);
+    core.rename(ROOT_INO, b"other", ROOT_INO, b"moved", 0)
+        .expect("the rest still renames");
+    core.release(fh);
+}
