@@ -10,9 +10,9 @@
 //! audit's `audit.append.torn` and `audit.append.before_seal` (see their
 //! constants), and offline shred's five (`shred.journal.written`, `shred.slots.half`,
 //! `shred.slots.synced`, `shred.removal.contents`, `shred.removed`,
-//! constants in engine/shred beside the steps they cut; there the process
-//! killed is the `dekfs shred` command itself), and DEK renewal's
-//! (`renew.journal`, `renew.flagged`, `renew.run`, `renew.sealed`,
+//! constants in engine/shred beside the steps they cut; the process killed
+//! is the `dekfs shred` command offline, the daemon in an online shred), and
+//! DEK renewal's (`renew.journal`, `renew.flagged`, `renew.run`, `renew.sealed`,
 //! `renew.header` in fs/renew.rs, `renew.file.done` in engine/renew.rs).
 //! `DEKFS_FAILPOINT=name@N` fires at the Nth hit of the point (1 = first),
 //! so a test can stop a walk in the middle.

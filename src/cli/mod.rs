@@ -19,6 +19,7 @@ mod rekey_online;
 mod secret_input;
 mod shred;
 mod shred_purge;
+mod shred_online;
 mod status;
 mod umount;
 mod unlock;
@@ -96,7 +97,7 @@ enum Cmd {
     Rekey(rekey::RekeyArgs),
     /// Show or set the volume's KEK rotation period (days; default 365)
     Period(period::PeriodArgs),
-    /// Cryptographically erase a file or directory tree of an unmounted volume
+    /// Cryptographically erase a file or directory tree (of a mounted volume through its daemon)
     Shred(shred::ShredArgs),
     /// Erase a whole volume by destroying every copy of its key
     Destroy(destroy::DestroyArgs),

@@ -86,9 +86,11 @@ pub fn run(a: MountArgs) -> CliResult<()> {
         crate::engine::rotation::finish_pending_for_mount(&cipherdir, &mut unlocked, true)?;
     } else if let Ok(Some((old, new))) = crate::volume::rotate::pending_rotation(&cipherdir) {
         eprintln!(
-            "dekfs: an interrupted key rotation (KEK {old} -> {new}) is finished in the              background while the volume serves"
+            "dekfs: an interrupted key rotation (KEK {old} -> {new}) is finished in the \
+             background while the volume serves"
         );
     }
+    super::shred_online::finish_pending_for_mount(&cipherdir, options.read_only);
     let cfg = DaemonConfig {
         cipherdir,
         mountpoint: mnt,

@@ -16,7 +16,8 @@ use std::path::{Path, PathBuf};
 
 #[derive(Args)]
 pub struct ShredArgs {
-    /// Cipher directory of the (unmounted) volume
+    /// Cipher directory of an unmounted volume, mount point of a mounted
+    /// one, or alone: a path inside a mounted volume
     cipherdir: PathBuf,
     /// Path inside the volume to destroy (e.g. /customers/acme); optional
     /// when only finishing an interrupted shred
@@ -42,9 +43,14 @@ pub struct ShredArgs {
 /// The volume lock, or why the volume is busy.
 pub(super) fn offline_lock(cipherdir: &Path, role: &str) -> CliResult<VolumeLock> {
     let busy = |what: String| {
-        CliError::new(MOUNT_FAILED, format!("{} is {what}", cipherdir.display())).hint(format!(
-            "unmount it first (dekfs umount MOUNTPOINT), then run dekfs {role} again"
-        ))
+        CliError::new(MOUNT_FAILED, format!("{} is {what}", cipherdir.display())).hint(
+            if role == "shred" {
+                "shred through the mount instead (dekfs shred MOUNTPOINT/PATH), or unmount it first"
+                    .to_owned()
+            } else {
+                format!("unmount it first (dekfs umount MOUNTPOINT), then run dekfs {role} again")
+            },
+        )
     };
     if let Some(m) = crate::daemon::mountpoint_of(cipherdir) {
         return Err(busy(format!("mounted at {}", m.display())));
@@ -186,6 +192,21 @@ fn audit(plain: &str, s: &Survey, ids: &[[u8; 16]], file: Option<&Path>) -> CliR
 }
 
 pub fn run(a: ShredArgs) -> CliResult<()> {
+    if let Some((mnt, path)) = super::shred_online::target(&a.cipherdir, a.plainpath.as_deref())? {
+        if a.audit_file.is_some() {
+            return Err(CliError::new(
+                USAGE,
+                "--audit-file is for offline shreds; the daemon records online shreds in the volume's audit log",
+            ));
+        }
+        if a.purge.purge_backups {
+            return Err(CliError::new(
+                USAGE,
+                "--purge-backups runs offline: unmount the volume, then `dekfs shred CIPHERDIR PATH --purge-backups`",
+            ));
+        }
+        return super::shred_online::run(&mnt, &path, a.yes, a.verify);
+    }
     let cipherdir = std::fs::canonicalize(&a.cipherdir)
         .map_err(|_| CliError::from(volume::VolumeError::NotAVolume(a.cipherdir.clone())))?;
     let info = volume::read_info(&cipherdir)?;

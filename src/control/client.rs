@@ -217,8 +217,17 @@ impl Client {
                 let borrowed: Vec<(u32, &Key32)> = r.keys.iter().map(|(v, k)| (*v, k)).collect();
                 self.rekey(&borrowed, r.force, r.started, progress)
             }
-            Request::Shred { path } => {
-                self.exchange(&Wire::Shred { path: path.clone() }, &[], progress)
+            Request::Shred {
+                path,
+                dry_run,
+                verify,
+            } => {
+                let wire = Wire::Shred {
+                    path: path.clone(),
+                    dry_run: *dry_run,
+                    verify: *verify,
+                };
+                self.exchange(&wire, &[], progress)
             }
             Request::Renew { path } => {
                 self.exchange(&Wire::Renew { path: path.clone() }, &[], progress)

@@ -124,7 +124,15 @@ fn to_request(
             force,
             started,
         }),
-        Wire::Shred { path } => Request::Shred { path },
+        Wire::Shred {
+            path,
+            dry_run,
+            verify,
+        } => Request::Shred {
+            path,
+            dry_run,
+            verify,
+        },
         Wire::Renew { path } => Request::Renew { path },
         Wire::Unlock { kek_versions } => Request::Unlock(read_keys(s, kek_versions, deadline)?),
     })

@@ -38,8 +38,14 @@ pub enum ErrorCode {
     NotLocked,
     /// `unlock` keys that do not open the volume.
     WrongKey,
-    /// A request this daemon knows but does not implement yet (shred).
+    /// A request this daemon knows but does not implement.
     NotImplemented,
+    /// A request refused as asked (a shred of the root or of a path outside the volume).
+    Refused,
+    /// The path a request names does not exist.
+    NotFound,
+    /// A shred's final check found leftovers of the destroyed keys.
+    CheckFailed,
     /// The daemon failed; the message says what, the log says more.
     Internal,
     /// A code added by a newer server; the message still explains it.
@@ -62,6 +68,9 @@ impl ErrorCode {
             ErrorCode::NotLocked => "not_locked",
             ErrorCode::WrongKey => "wrong_key",
             ErrorCode::NotImplemented => "not_implemented",
+            ErrorCode::Refused => "refused",
+            ErrorCode::NotFound => "not_found",
+            ErrorCode::CheckFailed => "check_failed",
             ErrorCode::Internal => "internal",
             ErrorCode::Unknown => "unknown",
         }
@@ -177,9 +186,12 @@ pub enum Request {
     Unlock(Vec<(u32, Key32)>),
     /// Finish the KEK rotation the config holds (see docs/CONTROL.md).
     Rekey(RekeyRequest),
-    /// Reserved for the shred issue: a path relative to the mountpoint.
+    /// Crypto-erasure of a path relative to the mountpoint (docs/CONTROL.md); `dry_run` only
+    /// reports what it would destroy, `verify` extends the final check to every byte.
     Shred {
         path: String,
+        dry_run: bool,
+        verify: bool,
     },
     /// DEK renewal (`rekey --data`) of every file under `path`, a path inside the volume
     /// ("/" for all).
@@ -218,7 +230,7 @@ impl std::fmt::Debug for Request {
                 let versions: Vec<u32> = keys.iter().map(|(v, _)| *v).collect();
                 write!(f, "Unlock(versions {versions:?}, <redacted>)")
             }
-            Request::Shred { path } => write!(f, "Shred({path:?})"),
+            Request::Shred { path, .. } => write!(f, "Shred({path:?})"),
             Request::Rekey(r) => {
                 let versions: Vec<u32> = r.keys.iter().map(|(v, _)| *v).collect();
                 write!(f, "Rekey(versions {versions:?}, <redacted>)")
@@ -255,6 +267,10 @@ pub enum Wire {
     },
     Shred {
         path: String,
+        #[serde(default)]
+        dry_run: bool,
+        #[serde(default)]
+        verify: bool,
     },
     Renew {
         path: String,

@@ -107,7 +107,14 @@ fn hello_first_then_requests() {
     };
     assert_eq!(code(ask(&s, &rekey)), ErrorCode::Internal);
     assert_eq!(
-        ask(&s, &Wire::Shred { path: "f".into() }),
+        ask(
+            &s,
+            &Wire::Shred {
+                path: "f".into(),
+                dry_run: false,
+                verify: false
+            }
+        ),
         Response::done("first")
     );
     assert_eq!(ask(&s, &Wire::Lock), Response::done("locked"));

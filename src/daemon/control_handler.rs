@@ -134,6 +134,17 @@ fn sync_mount(mnt: &std::path::Path) {
 
 impl Handler for DaemonHandler {
     fn handle(&self, peer: Peer, req: Request, out: &mut dyn FnMut(Response)) {
+        if let Request::Shred {
+            path,
+            dry_run,
+            verify,
+        } = &req
+        {
+            // Serialised with lock and unlock: a shred resolves with keys.
+            let _g = crate::fs::node::lock(&self.serial);
+            let req = (path.as_str(), *dry_run, *verify);
+            return super::shred::handle(&self.core, &self.cipherdir, peer, req, out);
+        }
         if let Request::Renew { path } = &req {
             return super::renew_op::renew(&self.core, peer, path, out);
         }

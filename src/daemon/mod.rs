@@ -15,9 +15,10 @@ pub mod rotation;
 pub mod runtime;
 mod serve;
 mod session;
+mod shred;
 
 pub use kcache::FuseKernelCache;
-pub use mountinfo::{is_mountpoint, mount_source, mountpoint_of};
+pub use mountinfo::{dekfs_mounts, is_mountpoint, mount_source, mountpoint_of};
 
 use crate::mount_opts::MountOptions;
 use crate::volume::{UnlockedVolume, VolumeLock};

@@ -29,6 +29,21 @@ pub fn mountpoint_of(cipherdir: &Path) -> Option<PathBuf> {
     })
 }
 
+/// The mount points of every dekfs mount.
+pub fn dekfs_mounts() -> Vec<PathBuf> {
+    let Ok(info) = std::fs::read_to_string("/proc/self/mountinfo") else {
+        return Vec::new();
+    };
+    info.lines()
+        .filter_map(|l| {
+            let f: Vec<&str> = l.split(' ').collect();
+            let sep = f.iter().position(|x| *x == "-")?;
+            let mp = PathBuf::from(unescape(f.get(4)?));
+            (*f.get(sep + 1)? == "fuse.dekfs").then_some(mp)
+        })
+        .collect()
+}
+
 /// The major:minor device of the mount at `p`.
 pub fn device_of(p: &Path) -> Option<String> {
     mountinfo_line(p, |f| f.get(2).map(|s| s.to_string()))

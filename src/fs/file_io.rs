@@ -52,6 +52,9 @@ pub struct FileIo {
     step: u64,
     /// The header exists in memory but not yet on disk (new, empty file).
     header_pending: bool,
+    /// Destroyed by a shred: never loaded again (EIO), whatever the header
+    /// on disk still says.
+    shredded: bool,
 }
 
 impl FileIo {
@@ -62,6 +65,9 @@ impl FileIo {
     /// Reads the header and size. A previous session may have used its whole
     /// reservation, so this session starts with no budget.
     pub fn load(&mut self, f: &File, keys: &VolumeKeys, dir: &DirKey) -> FsResult<()> {
+        if self.shredded {
+            return Err(Errno::EIO.into());
+        }
         let csize = f.metadata()?.len();
         self.csize = csize;
         self.key = None;
@@ -96,7 +102,9 @@ impl FileIo {
 
     /// Drops the DEK (zeroized by its type) once no handle needs it.
     pub fn unload(&mut self) {
+        let shredded = self.shredded;
         *self = FileIo::default();
+        self.shredded = shredded;
     }
 
     /// A lock: drops the DEK and header even with handles open; they load
@@ -104,7 +112,15 @@ impl FileIo {
     /// over). Returns whether a key was dropped.
     pub fn revoke(&mut self) -> bool {
         let had = self.key.is_some();
-        *self = FileIo::default();
+        self.unload();
+        had
+    }
+
+    /// A shred: drops the DEK and header like `revoke`, and refuses every
+    /// later load, so open handles fail with EIO from here on.
+    pub fn shred(&mut self) -> bool {
+        let had = self.revoke();
+        self.shredded = true;
         had
     }
 

@@ -119,7 +119,7 @@ impl CoreFs {
             keys.open_dir(&pkey, &meta)
         }
         .map_err(|e| self.integrity(node.ino, format!("directory key: {e}")))?;
-        Ok(node.restore_dir_key(Arc::new(key)))
+        Ok(node.restore_dir_key(Arc::new(key))?)
     }
 
     /// Wipes every key the core holds: the volume keys (KEKs), every
@@ -170,7 +170,7 @@ impl CoreFs {
         if slot.is_some() {
             return Err(InstallError::NotLocked);
         }
-        root.restore_dir_key(Arc::new(root_key));
+        let _ = root.restore_dir_key(Arc::new(root_key));
         *slot = Some(keys);
         drop(slot);
         log::info!("unlocked: volume keys installed");
@@ -218,7 +218,7 @@ impl CoreFs {
     }
 
     /// Whether `n` is `top` or lies below it, by the parents the core knows.
-    fn is_below(&self, n: &Node, top: u64) -> bool {
+    pub(super) fn is_below(&self, n: &Node, top: u64) -> bool {
         let mut cur = n.ino;
         for _ in 0..4096 {
             if cur == top {
@@ -256,6 +256,7 @@ impl CoreFs {
         // Listings of open directory streams are plaintext names.
         for listing in lock(&self.dirs).values_mut() {
             *listing = Arc::new(OpenDir {
+                ino: listing.ino,
                 entries: Vec::new(),
             });
         }
@@ -265,7 +266,7 @@ impl CoreFs {
     /// Asks the kernel to drop the cached data and attributes of the nodes
     /// `which` accepts, and the names it knows for them. Called without any
     /// core lock held: the kernel may send requests (writeback) meanwhile.
-    fn invalidate_kernel(&self, which: impl Fn(&Node) -> bool) -> usize {
+    pub(super) fn invalidate_kernel(&self, which: impl Fn(&Node) -> bool) -> usize {
         let nodes: Vec<_> = self.nodes.live().into_iter().filter(|n| which(n)).collect();
         let kc = self.kernel_cache();
         for n in &nodes {

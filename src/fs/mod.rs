@@ -24,6 +24,7 @@ pub mod renew;
 mod renew_hook;
 mod renew_live;
 mod rewrap;
+mod shred_online;
 mod xattr;
 
 pub use activity::Activity;
@@ -34,6 +35,7 @@ pub use keystate::{CoreStats, InstallError, LockOutcome};
 pub use names::RECOVERY_PREFIX;
 pub use node::{Kind, ROOT_INO};
 pub use renew_live::LiveRenewal;
+pub use shred_online::{OnlineShred, ShredError, ShredStep};
 
 use crate::crypto::{DirKey, VolumeKeys};
 use crate::format::DIR_META_NAME;
@@ -60,6 +62,8 @@ pub struct OpenFile {
 }
 
 pub struct OpenDir {
+    /// The directory streamed (a shred empties the listings under it).
+    pub ino: u64,
     pub entries: Vec<names::DirEntry>,
 }
 
@@ -336,5 +340,7 @@ fn write_small_atomic(dir: &impl AsFd, name: &str, data: &[u8]) -> FsResult<()> 
 mod online_tests;
 #[cfg(test)]
 mod rename_tests;
+#[cfg(test)]
+mod shred_online_tests;
 #[cfg(test)]
 mod tests;

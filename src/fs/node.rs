@@ -69,6 +69,8 @@ pub struct Node {
     pub key_unsynced: AtomicBool,
     /// The table no longer holds this node (see `NodeTable::retire`).
     retired: AtomicBool,
+    /// Under a shred in progress or done: never renamed again.
+    pub shredded: AtomicBool,
 }
 
 impl Node {
@@ -96,6 +98,7 @@ impl Node {
             unreadable,
             key_unsynced: AtomicBool::new(false),
             retired: AtomicBool::new(false),
+            shredded: AtomicBool::new(false),
         }
     }
 
@@ -139,7 +142,7 @@ impl Node {
         }
         match &*self.dir_key.read().unwrap_or_else(|e| e.into_inner()) {
             DirKeySlot::Key(k) => Ok(k.clone()),
-            DirKeySlot::Absent => Err(Errno::EIO),
+            DirKeySlot::Absent | DirKeySlot::Shredded => Err(Errno::EIO),
             DirKeySlot::Revoked => Err(Errno::EKEYREVOKED),
         }
     }
@@ -156,16 +159,27 @@ impl Node {
     }
 
     /// Installs a key derived again after an unlock, unless another request
-    /// already did (both derived the same key from the same metadata).
-    pub fn restore_dir_key(&self, k: Arc<DirKey>) -> Arc<DirKey> {
+    /// already did (both derived the same key from the same metadata); EIO
+    /// once the directory was shredded.
+    pub fn restore_dir_key(&self, k: Arc<DirKey>) -> Result<Arc<DirKey>, Errno> {
         let mut slot = self.dir_key.write().unwrap_or_else(|e| e.into_inner());
         match &*slot {
-            DirKeySlot::Key(cur) => cur.clone(),
+            DirKeySlot::Key(cur) => Ok(cur.clone()),
+            DirKeySlot::Shredded => Err(Errno::EIO),
             _ => {
                 *slot = DirKeySlot::Key(k.clone());
-                k
+                Ok(k)
             }
         }
+    }
+
+    /// A shred: drops the directory key for good (EIO from now on, never
+    /// derived again); true if there was one.
+    pub fn shred_dir_key(&self) -> bool {
+        let mut slot = self.dir_key.write().unwrap_or_else(|e| e.into_inner());
+        let had = matches!(*slot, DirKeySlot::Key(_));
+        *slot = DirKeySlot::Shredded;
+        had
     }
 
     pub fn has_dir_key(&self) -> bool {
@@ -204,6 +218,8 @@ pub enum DirKeySlot {
     Key(Arc<DirKey>),
     /// Wiped by a lock; derived again from the metadata on next use.
     Revoked,
+    /// Destroyed by a shred: EIO for good.
+    Shredded,
 }
 
 /// A poisoned lock only means another request panicked; the data it guards

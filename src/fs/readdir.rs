@@ -15,6 +15,7 @@ impl CoreFs {
         lock(&self.dirs).insert(
             fh,
             Arc::new(OpenDir {
+                ino,
                 entries: Vec::new(),
             }),
         );
@@ -30,6 +31,8 @@ impl CoreFs {
         // A lock emptied the listings: continuing one would look like its end.
         self.check_unlocked()?;
         if offset != 0 {
+            // A shred of this directory ends its streams too.
+            self.dir_node(ino)?;
             let Some(listing) = lock(&self.dirs).get(&fh).cloned() else {
                 return Err(Errno::EBADF)?;
             };
@@ -42,7 +45,7 @@ impl CoreFs {
         let entries = names::list(&key, &node.fd, |cipher| {
             self.report_damage(ino, format!("entry name {cipher} failed authentication"));
         })?;
-        let listing = Arc::new(OpenDir { entries });
+        let listing = Arc::new(OpenDir { ino, entries });
         if let Some(slot) = lock(&self.dirs).get_mut(&fh) {
             *slot = listing.clone();
         }

@@ -96,6 +96,14 @@ impl CoreFs {
         };
         let src = end(&pnode, &pkey, src_bn, name);
         let dst = end(&npnode, &npkey, dst_bn, newname);
+        // A shred removes its target by name (src/fs/shred_online.rs).
+        if [&src.node, &dst.node]
+            .into_iter()
+            .flatten()
+            .any(|n| n.shredded.load(Ordering::Acquire))
+        {
+            return Err(Errno::EIO)?;
+        }
         let Some(src_st) = src.st else {
             return Err(Errno::ENOENT)?;
         };

@@ -13,7 +13,7 @@ pub(super) const ME: Caller = Caller {
     umask: 0o022,
 };
 
-fn test_keys() -> VolumeKeys {
+pub(super) fn test_keys() -> VolumeKeys {
     VolumeKeys::from_parts([7u8; 16], vec![(1, Key32::from_array(&mut [9u8; 32]))], 1)
         .expect("keys")
 }

@@ -7,6 +7,9 @@
 
 #![allow(dead_code)]
 
+pub mod keys;
+pub mod online;
+
 use super::common::*;
 use dekfs::crypto::{DirKey, VolumeKeys};
 use dekfs::engine::shred::Journal;

@@ -71,18 +71,48 @@ pub fn survey_target(cipherdir: &Path, target: &Target) -> io::Result<Survey> {
 /// Step 1: makes the journal of a surveyed target durable. From here on the
 /// job is `finish`'s, in this run or the next.
 pub fn begin(cipherdir: &Path, target: &Target, survey: &Survey) -> io::Result<Journal> {
-    let root = open_root(cipherdir)?;
-    let journal = Journal {
+    let journal = journal_of(target, survey);
+    begin_at(&open_root(cipherdir)?, &journal)?;
+    Ok(journal)
+}
+
+/// The journal a shred of `target` writes.
+pub fn journal_of(target: &Target, survey: &Survey) -> Journal {
+    Journal {
         parent: target.parent.clone(),
         entry: target.entry.clone(),
         record: target.record.clone(),
         target: survey.target_id,
         ids: survey.ids.clone(),
         needles: survey.needles.clone(),
-    };
-    journal.write(&root)?;
+    }
+}
+
+/// `begin` on an open cipher root (the daemon's).
+pub fn begin_at(root: &OwnedFd, journal: &Journal) -> io::Result<()> {
+    journal.write(root)?;
     crate::failpoint::hit(FP_JOURNAL);
-    Ok(journal)
+    Ok(())
+}
+
+/// Surveys entry `entry` of the open directory `parent` (the daemon hands
+/// in its own descriptor, so a rename of an ancestor cannot misdirect it).
+pub fn survey_at(parent: &OwnedFd, entry: &str) -> io::Result<Survey> {
+    tree::survey_at(parent, entry)
+}
+
+/// What a shred of `plain` destroys, in one line (the confirmation prompt).
+pub fn describe(plain: &str, kind: &str, s: &Survey) -> String {
+    format!(
+        "{plain} ({kind}): {} directories, {} files, {} symlinks, {} other, {} bytes; {} keys ({} wrapped-key slots)",
+        s.dirs,
+        s.files,
+        s.symlinks,
+        s.others,
+        s.plain_bytes,
+        s.key_objects,
+        s.needles.len()
+    )
 }
 
 /// Whether the name in the journal now holds another object than the one
@@ -108,29 +138,77 @@ pub fn pending(cipherdir: &Path) -> io::Result<Option<Journal>> {
 /// delete the journal only if the check is clean.
 pub fn finish(cipherdir: &Path, journal: &Journal, full: bool) -> io::Result<Outcome> {
     let root = open_root(cipherdir)?;
-    let mut out = Outcome::default();
-    let t0 = Instant::now();
     let parent = tree::open_parent(&root, &journal.parent)?;
-    if let Some(p) = &parent {
-        out.replaced = replaced(p, journal)?;
-    }
-    match parent {
-        Some(parent) if !out.replaced => {
-            out.objects = tree::destroy_slots(&parent, &journal.entry, journal.ids.len())?;
-            // Every overwritten slot durable before any removal can start.
-            rustix::fs::syncfs(&root)?;
-            out.destroy_time = t0.elapsed();
-            crate::failpoint::hit(FP_SYNCED);
-            let t1 = Instant::now();
-            tree::remove(&parent, &journal.entry, journal.record.as_deref())?;
-            out.remove_time = t1.elapsed();
-        }
-        _ => {}
-    }
-    crate::failpoint::hit(FP_REMOVED);
-    out.report = verify::check(&root, journal, full, !out.replaced)?;
-    if out.report.is_clean() {
-        Journal::remove(&root)?;
+    let mut out = destroy_and_remove(&root, parent.as_ref(), journal)?;
+    check_and_close(&root, journal, full, &mut out)?;
+    Ok(out)
+}
+
+/// Steps 2 and 3 in the open directory `parent` (None: it is gone, as after
+/// a crash past the removal): every key slot destroyed, one syncfs, then
+/// the ciphertext removed. A name taken by a new object is left alone.
+pub fn destroy_and_remove(
+    root: &OwnedFd,
+    parent: Option<&OwnedFd>,
+    journal: &Journal,
+) -> io::Result<Outcome> {
+    let Some(parent) = parent else {
+        return Ok(Outcome::default());
+    };
+    let mut out = destroy_at(root, parent, journal)?;
+    if !out.replaced {
+        let t1 = Instant::now();
+        tree::remove(parent, &journal.entry, journal.record.as_deref())?;
+        out.remove_time = t1.elapsed();
     }
     Ok(out)
+}
+
+/// Step 2 alone: every key slot under the journal's entry of `parent`
+/// overwritten, then one syncfs (unless a new object took the name).
+pub fn destroy_at(root: &OwnedFd, parent: &OwnedFd, journal: &Journal) -> io::Result<Outcome> {
+    let mut out = Outcome::default();
+    let t0 = Instant::now();
+    out.replaced = replaced(parent, journal)?;
+    if !out.replaced {
+        out.objects = tree::destroy_slots(parent, &journal.entry, journal.ids.len())?;
+        // Every overwritten slot durable before any removal can start.
+        rustix::fs::syncfs(root)?;
+        out.destroy_time = t0.elapsed();
+        crate::failpoint::hit(FP_SYNCED);
+    }
+    Ok(out)
+}
+
+/// The target directory `entry` of `parent`, for `clear_dir` (None: not a
+/// directory).
+pub fn open_target_dir(parent: &OwnedFd, entry: &str) -> io::Result<Option<OwnedFd>> {
+    tree::open_target_dir(parent, entry)
+}
+
+/// Step 3's bulk, by descriptor: everything in the target directory
+/// removed and synced. The daemon runs it without holding the parent's
+/// entries lock.
+pub fn clear_dir(dir: &OwnedFd) -> io::Result<()> {
+    tree::clear_dir(dir)
+}
+
+/// Step 3's end: the emptied entry and its record removed, parent synced.
+pub fn remove_entry(parent: &OwnedFd, entry: &str, record: Option<&str>) -> io::Result<()> {
+    tree::remove_entry(parent, entry, record)
+}
+
+/// Step 4: the final check; the journal goes only if it is clean.
+pub fn check_and_close(
+    root: &OwnedFd,
+    journal: &Journal,
+    full: bool,
+    out: &mut Outcome,
+) -> io::Result<()> {
+    crate::failpoint::hit(FP_REMOVED);
+    out.report = verify::check(root, journal, full, !out.replaced)?;
+    if out.report.is_clean() {
+        Journal::remove(root)?;
+    }
+    Ok(())
 }

@@ -156,11 +156,18 @@ fn open_file(dir: BorrowedFd<'_>, name: &[u8], write: bool) -> io::Result<std::f
 
 /// Counts the target and fingerprints every id and wrapped key under it.
 pub fn survey(root: &OwnedFd, t: &super::Target) -> io::Result<Survey> {
-    let mut s = Survey::default();
     let parent =
         open_parent(root, &t.parent)?.ok_or_else(|| io::Error::from_raw_os_error(libc::ENOENT))?;
-    s.target_id = target_id(&parent, &t.entry)?;
-    survey_entry(&mut s, parent.as_fd(), t.entry.as_bytes())?;
+    survey_at(&parent, &t.entry)
+}
+
+/// `survey` of entry `entry` in the open directory `parent`.
+pub fn survey_at(parent: &OwnedFd, entry: &str) -> io::Result<Survey> {
+    let mut s = Survey {
+        target_id: target_id(parent, entry)?,
+        ..Survey::default()
+    };
+    survey_entry(&mut s, parent.as_fd(), entry.as_bytes())?;
     Ok(s)
 }
 
@@ -273,15 +280,34 @@ fn destroy_entry(dir: BorrowedFd<'_>, name: &[u8], n: &mut u64, half: u64) -> io
 /// Removes the entry and everything under it, deepest first, then its
 /// long-name record, and fsyncs the parent.
 pub(super) fn remove(parent: &OwnedFd, entry: &str, record: Option<&str>) -> io::Result<()> {
-    if let Some(FileType::Directory) = stat_type(parent.as_fd(), entry.as_bytes())? {
-        let fd = open_dir(parent.as_fd(), entry)?;
-        remove_contents(fd.as_fd())?;
-        rustix::fs::fsync(&fd)?;
-        crate::failpoint::hit(super::FP_CONTENTS);
-        unlink(parent.as_fd(), entry.as_bytes(), true)?;
-    } else {
-        unlink(parent.as_fd(), entry.as_bytes(), false)?;
+    if let Some(fd) = open_target_dir(parent, entry)? {
+        clear_dir(&fd)?;
     }
+    remove_entry(parent, entry, record)
+}
+
+/// The target's directory, if it is one.
+pub(super) fn open_target_dir(parent: &OwnedFd, entry: &str) -> io::Result<Option<OwnedFd>> {
+    match stat_type(parent.as_fd(), entry.as_bytes())? {
+        Some(FileType::Directory) => Ok(Some(open_dir(parent.as_fd(), entry)?)),
+        _ => Ok(None),
+    }
+}
+
+/// Removes everything in the directory `fd` (by descriptor, whatever its
+/// name is meanwhile) and syncs it.
+pub(super) fn clear_dir(fd: &OwnedFd) -> io::Result<()> {
+    remove_contents(fd.as_fd())?;
+    rustix::fs::fsync(fd)?;
+    crate::failpoint::hit(super::FP_CONTENTS);
+    Ok(())
+}
+
+/// Removes the (emptied) entry, then its long-name record, and fsyncs the
+/// parent.
+pub(super) fn remove_entry(parent: &OwnedFd, entry: &str, record: Option<&str>) -> io::Result<()> {
+    let is_dir = stat_type(parent.as_fd(), entry.as_bytes())? == Some(FileType::Directory);
+    unlink(parent.as_fd(), entry.as_bytes(), is_dir)?;
     if let Some(r) = record {
         unlink(parent.as_fd(), r.as_bytes(), false)?;
     }

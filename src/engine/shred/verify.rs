@@ -226,20 +226,30 @@ impl Check {
             } else {
                 format!("{rel}/{name}")
             };
+            // On a mounted volume entries come and go meanwhile: one that
+            // is gone holds nothing.
             let ft = match e.file_type {
-                FileType::Unknown => FileType::from_raw_mode(
-                    rustix::fs::statat(fd, name.as_str(), AtFlags::SYMLINK_NOFOLLOW)?.st_mode,
-                ),
+                FileType::Unknown => {
+                    match rustix::fs::statat(fd, name.as_str(), AtFlags::SYMLINK_NOFOLLOW) {
+                        Ok(st) => FileType::from_raw_mode(st.st_mode),
+                        Err(Errno::NOENT) => continue,
+                        Err(e) => return Err(e.into()),
+                    }
+                }
                 t => t,
             };
             match ft {
                 FileType::Directory => {
-                    let sub = rustix::fs::openat(
+                    let sub = match rustix::fs::openat(
                         fd,
                         name.as_str(),
                         OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
                         Mode::empty(),
-                    )?;
+                    ) {
+                        Ok(sub) => sub,
+                        Err(Errno::NOENT) => continue,
+                        Err(e) => return Err(e.into()),
+                    };
                     self.dir(sub.as_fd(), &path)?;
                 }
                 FileType::RegularFile => self.file(fd, &name, &path)?,
@@ -251,7 +261,11 @@ impl Check {
 
     fn file(&mut self, dir: BorrowedFd<'_>, name: &str, path: &str) -> io::Result<()> {
         let flags = OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::CLOEXEC;
-        let f = std::fs::File::from(rustix::fs::openat(dir, name, flags, Mode::empty())?);
+        let f = match rustix::fs::openat(dir, name, flags, Mode::empty()) {
+            Ok(fd) => std::fs::File::from(fd),
+            Err(Errno::NOENT) => return Ok(()),
+            Err(e) => return Err(e.into()),
+        };
         let len = f.metadata()?.len();
         let mut head = [0u8; 32];
         let got = read_full(&f, &mut head, 0)?;
