@@ -15,6 +15,9 @@ pub const UNSUPPORTED: i32 = 13;
 pub const CORRUPT: i32 = 14;
 pub const MOUNT_FAILED: i32 = 15;
 pub const IO: i32 = 16;
+/// The KMIP key manager did not release the KEK (unreachable, TLS, key revoked or destroyed,
+/// permission denied) and no other credential was available.
+pub const KEY_MANAGER: i32 = 17;
 
 #[derive(Debug)]
 pub struct CliError {
@@ -66,6 +69,7 @@ impl From<VolumeError> for CliError {
                 .hint("the volume config failed verification; restore dekfs.conf from a backup"),
             VolumeError::NotEmpty(_) => CliError::new(USAGE, msg),
             VolumeError::Tpm(r) => CliError::new(TPM_POLICY, msg).hint(r.hint()),
+            VolumeError::Kmip(k) => CliError::new(KEY_MANAGER, msg).hint(k.hint()),
             VolumeError::Refused(_) => CliError::new(USAGE, msg),
             VolumeError::Io(_) => CliError::new(IO, msg),
             VolumeError::Crypto(_) => CliError::new(GENERIC, msg),

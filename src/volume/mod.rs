@@ -7,6 +7,7 @@ mod config_io;
 mod export;
 mod info;
 mod init;
+mod kmip;
 pub mod lock;
 mod manage;
 mod policy;
@@ -28,6 +29,10 @@ pub use export::{
 };
 pub use info::read_info;
 pub use init::init;
+pub use kmip::{
+    destroy_remote_key, reseal_kmip, rewrap_kmip_record, unlock_kmip, KmipKeyChoice, KmipWrap,
+    RemoteOutcome,
+};
 pub use lock::{ConfigLock, LockError, VolumeLock};
 pub use manage::{add_protector, remove_protector, reseal_tpm2, Added, NewProtector};
 pub use policy::{UnlockPolicy, ALLOW_KDF_COST_ENV};
@@ -113,7 +118,7 @@ pub struct VolumeInfo {
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ProtectorInfo {
-    /// "passphrase", "recovery-key", "tpm2" or "unknown".
+    /// "passphrase", "recovery-key", "tpm2", "kmip" or "unknown".
     pub kind: &'static str,
     /// protector_id as 32 lowercase hex digits.
     pub id: String,
@@ -122,6 +127,18 @@ pub struct ProtectorInfo {
     pub kdf: Option<KdfParams>,
     /// For tpm2 protectors: what the record says (unauthenticated, like the rest).
     pub tpm2: Option<Tpm2Info>,
+    /// For kmip protectors: what the record says (unauthenticated).
+    pub kmip: Option<KmipInfo>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KmipInfo {
+    /// The manager's identifier of the wrapping key; empty if the body does not parse.
+    pub key_uid: String,
+    /// `host:port,...` as recorded.
+    pub servers: String,
+    /// Why the body does not parse, if it does not.
+    pub error: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -156,6 +173,8 @@ pub enum VolumeError {
     NotEmpty(PathBuf),
     /// The TPM did not release the KEK (the reason says why and what to do).
     Tpm(crate::tpm::TpmRefusal),
+    /// The KMIP key manager did not unwrap (or wrap) the KEK; the reason says why.
+    Kmip(crate::kmip::KmipError),
     /// A protector change that would endanger the volume (e.g. removing the last one).
     Refused(String),
     Io(std::io::Error),
@@ -192,6 +211,7 @@ impl std::fmt::Display for VolumeError {
                 p.display()
             ),
             VolumeError::Tpm(r) => write!(f, "TPM protector refused: {r}"),
+            VolumeError::Kmip(e) => write!(f, "KMIP protector: {e}"),
             VolumeError::Refused(why) => f.write_str(why),
             VolumeError::Io(e) => write!(f, "I/O error: {e}"),
             VolumeError::Crypto(e) => write!(f, "{e}"),
@@ -206,6 +226,12 @@ impl std::error::Error for VolumeError {
             VolumeError::Crypto(e) => Some(e),
             _ => None,
         }
+    }
+}
+
+impl From<crate::kmip::KmipError> for VolumeError {
+    fn from(e: crate::kmip::KmipError) -> Self {
+        VolumeError::Kmip(e)
     }
 }
 
