@@ -110,6 +110,9 @@ fn tls_config(ep: &Endpoint) -> Result<Arc<ClientConfig>, KmipError> {
     Ok(Arc::new(cfg))
 }
 
+/// An Encrypt result: (iv, ciphertext, tag).
+pub type Wrapped = ([u8; GCM_IV_LEN], Vec<u8>, [u8; GCM_TAG_LEN]);
+
 /// One TLS connection to the server that answered.
 pub struct Session {
     stream: StreamOwned<ClientConnection, TcpStream>,
@@ -324,7 +327,7 @@ impl Session {
         id: &str,
         plain: &SecretBytes,
         aad: &[u8],
-    ) -> Result<([u8; GCM_IV_LEN], Vec<u8>, [u8; GCM_TAG_LEN]), KmipError> {
+    ) -> Result<Wrapped, KmipError> {
         let iv: [u8; GCM_IV_LEN] = crate::crypto::random_array()
             .map_err(|e| KmipError::Setup(format!("random IV: {e}")))?;
         let len = plain.len();
@@ -355,7 +358,7 @@ impl Session {
             out.expose_mut().copy_from_slice(data);
             Ok(out)
         })?;
-        r.or_else(|f| Err(self.classify(op::DECRYPT, id, f)))
+        r.map_err(|f| self.classify(op::DECRYPT, id, f))
     }
 
     /// Revoke (superseded or no longer used), then nothing else: the key stays for audit.
@@ -371,5 +374,36 @@ impl Session {
         }
         self.call(op::DESTROY, m::by_uid(id), |_| Ok(()))?
             .map_err(|f| Self::refused(op::DESTROY, f))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn server_lists() {
+        assert_eq!(
+            parse_servers("kmip1.example, 10.0.0.2:15696,[::1]:7,[fe80::1]").unwrap(),
+            vec![
+                ("kmip1.example".to_string(), DEFAULT_PORT),
+                ("10.0.0.2".to_string(), 15696),
+                ("::1".to_string(), 7),
+                ("fe80::1".to_string(), DEFAULT_PORT),
+            ]
+        );
+        for bad in [
+            "",
+            "a:0",
+            "a:70000",
+            "a:x",
+            "[::1",
+            "[::1]x",
+            "a b",
+            ",",
+            "a,b,c,d,e,f,g,h,i",
+        ] {
+            assert!(parse_servers(bad).is_err(), "{bad:?}");
+        }
     }
 }
