@@ -184,7 +184,10 @@ pub fn ttlv(data: &[u8]) {
     if let Ok(item) = ttlv::parse(data) {
         let mut again = Vec::new();
         item.encode(&mut again);
-        assert_eq!(again, data, "an accepted TTLV message has exactly one encoding");
+        assert_eq!(
+            again, data,
+            "an accepted TTLV message has exactly one encoding"
+        );
         for op in [0x01, 0x08, 0x0B, 0x12, 0x13, 0x14, 0x1F, 0x20] {
             if let Ok(Ok(p)) = messages::response(&item, op) {
                 let _ = messages::uid_of(p);
@@ -194,6 +197,10 @@ pub fn ttlv(data: &[u8]) {
         }
     }
     if let Ok(b) = format::KmipBody::parse(data) {
-        assert_eq!(b.to_bytes().ok().as_deref(), Some(data), "kind-4 body round trip");
+        assert_eq!(
+            b.to_bytes().ok().as_deref(),
+            Some(data),
+            "kind-4 body round trip"
+        );
     }
 }

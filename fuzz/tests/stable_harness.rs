@@ -55,7 +55,10 @@ fn every_target_survives_seeds_regressions_and_mutations() {
     // FUZZ_TARGETS (as for scripts/fuzz.sh) narrows the run to the targets it names.
     let only = std::env::var("FUZZ_TARGETS").ok();
     for (name, target) in dekfs_fuzz::TARGETS {
-        if only.as_ref().is_some_and(|o| !o.split_whitespace().any(|t| t == *name)) {
+        if only
+            .as_ref()
+            .is_some_and(|o| !o.split_whitespace().any(|t| t == *name))
+        {
             continue;
         }
         let mut seeds = files(&root.join("corpus").join(name));
