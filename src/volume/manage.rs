@@ -56,8 +56,9 @@ pub(super) fn check_removal(config: &VolumeConfig, force: bool) -> Result<(), Vo
     }
     if !force && config.protectors.iter().all(is_device) {
         return Err(VolumeError::Refused(
-            "refusing to remove the last passphrase/recovery-key protector: a TPM or a key \
-             manager can die and the data would die with it (add another first, or pass --force)"
+            "refusing to remove the last passphrase/recovery-key protector: a TPM can die, a key \
+             manager can go away, and the data would die with them (add another first, or pass \
+             --force)"
                 .into(),
         ));
     }
