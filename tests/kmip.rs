@@ -409,3 +409,45 @@ fn unlock_latency_median_of_20() {
     );
     assert!(median < 2000.0, "median {median} ms");
 }
+
+/// The fstab helper (`mount -t fuse.dekfs`, built on first use like tests/mount_helper.rs does)
+/// with `keysource=kmip,headless`, with no terminal: the manager or nothing.
+#[test]
+fn fstab_helper_accepts_keysource_kmip() {
+    let srv = require_kmip!();
+    let v = volume("kmip-helper");
+    add_kmip(&v, &srv, &[]);
+    let helper = Path::new(DEKFS).with_file_name("dekfs-mount-helper");
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let mut build = std::process::Command::new(cargo);
+    build.args(["build", "-q", "-p", "mount-helper"]);
+    if DEKFS.contains("/release/") {
+        build.arg("--release");
+    }
+    assert!(build
+        .status()
+        .expect("cargo build -p mount-helper")
+        .success());
+    let run = || {
+        run_cmd(
+            "setsid",
+            [
+                "-w".to_string(),
+                s(&helper),
+                s(&v.cipher),
+                s(&v.mnt),
+                "-o".into(),
+                "keysource=kmip,headless".into(),
+            ],
+            None,
+        )
+    };
+    run().expect_code(exit::OK, "helper keysource=kmip");
+    assert!(is_mounted(&v.mnt));
+    v.umount();
+    srv.admin("revoke", &kmip_uid(&v));
+    let out = run();
+    out.expect_code(KMIP_EXIT, "helper keysource=kmip after revoke");
+    assert!(out.stderr.contains("revoked"), "{}", out.stderr);
+    assert!(!is_mounted(&v.mnt));
+}
