@@ -186,16 +186,36 @@ fn remove_destroy_remote_retires_the_key_behind_the_guard() {
     out.expect_code(exit::USAGE, "destroy-remote of a passphrase");
     assert_eq!(list(&v).len(), 2);
 
-    let out = dekfs([
-        "protector",
-        "remove",
-        &s(&v.cipher),
-        "--kmip",
-        &id,
-        "--destroy-remote",
-        "--passfile",
-        &s(&v.passfile),
-    ]);
+    // A second protector on the same manager key, found by its name: removing the first one
+    // with --destroy-remote must leave the key alone while the second still uses it.
+    let vid = dekfs(["status", &s(&v.cipher), "--json"]).stdout;
+    let vid = vid.split("\"volume_id\":\"").nth(1).unwrap()[..32].to_string();
+    let name = format!("dekfs {vid} {id}");
+    let id2 = add_kmip(&v, &srv, &["--kmip-key-name", &name]);
+    let shared = format!("key {uid} ");
+    assert!(list(&v)
+        .iter()
+        .any(|(k, i, d)| k == "kmip" && *i == id2 && (d.to_string() + " ").contains(&shared)));
+    let remove = |id: &str| {
+        dekfs([
+            "protector",
+            "remove",
+            &s(&v.cipher),
+            "--kmip",
+            id,
+            "--destroy-remote",
+            "--passfile",
+            &s(&v.passfile),
+        ])
+    };
+    let out = remove(&id);
+    out.expect_code(exit::OK, "remove --destroy-remote of a shared key");
+    assert!(!out.stderr.contains("Destroyed"), "{}", out.stderr);
+    assert_eq!(srv.admin("state", &uid), "ACTIVE");
+    mount_no_credential(&v, &[]).expect_code(exit::OK, "the second protector still opens");
+    v.umount();
+
+    let out = remove(&id2);
     out.expect_code(exit::OK, "remove --destroy-remote");
     assert!(
         out.stderr.contains(&format!("Destroyed manager key {uid}")),
