@@ -5,6 +5,7 @@
 #![allow(dead_code)]
 
 use std::net::{TcpListener, TcpStream};
+use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -127,6 +128,9 @@ impl KmipServer {
             .arg(&log)
             .current_dir(self.dir.path())
             .env("PYTHONWARNINGS", "ignore")
+            // Its own process group: PyKMIP forks helpers (the policy monitor) that must go
+            // with it.
+            .process_group(0)
             .stdin(Stdio::null())
             .stdout(Stdio::from(out.try_clone().unwrap()))
             .stderr(Stdio::from(out))
@@ -138,10 +142,19 @@ impl KmipServer {
         self.child = Some(child);
     }
 
-    /// The server goes away (its database stays).
+    /// The server goes away (its database stays). SIGTERM first, so that PyKMIP stops and
+    /// reaps its own helpers; then whatever is left of its process group is killed.
     pub fn stop(&mut self) {
         if let Some(mut c) = self.child.take() {
-            let _ = c.kill();
+            signal(&format!("{}", c.id()), "TERM");
+            let t0 = Instant::now();
+            while t0.elapsed() < Duration::from_secs(10) {
+                if let Ok(Some(_)) = c.try_wait() {
+                    break;
+                }
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            signal(&format!("-{}", c.id()), "KILL");
             let _ = c.wait();
         }
     }
@@ -188,6 +201,15 @@ impl KmipServer {
         );
         String::from_utf8_lossy(&out.stdout).trim().to_string()
     }
+}
+
+/// `kill -SIG -- TARGET` (a negative target is a process group).
+fn signal(target: &str, sig: &str) {
+    let _ = Command::new("kill")
+        .args([&format!("-{sig}"), "--", target])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status();
 }
 
 impl Drop for KmipServer {
