@@ -1,3 +1,6 @@
+//! Request and response checks: the 1.4 header, and responses that must be refused (no or
+//! short GCM tag, another IV, an old protocol version, another operation). No network.
+
 use super::*;
 use crate::kmip::ttlv::{self, Item, Value};
 

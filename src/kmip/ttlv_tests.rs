@@ -1,3 +1,6 @@
+//! TTLV codec tests: the KMIP 1.4 specification's encoding examples, every refusal and the
+//! caps. Must NOT need a network.
+
 use super::*;
 
 fn hex(s: &str) -> Vec<u8> {

@@ -8,6 +8,7 @@ mod export;
 mod info;
 mod init;
 mod kmip;
+mod kmip_remote;
 pub mod lock;
 mod manage;
 mod policy;
@@ -29,10 +30,8 @@ pub use export::{
 };
 pub use info::read_info;
 pub use init::init;
-pub use kmip::{
-    destroy_remote_key, reseal_kmip, rewrap_kmip_record, unlock_kmip, KmipKeyChoice, KmipWrap,
-    RemoteOutcome,
-};
+pub use kmip::{rewrap_kmip_record, unlock_kmip, KmipKeyChoice, KmipWrap};
+pub use kmip_remote::{destroy_remote_key, reseal_kmip, RemoteOutcome};
 pub use lock::{ConfigLock, LockError, VolumeLock};
 pub use manage::{add_protector, remove_protector, reseal_tpm2, Added, NewProtector};
 pub use policy::{UnlockPolicy, ALLOW_KDF_COST_ENV};
