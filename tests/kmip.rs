@@ -471,3 +471,55 @@ fn fstab_helper_accepts_keysource_kmip() {
     assert!(out.stderr.contains("revoked"), "{}", out.stderr);
     assert!(!is_mounted(&v.mnt));
 }
+
+/// A server that takes the connection but never answers: the timeout
+/// (`DEKFS_KMIP_TIMEOUT_MS`) moves on to the next server, and the refusal names both.
+#[test]
+fn a_silent_server_times_out_and_the_next_one_is_tried() {
+    let mut srv = require_kmip!();
+    let v = volume("kmip-silent");
+    // The kernel completes the TCP handshake into the backlog; nobody ever reads.
+    let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let silent = format!("127.0.0.1:{}", silent.local_addr().unwrap().port());
+    let with_timeout = |args: Vec<String>| {
+        let mut full = vec!["DEKFS_KMIP_TIMEOUT_MS=300".to_string(), DEKFS.to_string()];
+        full.extend(args);
+        run_cmd("env", &full, None)
+    };
+    let mut args = vec![
+        "protector".to_string(),
+        "add".into(),
+        s(&v.cipher),
+        "--passfile".into(),
+        s(&v.passfile),
+    ];
+    let mut kargs = srv.add_args("client");
+    kargs[1] = format!("{silent},{}", srv.server());
+    args.extend(kargs);
+    let t0 = std::time::Instant::now();
+    with_timeout(args).expect_code(exit::OK, "add past a silent server");
+    assert!(t0.elapsed() < std::time::Duration::from_secs(10));
+    let mount = vec![
+        "mount".to_string(),
+        s(&v.cipher),
+        s(&v.mnt),
+        "--log-file".into(),
+        s(&v.logfile),
+    ];
+    with_timeout(mount.clone()).expect_code(exit::OK, "mount past a silent server");
+    v.umount();
+    srv.stop();
+    let out = with_timeout(mount);
+    out.expect_code(KMIP_EXIT, "silent and down");
+    assert!(
+        out.stderr.contains("no KMIP server reachable"),
+        "{}",
+        out.stderr
+    );
+    assert!(
+        out.stderr.contains(&format!("{silent}: timed out")),
+        "{}",
+        out.stderr
+    );
+    assert!(out.stderr.contains(&srv.server()), "{}", out.stderr);
+}
