@@ -14,8 +14,12 @@
 # scripts/pins.sh (pjdfstest, cargo-fuzz, fsx), with `cargo install --locked`;
 # the first run takes several minutes of compiling and says so. No other
 # script installs anything.
+# It also puts PyKMIP (a real KMIP server for tests/kmip.rs) into its own venv,
+# /opt/dekfs-kmip-venv (or $DEKFS_KMIP_VENV), from the Python package index at
+# pinned versions.
 # Env: DEPS_SKIP_APT=1 skips apt (for machines where you manage packages);
-#      DEPS_SKIP_CARGO_TOOLS=1 skips the cargo-installed tools.
+#      DEPS_SKIP_CARGO_TOOLS=1 skips the cargo-installed tools;
+#      DEPS_SKIP_KMIP=1 skips the PyKMIP venv.
 set -euo pipefail
 REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 # shellcheck source=pins.sh
@@ -26,7 +30,7 @@ REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 PKGS=(fuse3 libfuse3-dev pkg-config fio jq attr gocryptfs gcc make build-essential
       util-linux procps psmisc strace tar python3 ca-certificates
       swtpm swtpm-tools libtss2-dev libtss2-tcti-swtpm0 tpm2-tools
-      debootstrap systemd-container iproute2)
+      debootstrap systemd-container iproute2 python3-venv openssl)
 
 missing=()
 for p in "${PKGS[@]}"; do
@@ -53,6 +57,25 @@ fi
 if [ ! -e /dev/fuse ]; then
     modprobe fuse 2>/dev/null || true
     [ -e /dev/fuse ] || echo "deps.sh: WARNING: /dev/fuse missing (container without FUSE?); mount tests will be skipped" >&2
+fi
+
+# PyKMIP for the KMIP protector tests, pinned: with these versions it serves KMIP 1.4
+# (AES-256-GCM with associated data and tag) over TLS 1.2 with ECDSA certificates.
+KMIP_VENV=${DEKFS_KMIP_VENV:-/opt/dekfs-kmip-venv}
+KMIP_PINS=(pykmip==0.11.0 cryptography==50.0.2 SQLAlchemy==2.1.9)
+if [ "${DEPS_SKIP_KMIP:-0}" != 1 ]; then
+    have=$("$KMIP_VENV/bin/python" -m pip freeze 2>/dev/null | grep -iE '^(pykmip|cryptography|sqlalchemy)==' | sort -f | tr '\n' ' ')
+    want=$(printf '%s\n' "${KMIP_PINS[@]}" | sort -f | tr '\n' ' ')
+    if [ "${have,,}" = "${want,,}" ]; then
+        echo "deps.sh: PyKMIP venv present ($KMIP_VENV)"
+    else
+        # Debian's interpreter, not one a version manager put first on PATH.
+        py=/usr/bin/python3
+        [ -x "$py" ] || py=$(command -v python3)
+        echo "deps.sh: creating the PyKMIP venv $KMIP_VENV (${KMIP_PINS[*]})"
+        "$py" -m venv "$KMIP_VENV"
+        "$KMIP_VENV/bin/python" -m pip install --quiet --disable-pip-version-check "${KMIP_PINS[@]}"
+    fi
 fi
 
 # Rust toolchain: never downloaded by this script.

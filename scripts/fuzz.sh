@@ -25,7 +25,7 @@ export PATH="${HOME:-/root}/.cargo/bin:$PATH"
 export CARGO_TARGET_DIR="${FUZZ_TARGET_DIR:-$REPO/fuzz/target}"
 SECS=${FUZZ_SECS:-60}
 JOBS=${FUZZ_JOBS:-2}
-TARGETS=${FUZZ_TARGETS:-"config protector dirmeta header names geometry unlock"}
+TARGETS=${FUZZ_TARGETS:-"config protector dirmeta header names geometry unlock ttlv"}
 PROGRESS=${FUZZ_PROGRESS_SECS:-15}
 # shellcheck source=pins.sh
 . "$REPO/scripts/pins.sh"

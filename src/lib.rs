@@ -18,6 +18,7 @@ pub mod engine;
 pub mod failpoint;
 pub mod fs;
 pub mod fuse_adapter;
+pub mod kmip;
 pub mod logger;
 pub mod mount_opts;
 pub mod sys;

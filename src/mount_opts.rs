@@ -42,6 +42,9 @@ pub enum KeySourceOpt {
     Ask,
     /// The recovery key, from the file `passfile=` names, else asked for.
     Recovery,
+    /// The KMIP key manager; when it refuses, ask for the passphrase unless `nofail` or
+    /// `headless`.
+    Kmip,
 }
 
 /// A parsed option list. Later options override earlier ones (`ro,rw` is rw).
@@ -200,6 +203,7 @@ impl MountOptions {
                         "passphrase" => KeySourceOpt::Passphrase,
                         "ask" => KeySourceOpt::Ask,
                         "recovery" => KeySourceOpt::Recovery,
+                        "kmip" => KeySourceOpt::Kmip,
                         _ => return Err(OptError::BadValue(s.to_owned())),
                     };
                     return Ok(());
@@ -323,6 +327,7 @@ mod tests {
                 o.keysource == KeySourceOpt::Passphrase
             }),
             ("keysource=ask", |o| o.keysource == KeySourceOpt::Ask),
+            ("keysource=kmip", |o| o.keysource == KeySourceOpt::Kmip),
             ("keysource=recovery", |o| {
                 o.keysource == KeySourceOpt::Recovery
             }),

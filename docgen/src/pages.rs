@@ -67,6 +67,16 @@ is given: then fail at once, so boot never waits for a person.
 systemd removes nofail from the options before it runs mount(8), so in
 fstab lines and mount units write headless as well.
 .TP
+.B keysource=kmip
+Unlock with the volume's kmip protector, no prompt: the KMIP key manager
+named in the protector decrypts the KEK. When it refuses (unreachable,
+TLS failure, key revoked or destroyed, permission denied), ask for the
+passphrase, unless
+.B nofail
+or
+.B headless
+is given: then fail at once (exit 17).
+.TP
 .B keysource=passphrase
 The passphrase from passfile= or the terminal; never the TPM.
 .TP
@@ -78,7 +88,7 @@ plymouth, systemd\-tty\-ask\-password\-agent), 90 s at most.
 The recovery key from the file passfile= names, else asked for.
 .TP
 (none)
-The TPM first, then passfile= or the terminal.
+The TPM first, then a KMIP key manager, then passfile= or the terminal.
 .TP
 .B headless
 Never ask a person: a TPM refusal fails the mount at once. Unlike nofail,

@@ -23,6 +23,7 @@ pub const TARGETS: &[(&str, Target)] = &[
     ("names", names),
     ("geometry", geometry),
     ("unlock", unlock),
+    ("ttlv", ttlv),
 ];
 
 struct Fixture {
@@ -173,4 +174,33 @@ pub fn unlock(data: &[u8]) {
     std::fs::write(dir.join("dekfs.conf"), data).expect("write config");
     let rk = RecoveryKey::parse(EXAMPLE_RECOVERY_KEY).expect("recovery key");
     let _ = dekfs::volume::unlock(dir, &dekfs::volume::Credential::RecoveryKey(rk));
+}
+
+/// KMIP responses as a key manager (or whoever answers on its address) sends them: the TTLV
+/// parser, re-encoding (an accepted message has one encoding), the response checks of every
+/// operation dekfs sends, and the kind-4 protector body parser on the same bytes.
+pub fn ttlv(data: &[u8]) {
+    use dekfs::kmip::{messages, ttlv};
+    if let Ok(item) = ttlv::parse(data) {
+        let mut again = Vec::new();
+        item.encode(&mut again);
+        assert_eq!(
+            again, data,
+            "an accepted TTLV message has exactly one encoding"
+        );
+        for op in [0x01, 0x08, 0x0B, 0x12, 0x13, 0x14, 0x1F, 0x20] {
+            if let Ok(Ok(p)) = messages::response(&item, op) {
+                let _ = messages::uid_of(p);
+                let _ = messages::encrypted(p, &[0; 12], 56);
+                let _ = messages::state_of(p);
+            }
+        }
+    }
+    if let Ok(b) = format::KmipBody::parse(data) {
+        assert_eq!(
+            b.to_bytes().ok().as_deref(),
+            Some(data),
+            "kind-4 body round trip"
+        );
+    }
 }

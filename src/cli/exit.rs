@@ -17,6 +17,9 @@ pub const MOUNT_FAILED: i32 = 15;
 pub const IO: i32 = 16;
 /// The volume's config is older than one this machine has seen (config rollback).
 pub const ROLLBACK: i32 = 17;
+/// The KMIP key manager did not release the KEK (unreachable, TLS, key revoked or destroyed,
+/// permission denied) and no other credential was available.
+pub const KEY_MANAGER: i32 = 18;
 
 #[derive(Debug)]
 pub struct CliError {
@@ -68,6 +71,7 @@ impl From<VolumeError> for CliError {
                 .hint("the volume config failed verification; restore dekfs.conf from a backup"),
             VolumeError::NotEmpty(_) => CliError::new(USAGE, msg),
             VolumeError::Tpm(r) => CliError::new(TPM_POLICY, msg).hint(r.hint()),
+            VolumeError::Kmip(k) => CliError::new(KEY_MANAGER, msg).hint(k.hint()),
             VolumeError::Refused(_) => CliError::new(USAGE, msg),
             VolumeError::Rollback { ref record, .. } => CliError::new(ROLLBACK, msg).hint(format!(
                 "if you restored this config from a backup on purpose, --allow-rollback (or {}=1) \

@@ -3,7 +3,7 @@
 //! terminal. It must not read key material itself beyond choosing the
 //! reader, and `nofail` or `headless` mounts never wait for a person.
 
-use super::exit::{CliError, CliResult, TPM_POLICY, USAGE};
+use super::exit::{CliError, CliResult, KEY_MANAGER, TPM_POLICY, USAGE};
 use super::unlock::{explicit_credential, has_tty, try_tpm, unlock_volume, TpmOpts};
 use super::{ask_password, secret_input, KeySource};
 use crate::mount_opts::{KeySourceOpt, MountOptions};
@@ -43,6 +43,36 @@ pub fn unlock_for_mount(
             };
             Ok(volume::unlock(cipherdir, &cred)?)
         }
+        KeySourceOpt::Kmip => match super::kmip::try_kmip(cipherdir)? {
+            Ok(u) => Ok(u),
+            Err(
+                e @ (VolumeError::Kmip(_)
+                | VolumeError::Corrupt(_)
+                | VolumeError::NoSuchProtector(_)),
+            ) => {
+                if options.nofail || options.headless {
+                    let hint = match &e {
+                        VolumeError::Kmip(k) => k.hint(),
+                        _ => "add a kmip protector: dekfs protector add --kmip SERVERS ...".into(),
+                    };
+                    return Err(CliError::new(
+                        KEY_MANAGER,
+                        format!(
+                            "{e} ({}: not asking for a passphrase)",
+                            if options.headless {
+                                "headless"
+                            } else {
+                                "nofail"
+                            }
+                        ),
+                    )
+                    .hint(hint));
+                }
+                eprintln!("dekfs: {e}; asking for the passphrase");
+                ask_or_read(cipherdir, mnt, key, tpm, tcti)
+            }
+            Err(e) => Err(e.into()),
+        },
         KeySourceOpt::Tpm => match try_tpm(cipherdir, tpm, tcti)? {
             Ok(u) => Ok(u),
             Err(

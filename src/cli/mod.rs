@@ -9,6 +9,7 @@ mod fsck;
 mod init;
 mod key;
 mod keysource;
+mod kmip;
 mod live;
 mod mount;
 mod period;

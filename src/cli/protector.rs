@@ -4,11 +4,12 @@
 
 use super::exit::{CliError, CliResult, USAGE};
 use super::init::hex;
+use super::kmip::{self as kmip_cli, KmipNewArgs};
 use super::unlock::{explicit_credential, unlock_volume, TpmOpts};
 use super::{secret_input, KeySource};
 use crate::audit::{self, Event};
 use crate::volume::{self, KdfParams, NewProtector, Tpm2Seal};
-use clap::{Args, Subcommand};
+use clap::{ArgGroup, Args, Subcommand};
 use std::path::PathBuf;
 
 /// The new TPM2 protector's shape (init and protector add).
@@ -78,9 +79,9 @@ pub enum ProtectorCmd {
     List { cipherdir: PathBuf },
     /// Add a protector, authorised by an existing one
     Add(AddArgs),
-    /// Remove a protector by id (refuses to remove the last non-TPM one without --force)
+    /// Remove a protector by id (refuses to remove the last non-TPM/KMIP one without --force)
     Remove(RemoveArgs),
-    /// Re-seal TPM2 protectors to the current PCR values (after a planned PCR change)
+    /// Re-seal TPM2 protectors to the current PCR values, or rewrap a KMIP one under a new key
     Reseal(ResealArgs),
 }
 
@@ -89,11 +90,13 @@ pub enum ProtectorCmd {
 pub struct NewArgs {
     #[command(flatten)]
     new_tpm: Tpm2NewArgs,
+    #[command(flatten)]
+    new_kmip: KmipNewArgs,
     /// Add a passphrase protector (new passphrase from --new-passfile or the terminal)
-    #[arg(long, conflicts_with_all = ["tpm2", "recovery_key"])]
+    #[arg(long, conflicts_with_all = ["tpm2", "recovery_key", "kmip"])]
     passphrase: bool,
     /// Add a recovery-key protector (printed once)
-    #[arg(long, conflicts_with = "tpm2")]
+    #[arg(long, conflicts_with_all = ["tpm2", "kmip"])]
     recovery_key: bool,
     /// Read the new passphrase from the first line of FILE
     #[arg(long, value_name = "FILE", requires = "passphrase")]
@@ -111,10 +114,13 @@ pub struct NewArgs {
 
 impl NewArgs {
     pub fn check(&self) -> CliResult<()> {
-        if !(self.new_tpm.tpm2 || self.passphrase || self.recovery_key) {
+        if self.new_tpm.tpm2 && self.new_kmip.wanted() {
+            return Err(CliError::new(USAGE, "add --tpm2 and --kmip one at a time"));
+        }
+        if !(self.new_tpm.tpm2 || self.new_kmip.wanted() || self.passphrase || self.recovery_key) {
             return Err(CliError::new(
                 USAGE,
-                "say which protector to add: --tpm2, --passphrase or --recovery-key",
+                "say which protector to add: --tpm2, --kmip, --passphrase or --recovery-key",
             ));
         }
         Ok(())
@@ -123,6 +129,8 @@ impl NewArgs {
     pub fn kind_name(&self) -> &'static str {
         if self.new_tpm.tpm2 {
             "tpm2"
+        } else if self.new_kmip.wanted() {
+            "kmip"
         } else if self.passphrase {
             "passphrase"
         } else {
@@ -135,6 +143,8 @@ impl NewArgs {
 pub fn new_protector(a: &NewArgs) -> CliResult<NewProtector> {
     Ok(if a.new_tpm.tpm2 {
         NewProtector::Tpm2(a.new_tpm.seal_request()?)
+    } else if a.new_kmip.wanted() {
+        NewProtector::Kmip(a.new_kmip.wrap_request()?)
     } else if a.passphrase {
         let passphrase = match &a.new_passfile {
             Some(p) => secret_input::from_file(p)?,
@@ -168,9 +178,16 @@ pub struct RemoveArgs {
     cipherdir: PathBuf,
     /// Protector id (or a unique prefix of at least 4 hex digits), see `protector list`
     id: String,
-    /// Allow removing the last passphrase/recovery-key protector (TPM-only afterwards)
+    /// Allow removing the last passphrase/recovery-key protector (TPM/KMIP-only afterwards)
     #[arg(long)]
     force: bool,
+    /// The protector is a KMIP one (refuse otherwise)
+    #[arg(long)]
+    kmip: bool,
+    /// Also revoke and destroy its key on the KMIP manager: every volume protected only by
+    /// that key is locked for good
+    #[arg(long)]
+    destroy_remote: bool,
     #[command(flatten)]
     key: KeySource,
     #[command(flatten)]
@@ -178,10 +195,14 @@ pub struct RemoveArgs {
 }
 
 #[derive(Args)]
+#[command(group(ArgGroup::new("what").required(true).args(["tpm2", "kmip"])))]
 pub struct ResealArgs {
-    /// Reseal TPM2 protectors (the only kind that can be resealed)
-    #[arg(long, required = true)]
+    /// Reseal TPM2 protectors to the current PCR values
+    #[arg(long)]
     tpm2: bool,
+    /// Rewrap a KMIP protector under a new manager key and revoke the old one
+    #[arg(long, conflicts_with = "tpm2")]
+    kmip: bool,
     cipherdir: PathBuf,
     /// Only this protector (id or unique prefix)
     #[arg(long)]
@@ -207,6 +228,23 @@ pub fn run(c: ProtectorCmd) -> CliResult<()> {
                 None,
                 !explicit_credential(&a.key),
             )?;
+            if a.destroy_remote {
+                return kmip_cli::remove_destroy(&a.cipherdir, &u, &a.id, a.force);
+            }
+            if a.kmip {
+                let info = volume::read_info(&a.cipherdir)?;
+                let pfx = a.id.trim().to_ascii_lowercase();
+                if !info
+                    .protectors
+                    .iter()
+                    .any(|p| p.kmip.is_some() && p.id.starts_with(&pfx))
+                {
+                    return Err(CliError::new(
+                        USAGE,
+                        format!("no KMIP protector with id {pfx}"),
+                    ));
+                }
+            }
             let shares = volume::nv_shares_of(&a.cipherdir, &a.id)?;
             let id = match volume::remove_protector(&a.cipherdir, &u, &a.id, a.force) {
                 Ok(id) => id,
@@ -228,7 +266,13 @@ pub fn run(c: ProtectorCmd) -> CliResult<()> {
         }
         ProtectorCmd::Reseal(a) => {
             // Authorised by another protector: the TPM one is what is being repaired.
-            let u = unlock_volume(&a.cipherdir, &a.key, &a.tpm, None, false)?;
+            // A KMIP rewrap may be authorised by the KMIP protector itself (its old key still
+            // works); a TPM reseal by another protector, the TPM one being what is repaired.
+            let kmip_first = a.kmip && !explicit_credential(&a.key);
+            let u = unlock_volume(&a.cipherdir, &a.key, &a.tpm, None, kmip_first)?;
+            if a.kmip {
+                return kmip_cli::reseal(&a.cipherdir, &u, a.id.as_deref());
+            }
             let pcrs = (!a.pcrs.is_empty()).then(|| a.pcrs.clone());
             let needs_pin = volume::read_info(&a.cipherdir)?
                 .protectors
@@ -275,6 +319,14 @@ fn list(cipherdir: PathBuf) -> CliResult<()> {
     );
     for p in &info.protectors {
         let detail = match (&p.tpm2, &p.kdf) {
+            _ if p.kmip.as_ref().is_some_and(|k| k.error.is_some()) => {
+                "(record unreadable)".to_string()
+            }
+            _ if p.kmip.is_some() => p
+                .kmip
+                .as_ref()
+                .map(|k| format!("key {} @ {}", k.key_uid, k.servers))
+                .unwrap_or_default(),
             (Some(t), _) if t.error.is_some() => "(record unreadable)".to_string(),
             (Some(t), _) => {
                 let v: Vec<String> = t.pcrs.iter().map(|x| x.to_string()).collect();

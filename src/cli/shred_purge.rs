@@ -66,6 +66,9 @@ fn still_opens(p: &volume::ProtectorInfo, purged: bool) -> Option<&'static str> 
             Some("this TPM in the same PCR state with the PIN (the record has no NV key share)")
         }
         ("tpm2", _) => Some("this TPM in the same PCR state (the record has no NV key share)"),
+        ("kmip", _) => Some(
+            "the key manager's key of then, until it is revoked or destroyed on the manager",
+        ),
         _ => Some("an unknown protector"),
     }
 }
@@ -122,7 +125,7 @@ fn credentials(key: &KeySource, p: &PurgeArgs, info: &VolumeInfo) -> CliResult<V
     let needs = info
         .protectors
         .iter()
-        .any(|p| Some(p.kek_version) == active && p.tpm2.is_none());
+        .any(|p| Some(p.kek_version) == active && p.tpm2.is_none() && p.kmip.is_none());
     if v.is_empty() && needs && has_tty() {
         v.push(Credential::Passphrase(secret_input::prompt(
             "Passphrase (it is re-wrapped under the new volume key): ",
@@ -266,6 +269,7 @@ mod tests {
                         template_version,
                         error: None,
                     }),
+                    kmip: None,
                 })
                 .collect(),
         }

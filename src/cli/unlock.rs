@@ -1,5 +1,5 @@
-//! Which credential unlocks a volume, in which order: the TPM first (no prompt), then the
-//! passphrase or recovery key from a file, a descriptor or the terminal. Shared by `mount` and
+//! Which credential unlocks a volume, in which order: the TPM, then a KMIP key manager (neither
+//! prompts), then the passphrase or recovery key from a file, a descriptor or the terminal. Shared by `mount` and
 //! `protector`. Must NOT print key material; TPM refusals are reported by reason only.
 
 use super::exit::{CliError, CliResult, TPM_POLICY, USAGE};
@@ -147,11 +147,29 @@ fn unlock_any(
             }
             Err(e) => return Err(e.into()),
         }
+        let t0 = std::time::Instant::now();
+        match super::kmip::try_kmip(cipherdir)? {
+            Ok(u) => {
+                secret_input::warn_if_unlocked();
+                return Ok(u);
+            }
+            Err(VolumeError::NoSuchProtector(_)) => {}
+            Err(e @ (VolumeError::Kmip(_) | VolumeError::Corrupt(_))) => {
+                let ms = t0.elapsed().as_millis();
+                if explicit_credential(key) || has_tty() {
+                    eprintln!("dekfs: {e} (after {ms} ms); trying the next protector");
+                }
+                // The TPM's refusal, if any, stays the one reported.
+                refusal.get_or_insert(e);
+            }
+            Err(e) => return Err(e.into()),
+        }
     }
     if !explicit_credential(key) && !has_tty() {
         if let Some(e) = refusal {
             let hint = match &e {
                 VolumeError::Tpm(r) => r.hint(),
+                VolumeError::Kmip(_) => return Err(e.into()),
                 _ => "unlock with --passfile FILE or --recovery-key-file FILE".into(),
             };
             return Err(CliError::new(TPM_POLICY, e.to_string()).hint(hint));

@@ -16,6 +16,9 @@ pub const PROTECTOR_KIND_RECOVERY: u8 = 2;
 /// TPM 2.0 sealed KEK. Kept as `ProtectorBody::Unknown { kind: 3, .. }` by the config parser and
 /// parsed on demand with `Tpm2Body::parse`, so a damaged TPM body never blocks other protectors.
 pub const PROTECTOR_KIND_TPM2: u8 = 3;
+/// KEK wrapped by a KMIP key manager. Kept as `ProtectorBody::Unknown { kind: 4, .. }` like
+/// kind 3 and parsed on demand with `KmipBody::parse`.
+pub const PROTECTOR_KIND_KMIP: u8 = 4;
 /// A reader that does not understand a critical protector's kind must refuse the volume.
 pub const PROTECTOR_FLAG_CRITICAL: u8 = 0x01;
 pub const KDF_ARGON2ID_V13: u8 = 1;

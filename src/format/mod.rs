@@ -7,6 +7,7 @@ mod dirmeta;
 mod geometry;
 mod header;
 mod kek_export;
+mod kmip;
 mod period;
 mod reader;
 mod slot;
@@ -16,14 +17,18 @@ pub use config::{
     KekRecord, KekState, PassphraseBody, ProtectorBody, ProtectorRecord, RecoveryBody,
     VolumeConfig, ARGON2_M_MAX_KIB, ARGON2_M_MIN_KIB, ARGON2_P_MAX, ARGON2_P_MIN, ARGON2_T_MAX,
     ARGON2_T_MIN, CONFIG_MAC_LEN, CONFIG_MAGIC, CONFIG_MAX_LEN, KDF_ARGON2ID_V13, MAX_KEKS,
-    MAX_PROTECTORS, PROTECTOR_FLAG_CRITICAL, PROTECTOR_KIND_PASSPHRASE, PROTECTOR_KIND_RECOVERY,
-    PROTECTOR_KIND_TPM2,
+    MAX_PROTECTORS, PROTECTOR_FLAG_CRITICAL, PROTECTOR_KIND_KMIP, PROTECTOR_KIND_PASSPHRASE,
+    PROTECTOR_KIND_RECOVERY, PROTECTOR_KIND_TPM2,
 };
 pub use dirmeta::{DirMeta, DIR_META_MAGIC};
 pub use geometry::{block_count, block_offset, cipher_size, plain_size, stored_block_len};
 pub use header::{FileHeader, HEADER_MAGIC};
 pub use kek_export::{
     KekExport, EXPORT_ALG_KW, EXPORT_ALG_KWP, EXPORT_MAC_LEN, EXPORT_MAGIC, EXPORT_VERSION,
+};
+pub use kmip::{
+    kmip_aad, KmipBody, KMIP_AAD_PREFIX, KMIP_BLOB_LEN, KMIP_BODY_V1, KMIP_IV_LEN,
+    KMIP_MAX_SERVERS, KMIP_TAG_LEN,
 };
 pub use period::{
     RotationPeriod, DEFAULT_ROTATION_PERIOD_DAYS, RECORD_KIND_ROTATION_PERIOD,

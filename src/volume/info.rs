@@ -3,8 +3,11 @@
 
 use super::config_io::read_config_bytes;
 use super::protector::params_of;
-use super::{config_format_error, ProtectorInfo, Tpm2Info, VolumeError, VolumeInfo};
-use crate::format::{ProtectorBody, Tpm2Body, VolumeConfig, FORMAT_VERSION, PROTECTOR_KIND_TPM2};
+use super::{config_format_error, KmipInfo, ProtectorInfo, Tpm2Info, VolumeError, VolumeInfo};
+use crate::format::{
+    KmipBody, ProtectorBody, Tpm2Body, VolumeConfig, FORMAT_VERSION, PROTECTOR_KIND_KMIP,
+    PROTECTOR_KIND_TPM2,
+};
 use std::path::Path;
 
 pub(crate) fn info_from_config(c: &VolumeConfig) -> VolumeInfo {
@@ -26,6 +29,7 @@ pub(crate) fn info_from_config(c: &VolumeConfig) -> VolumeInfo {
                     ProtectorBody::Passphrase(_) => "passphrase",
                     ProtectorBody::Recovery(_) => "recovery-key",
                     ProtectorBody::Unknown { kind, .. } if *kind == PROTECTOR_KIND_TPM2 => "tpm2",
+                    ProtectorBody::Unknown { kind, .. } if *kind == PROTECTOR_KIND_KMIP => "kmip",
                     ProtectorBody::Unknown { .. } => "unknown",
                 },
                 id: p.protector_id.iter().map(|b| format!("{b:02x}")).collect(),
@@ -38,6 +42,12 @@ pub(crate) fn info_from_config(c: &VolumeConfig) -> VolumeInfo {
                 tpm2: match &p.body {
                     ProtectorBody::Unknown { kind, body } if *kind == PROTECTOR_KIND_TPM2 => {
                         Some(tpm2_info(body))
+                    }
+                    _ => None,
+                },
+                kmip: match &p.body {
+                    ProtectorBody::Unknown { kind, body } if *kind == PROTECTOR_KIND_KMIP => {
+                        Some(kmip_info(body))
                     }
                     _ => None,
                 },
@@ -59,6 +69,26 @@ fn tpm2_info(body: &[u8]) -> Tpm2Info {
             pcrs: Vec::new(),
             pin: false,
             template_version: body.first().copied().unwrap_or(0),
+            error: Some(e.to_string()),
+        },
+    }
+}
+
+fn kmip_info(body: &[u8]) -> KmipInfo {
+    match KmipBody::parse(body) {
+        Ok(b) => KmipInfo {
+            key_uid: b.key_uid,
+            servers: b
+                .servers
+                .iter()
+                .map(|(h, p)| format!("{h}:{p}"))
+                .collect::<Vec<_>>()
+                .join(","),
+            error: None,
+        },
+        Err(e) => KmipInfo {
+            key_uid: String::new(),
+            servers: String::new(),
             error: Some(e.to_string()),
         },
     }

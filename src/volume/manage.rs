@@ -1,15 +1,19 @@
 //! Protector management on an unlocked volume: add, remove, reseal. Each change rewrites only
 //! dekfs.conf (re-MACed with the active KEK, replaced atomically): O(1), never a file header.
-//! Must NOT leave a volume with zero protectors, nor remove the last non-TPM protector unless
-//! forced, nor write a config whose MAC it has not first verified against the unlocked KEK.
+//! Must NOT leave a volume with zero protectors, nor remove the last protector that is neither
+//! TPM nor KMIP unless forced, nor write a config whose MAC it has not first verified against the unlocked KEK.
 
 use super::config_io::{read_config_bytes, write_config_atomic};
 use super::init::{check_new_kdf, now_unix, passphrase_record, recovery_record};
+use super::kmip::{key_name, KmipWrap, Sealer};
 use super::tpm2::{seal_record, Tpm2Seal};
 use super::{config_format_error, KdfParams, UnlockedVolume, VolumeError};
 use crate::crypto::mac::{hmac_sha256, verify_hmac_sha256};
 use crate::crypto::{kdf, random_array};
-use crate::format::{ProtectorBody, ProtectorRecord, Tpm2Body, VolumeConfig, PROTECTOR_KIND_TPM2};
+use crate::format::{
+    ProtectorBody, ProtectorRecord, Tpm2Body, VolumeConfig, PROTECTOR_KIND_KMIP,
+    PROTECTOR_KIND_TPM2,
+};
 use crate::secret::{RecoveryKey, SecretBytes};
 use std::path::Path;
 
@@ -20,6 +24,7 @@ pub enum NewProtector {
     },
     RecoveryKey,
     Tpm2(Tpm2Seal),
+    Kmip(KmipWrap),
 }
 
 pub struct Added {
@@ -29,12 +34,35 @@ pub struct Added {
     pub recovery_key: Option<RecoveryKey>,
 }
 
-fn hex(b: &[u8]) -> String {
+pub(super) fn hex(b: &[u8]) -> String {
     b.iter().map(|x| format!("{x:02x}")).collect()
 }
 
 fn is_tpm2(r: &ProtectorRecord) -> bool {
     r.body.kind() == PROTECTOR_KIND_TPM2
+}
+
+/// Protectors that hold no secret a person knows: a TPM or a key manager can go away.
+fn is_device(r: &ProtectorRecord) -> bool {
+    is_tpm2(r) || r.body.kind() == PROTECTOR_KIND_KMIP
+}
+
+/// The guards of every removal, on the config as it would be written.
+pub(super) fn check_removal(config: &VolumeConfig, force: bool) -> Result<(), VolumeError> {
+    if config.protectors.is_empty() {
+        return Err(VolumeError::Refused(
+            "refusing to remove the only protector: the volume would be lost".into(),
+        ));
+    }
+    if !force && config.protectors.iter().all(is_device) {
+        return Err(VolumeError::Refused(
+            "refusing to remove the last passphrase/recovery-key protector: a TPM can die, a key \
+             manager can go away, and the data would die with them (add another first, or pass \
+             --force)"
+                .into(),
+        ));
+    }
+    Ok(())
 }
 
 /// Reads and parses dekfs.conf, checks its MAC with the unlocked KEK, lets `f` change it, then
@@ -91,6 +119,11 @@ pub fn add_protector(
         NewProtector::RecoveryKey => Some(RecoveryKey::generate()?),
         _ => None,
     };
+    // The manager key is resolved (or created) once, before the config lock is taken.
+    let mut sealer = match &new {
+        NewProtector::Kmip(w) => Some(Sealer::open(w, &key_name(u.keys.volume_id(), &id))?),
+        _ => None,
+    };
     rewrite(cipherdir, u, |config| {
         let versions: Vec<u32> = config.keks.iter().map(|k| k.version).collect();
         for v in versions {
@@ -100,6 +133,10 @@ pub fn add_protector(
                 }
                 (NewProtector::RecoveryKey, Some(rk)) => recovery_record(&u.keys, v, id, now, rk)?,
                 (NewProtector::Tpm2(req), _) => seal_record(&u.keys, v, id, now, req)?,
+                (NewProtector::Kmip(_), _) => match sealer.as_mut() {
+                    Some(s) => s.record(&u.keys, v, id, now)?,
+                    None => return Err(VolumeError::NoSuchProtector("kmip")),
+                },
                 (NewProtector::RecoveryKey, None) => {
                     return Err(VolumeError::Refused("no recovery key".into()))
                 }
@@ -120,7 +157,7 @@ pub fn add_protector(
 }
 
 /// The protector_id matching `prefix` (hex, at least 4 digits, unique).
-fn find_id(config: &VolumeConfig, prefix: &str) -> Result<[u8; 16], VolumeError> {
+pub(super) fn find_id(config: &VolumeConfig, prefix: &str) -> Result<[u8; 16], VolumeError> {
     let prefix = prefix.trim().to_ascii_lowercase();
     if prefix.len() < 4 {
         return Err(VolumeError::Refused(
@@ -156,18 +193,7 @@ pub fn remove_protector(
     rewrite(cipherdir, u, |config| {
         let id = find_id(config, id_prefix)?;
         config.protectors.retain(|p| p.protector_id != id);
-        if config.protectors.is_empty() {
-            return Err(VolumeError::Refused(
-                "refusing to remove the only protector: the volume would be lost".into(),
-            ));
-        }
-        if !force && config.protectors.iter().all(is_tpm2) {
-            return Err(VolumeError::Refused(
-                "refusing to remove the last passphrase/recovery-key protector: a TPM can die and \
-                 the data would die with it (add another first, or pass --force)"
-                    .into(),
-            ));
-        }
+        check_removal(config, force)?;
         Ok(hex(&id))
     })
 }

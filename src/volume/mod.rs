@@ -7,6 +7,8 @@ mod config_io;
 mod export;
 mod info;
 mod init;
+mod kmip;
+mod kmip_remote;
 pub mod lock;
 mod manage;
 mod period;
@@ -30,6 +32,8 @@ pub use export::{
 };
 pub use info::read_info;
 pub use init::{init, init_with_period};
+pub use kmip::{rewrap_kmip_record, unlock_kmip, KmipKeyChoice, KmipWrap};
+pub use kmip_remote::{destroy_remote_key, reseal_kmip, RemoteOutcome};
 pub use lock::{ConfigLock, LockError, VolumeLock};
 pub use manage::{
     add_protector, erase_nv_shares, nv_shares_of, remove_protector, reseal_tpm2, Added,
@@ -123,7 +127,7 @@ pub struct VolumeInfo {
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ProtectorInfo {
-    /// "passphrase", "recovery-key", "tpm2" or "unknown".
+    /// "passphrase", "recovery-key", "tpm2", "kmip" or "unknown".
     pub kind: &'static str,
     /// protector_id as 32 lowercase hex digits.
     pub id: String,
@@ -132,6 +136,18 @@ pub struct ProtectorInfo {
     pub kdf: Option<KdfParams>,
     /// For tpm2 protectors: what the record says (unauthenticated, like the rest).
     pub tpm2: Option<Tpm2Info>,
+    /// For kmip protectors: what the record says (unauthenticated).
+    pub kmip: Option<KmipInfo>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KmipInfo {
+    /// The manager's identifier of the wrapping key; empty if the body does not parse.
+    pub key_uid: String,
+    /// `host:port,...` as recorded.
+    pub servers: String,
+    /// Why the body does not parse, if it does not.
+    pub error: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -166,6 +182,8 @@ pub enum VolumeError {
     NotEmpty(PathBuf),
     /// The TPM did not release the KEK (the reason says why and what to do).
     Tpm(crate::tpm::TpmRefusal),
+    /// The KMIP key manager did not unwrap (or wrap) the KEK; the reason says why.
+    Kmip(crate::kmip::KmipError),
     /// A protector change that would endanger the volume (e.g. removing the last one).
     Refused(String),
     /// The config's active KEK is older than the one this machine has seen for the volume
@@ -209,6 +227,7 @@ impl std::fmt::Display for VolumeError {
                 p.display()
             ),
             VolumeError::Tpm(r) => write!(f, "TPM protector refused: {r}"),
+            VolumeError::Kmip(e) => write!(f, "KMIP protector: {e}"),
             VolumeError::Refused(why) => f.write_str(why),
             VolumeError::Rollback { config, seen, .. } => write!(
                 f,
@@ -228,6 +247,12 @@ impl std::error::Error for VolumeError {
             VolumeError::Crypto(e) => Some(e),
             _ => None,
         }
+    }
+}
+
+impl From<crate::kmip::KmipError> for VolumeError {
+    fn from(e: crate::kmip::KmipError) -> Self {
+        VolumeError::Kmip(e)
     }
 }
 

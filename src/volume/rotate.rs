@@ -15,7 +15,7 @@ use crate::crypto::mac::{hmac_sha256, verify_hmac_sha256};
 use crate::crypto::{kdf, random_array, VolumeKeys};
 use crate::format::{
     KekRecord, KekState, ProtectorBody, ProtectorRecord, Tpm2Body, VolumeConfig, MAX_KEKS,
-    MAX_PROTECTORS, PROTECTOR_KIND_TPM2,
+    MAX_PROTECTORS, PROTECTOR_KIND_KMIP, PROTECTOR_KIND_TPM2,
 };
 use crate::secret::{RecoveryKey, SecretBytes};
 use crate::tpm::Tcti;
@@ -206,6 +206,11 @@ fn recreate(
                 nv: opts.tpm_nv || old.nv_index.is_some(),
             };
             seal_record(keys, new, id, now, &req)
+        }
+        // The manager wraps the new KEK under the same key: no credential to ask for.
+        ProtectorBody::Unknown { kind, .. } if *kind == PROTECTOR_KIND_KMIP => {
+            super::kmip::rewrap_kmip_record(keys, new, rec, now)
+                .map_err(|e| need(&format!("kmip: {e}")))
         }
         ProtectorBody::Unknown { kind, .. } => Err(need(&format!("unknown kind {kind}"))),
     }
