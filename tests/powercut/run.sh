@@ -50,8 +50,8 @@ SNAPS=${POWERCUT_SNAPSHOTS:-5}
 SECS=${POWERCUT_SECONDS:-15}
 COMMIT=${POWERCUT_COMMIT:-5}
 OLD=${POWERCUT_OLD:-$((COMMIT + 3))}
-TARGETS=${POWERCUT_TARGETS:-"dekfs ext4 gocryptfs"}
-SCENARIOS=${POWERCUT_SCENARIOS:-"move applog"}
+TARGETS=${POWERCUT_TARGETS-"dekfs ext4 gocryptfs"}
+SCENARIOS=${POWERCUT_SCENARIOS-"move applog"}
 APPEND_CUTS=${POWERCUT_APPEND_CUTS:-3}
 SEED=${POWERCUT_SEED:-$RANDOM}
 PASSED=0 FAILED=0 SKIPPED=0
@@ -106,8 +106,13 @@ inner_up() { # NAME: a fresh inner ext4 mounted at $W/NAME.inner
     mount -o "loop,commit=$COMMIT" "$OUTER/$n.img" "$W/$n.inner"
 }
 inner_down() {
-    local n=$1
-    umount "$W/$n.inner"
+    local n=$1 i
+    # A FUSE daemon may still be exiting after its unmount returned.
+    for i in $(seq 50); do
+        umount "$W/$n.inner" 2>/dev/null && break
+        sleep 0.1
+    done
+    mountpoint -q "$W/$n.inner" && umount "$W/$n.inner"
     rm -f "$OUTER/$n.img"
 }
 
@@ -130,7 +135,7 @@ target_up() {
             mkdir -p "$data"
             gocryptfs -q -init -passfile "$W/pass" -scryptn 10 "$data" >/dev/null
         fi
-        gocryptfs -q -passfile "$W/pass" ${ro:+-ro} "$data" "$view" || return 1
+        gocryptfs -q -passfile "$W/pass" ${ro:+-ro} "$data" "$view" 2>/dev/null || return 1
         ROOT=$view ;;
     ext4)
         [ -n "$ro" ] || mkdir -p "$data"
@@ -176,7 +181,11 @@ snap_up() {
 snap_down() {
     local n=$1 k=$2 t=$3
     target_down "$t" "$W/snapview" 2>/dev/null || true
-    mountpoint -q "$W/snap" && umount "$W/snap"
+    local i
+    for i in $(seq 50); do
+        mountpoint -q "$W/snap" || break
+        umount "$W/snap" 2>/dev/null || sleep 0.1
+    done
     rm -f "$W/$n.cut$k.img"
 }
 
