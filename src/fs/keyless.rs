@@ -1,25 +1,36 @@
-//! Directories without a usable key (a power cut took the key file, or it
-//! is damaged, or the directory's own name failed authentication): listed
-//! with every entry under its recovery name and emptied through those
-//! names, so that `rm -rf` removes them through the mount. It must not
-//! decrypt, create or move anything in them, nor give them a new key (their
-//! entries were named under the lost one; `rekey_empty_dir` handles the
-//! empty case).
+//! Directories whose key a power cut took (key file missing or cut short
+//! while entries in it were already durable), and the directories below
+//! them, whose keys were wrapped under the lost one: listed with every
+//! entry under its recovery name and emptied through those names, so that
+//! `rm -rf` removes them through the mount. A key file of full length that
+//! fails to authenticate is tampering, not a power cut: that directory
+//! still answers EIO (fsck reports it). It must not decrypt, create or move
+//! anything in them, nor give them a new key (their entries were named
+//! under the lost one; `rekey_empty_dir` handles the empty case).
 
 use super::names::{self, BackingName};
 use super::node::{Kind, Location, Node};
-use super::{Attr, CoreFs, Errno, FsResult};
+use super::{read_small, Attr, CoreFs, Errno, FsResult};
+use crate::format::{DIR_META_LEN, DIR_META_NAME};
 use crate::layout::{self, Class, LONGNAME_SUFFIX};
 use rustix::fs::{Mode, OFlags};
 use std::sync::Arc;
 
 impl CoreFs {
-    /// The node of directory `ino` when it has no key to use. A locked
-    /// volume's revoked keys do not count: those come back at unlock.
+    /// The node of directory `ino` when its key is lost (see above). A
+    /// locked volume's revoked keys do not count: those come back at unlock.
     pub(super) fn keyless_dir(&self, ino: u64) -> Option<Arc<Node>> {
         let n = self.node(ino).ok()?;
-        let lost = n.kind == Kind::Dir && matches!(n.dir_key(), Err(e) if e == Errno::EIO);
-        lost.then_some(n)
+        if n.kind != Kind::Dir || !matches!(n.dir_key(), Err(e) if e == Errno::EIO) {
+            return None;
+        }
+        let cut = match read_small(&n.fd, DIR_META_NAME, DIR_META_LEN) {
+            Ok(meta) => meta.len() < DIR_META_LEN,
+            Err(e) => e == Errno::ENOENT,
+        };
+        let parent = n.parent();
+        let below_lost = n.unreadable && parent != ino && self.keyless_dir(parent).is_some();
+        (cut || below_lost).then_some(n)
     }
 
     /// Every entry of a keyless directory, each under its recovery name.
