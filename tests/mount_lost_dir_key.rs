@@ -51,9 +51,11 @@ fn lose_key_and_remove(how: &str, lose: impl Fn(&Path)) {
             assert!(fs::read(&p).is_err(), "{how}: contents must not read");
         }
     }
-    assert!(
-        fs::read(d.join("a")).is_err(),
-        "{how}: plaintext names are gone"
+    let e = fs::read(d.join("a")).expect_err("plaintext names are gone");
+    assert_eq!(
+        e.raw_os_error(),
+        Some(libc::EIO),
+        "{how}: a lost name is EIO, not ENOENT"
     );
     fs::remove_dir_all(&d).unwrap_or_else(|e| panic!("{how}: rm -rf of a keyless directory: {e}"));
     assert!(!d.exists(), "{how}: removed");

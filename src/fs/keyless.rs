@@ -56,9 +56,11 @@ impl CoreFs {
     }
 
     /// The backing entry behind a recovery name in a keyless directory.
+    /// Any other name may or may not be there: EIO, not ENOENT, so that
+    /// nobody takes the loss for an absence.
     fn keyless_entry(&self, dir: &Node, name: &[u8]) -> FsResult<String> {
         if !layout::is_recovery_name(name) {
-            return Err(Errno::ENOENT)?;
+            return Err(Errno::EIO)?;
         }
         names::find_recovery(&dir.fd, name)
     }
