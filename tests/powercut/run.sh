@@ -194,6 +194,8 @@ run_target() {
     local t=$1 n=w-$1 log=$W/w-$1.log k
     inner_up "$n"
     target_up "$t" "$W/$n.inner/data" "$W/$n.view"
+    # A volume exists long before a power cut: its creation is durable.
+    sync -f "$W/$n.inner"
     : >"$log"
     : >"$W/$n.cuts"
     python3 "$HERE/workload.py" "$ROOT" "$log" "$SEED" "$SECS" >"$W/$n.out" 2>&1 &
