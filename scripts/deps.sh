@@ -6,7 +6,8 @@
 #
 # Installs (apt): FUSE 3 (fusermount3, libfuse3-dev for passthrough_ll), the C
 # toolchain, fio/jq (benchmarks), attr (getfattr/setfattr), gocryptfs (peer in
-# the benchmarks), util-linux (mountpoint), debootstrap, systemd-container
+# the benchmarks), util-linux (mountpoint, losetup, fsfreeze), e2fsprogs
+# (mkfs.ext4, e2fsck: tests/powercut), debootstrap, systemd-container
 # and iproute2 (tests/e2e/systemd.sh). Adds the `tests` dummy user that
 # pjdfstest switches to. Rust (cargo, rustfmt, clippy) must come from rustup;
 # this script does not download toolchains, it only tells you how.
@@ -28,7 +29,7 @@ REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 [ "$(id -u)" = 0 ] || { echo "deps.sh: run as root (sudo scripts/deps.sh)" >&2; exit 1; }
 
 PKGS=(fuse3 libfuse3-dev pkg-config fio jq attr gocryptfs gcc make build-essential
-      util-linux procps psmisc strace tar python3 ca-certificates
+      util-linux e2fsprogs procps psmisc strace tar python3 ca-certificates
       swtpm swtpm-tools libtss2-dev libtss2-tcti-swtpm0 tpm2-tools
       debootstrap systemd-container iproute2 python3-venv openssl)
 

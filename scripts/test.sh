@@ -24,12 +24,17 @@
 #                                          its checks count one each, its SKIPPED
 #                                          lines are listed, never counted passed;
 #                                          cold cache ~100-160 s, cached ~11-15 s)
-#  10. clean tree                         (git status --porcelain is empty: no
+#  10. tests/powercut/run.sh             (skip: SKIP_POWERCUT=1; simulated power
+#                                          cuts: loop devices, fsfreeze, copies,
+#                                          journal replay, read-back; dekfs beside
+#                                          plain ext4 and gocryptfs; POWERCUT_*
+#                                          knobs in the script, ~2-3 min)
+#  11. clean tree                         (git status --porcelain is empty: no
 #                                          step may modify or add a file that
 #                                          .gitignore does not cover; when the
 #                                          tree was already dirty, the run must
 #                                          not change it)
-#  11. leftovers                          (scripts/check-tmp-clean.sh: no
+#  12. leftovers                          (scripts/check-tmp-clean.sh: no
 #                                          dekfs-* dir or mount the run made in
 #                                          /tmp or /var/tmp is left behind)
 #
@@ -167,6 +172,21 @@ if [ "${SKIP_E2E_SYSTEMD:-0}" != 1 ]; then
     if [ "$rc" != 0 ]; then
         ((ef > 0)) || FAILED=$((FAILED + 1))   # setup failed
         FAILED_STEPS+=("e2e systemd (exit $rc: $ep passed, $ef failed)")
+    fi
+fi
+
+if [ "${SKIP_POWERCUT:-0}" != 1 ]; then
+    step "power cuts (tests/powercut/run.sh)"
+    tests/powercut/run.sh </dev/null 2>&1 | tee "$LOGS/powercut.log"
+    rc=${PIPESTATUS[0]}
+    line=$(grep -E '^powercut: [0-9]+ passed, [0-9]+ failed, [0-9]+ skipped' "$LOGS/powercut.log" | tail -1)
+    cp_=$(sed -E 's/^powercut: ([0-9]+) passed.*/\1/' <<<"$line"); cp_=${cp_:-0}
+    cf=$(sed -E 's/^powercut: [0-9]+ passed, ([0-9]+) failed.*/\1/' <<<"$line"); cf=${cf:-0}
+    PASSED=$((PASSED + cp_)); FAILED=$((FAILED + cf))
+    grep -E '^(SKIPPED|KNOWN)' "$LOGS/powercut.log" || true
+    if [ "$rc" != 0 ]; then
+        ((cf > 0)) || FAILED=$((FAILED + 1))   # setup failed
+        FAILED_STEPS+=("power cuts (exit $rc: $cp_ passed, $cf failed)")
     fi
 fi
 

@@ -1,5 +1,6 @@
-//! The FFI module: the few libc calls no safe wrapper covers (fork). It must
-//! stay tiny; every `unsafe` block states why it is sound.
+//! The FFI module: the few libc calls no safe wrapper covers (fork,
+//! sync_file_range). It must stay tiny; every `unsafe` block states why it
+//! is sound.
 #![allow(unsafe_code)]
 
 pub enum Forked {
@@ -40,4 +41,19 @@ pub fn home_of_uid(uid: u32) -> Option<std::path::PathBuf> {
     let dir = unsafe { std::ffi::CStr::from_ptr(pwd.pw_dir) };
     let p = std::path::PathBuf::from(std::ffi::OsStr::from_bytes(dir.to_bytes()));
     p.is_absolute().then_some(p)
+}
+
+/// Starts writeback of a file's dirty pages without waiting for it
+/// (sync_file_range(2) with SYNC_FILE_RANGE_WRITE over the whole file).
+pub fn start_writeback(fd: &impl std::os::fd::AsFd) -> std::io::Result<()> {
+    use std::os::fd::AsRawFd;
+    let fd = fd.as_fd().as_raw_fd();
+    // SAFETY: sync_file_range(2) takes no pointers; a descriptor borrowed
+    // for the call is open for its whole duration.
+    let r = unsafe { libc::sync_file_range(fd, 0, 0, libc::SYNC_FILE_RANGE_WRITE) };
+    if r == -1 {
+        Err(std::io::Error::last_os_error())
+    } else {
+        Ok(())
+    }
 }

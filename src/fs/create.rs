@@ -165,8 +165,16 @@ impl CoreFs {
     /// The new directory's key file is written but not fsynced: a durable
     /// key costs a disk flush per mkdir, and nothing depends on it until a
     /// child is made durable, so `sync_dir_keys` flushes it then (fsync of
-    /// any file or directory below it). A power cut before that leaves an
-    /// empty directory without a key, which the next lookup re-keys.
+    /// any file or directory below it). Its writeback is started at once,
+    /// though: the backing filesystem journals the entries made in the
+    /// directory within its commit interval, but would write the key file's
+    /// data only when the flusher comes (~30 s), so a power cut in between
+    /// kept names whose key was lost (issue 17). Started now, the key's data
+    /// rides on the next commit, no later than the entries made meanwhile
+    /// but for the few made while its write is in flight. A power cut
+    /// before that leaves an empty directory without a key, which the next
+    /// lookup re-keys, or a young one whose entries are listed under
+    /// recovery names and can be removed (keyless.rs).
     pub fn mkdir(&self, parent: u64, name: &[u8], mode: u32, who: Caller) -> FsResult<Attr> {
         self.with_space(|| self.mkdir_once(parent, name, mode, who))
     }
@@ -200,7 +208,13 @@ impl CoreFs {
             if (st.st_uid, st.st_gid) != (uid, gid) {
                 rustix::fs::fchown(&mfd, Some(Uid::from_raw(uid)), Some(Gid::from_raw(gid)))?;
             }
-            File::from(mfd).write_all(&meta)?;
+            let mut mf = File::from(mfd);
+            mf.write_all(&meta)?;
+            // Ahead of the flusher: see `mkdir`. A failed start is not an
+            // error, only the old window (the flusher's ~30 s) again.
+            if let Err(e) = crate::sys::start_writeback(&mf) {
+                log::debug!("could not start writeback of a new directory key: {e}");
+            }
             self.own(&pnode.fd, bn.name(), who, perm | libc::S_IFDIR, Kind::Dir)?;
             Ok((dfd, key))
         })();

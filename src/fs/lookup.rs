@@ -150,6 +150,9 @@ impl CoreFs {
     }
 
     pub fn lookup(&self, parent: u64, name: &[u8]) -> FsResult<Attr> {
+        if let Some(dir) = self.keyless_dir(parent) {
+            return self.keyless_lookup(&dir, name);
+        }
         let (pnode, pkey) = self.dir_node(parent)?;
         let bn = BackingName::encode(&pkey, name)?;
         let (node, st) = match self.attach(&pnode, &pkey, Found::named(bn.name(), name)) {
@@ -184,6 +187,10 @@ impl CoreFs {
                     Err(err)
                 }
             };
+        }
+        if let Some(dir) = self.keyless_dir(parent) {
+            let (node, st) = self.attach_unreadable(&dir, &e.cipher, &e.plain)?;
+            return self.attr_from(&node, &st);
         }
         let (pnode, pkey) = self.dir_node(parent)?;
         let found = Found {

@@ -10,6 +10,7 @@ mod create;
 pub mod error;
 pub mod file_io;
 pub mod kcache;
+mod keyless;
 mod keystate;
 mod lookup;
 mod names;

@@ -36,7 +36,7 @@ pub fn decode(dir: &DirKey, dirfd: &impl AsFd, cipher: &str) -> Decoded {
     }
 }
 
-fn kind_of(t: rustix::fs::FileType) -> Kind {
+pub fn kind_of(t: rustix::fs::FileType) -> Kind {
     use rustix::fs::FileType as T;
     match t {
         T::Directory => Kind::Dir,

@@ -37,6 +37,9 @@ impl CoreFs {
 
     fn remove(&self, parent: u64, name: &[u8], dir: bool) -> FsResult<()> {
         self.check_writable()?;
+        if let Some(pnode) = self.keyless_dir(parent) {
+            return self.keyless_remove(&pnode, name, dir);
+        }
         let (pnode, pkey) = self.dir_node(parent)?;
         let bn = self.resolve(&pnode, &pkey, name)?;
         let _g = lock(&pnode.entries_lock);
