@@ -36,11 +36,18 @@ pub struct InitArgs {
     /// Keep a tamper-evident audit log (dekfs.audit inside CIPHERDIR unless --audit-log)
     #[arg(long)]
     audit: bool,
+    /// Store content in the v1 layout (blocks rewritten in place: a power cut during a write
+    /// can make the block unreadable), for dekfs versions that predate the paged layout
+    #[arg(long)]
+    v1_layout: bool,
 }
 
 pub fn run(a: InitArgs) -> CliResult<()> {
     if a.audit {
         crate::audit::enable_creation();
+    }
+    if a.v1_layout {
+        volume::create_v1_layout();
     }
     if a.tpm.tpm2 {
         return run_tpm2(a);

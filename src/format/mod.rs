@@ -7,6 +7,7 @@ mod dirmeta;
 mod geometry;
 mod header;
 mod kek_export;
+mod paged;
 mod reader;
 mod slot;
 mod tpm2;
@@ -23,6 +24,11 @@ pub use geometry::{block_count, block_offset, cipher_size, plain_size, stored_bl
 pub use header::{FileHeader, HEADER_MAGIC};
 pub use kek_export::{
     KekExport, EXPORT_ALG_KW, EXPORT_ALG_KWP, EXPORT_MAC_LEN, EXPORT_MAGIC, EXPORT_VERSION,
+};
+pub use paged::{
+    frame_page, page_len, page_sealed, paged_block_len, paged_block_offset, paged_cipher_size,
+    paged_page_count, paged_plain_size, FEATURE_PAGED, PAGE, PAGED_BLOCK, PAGE_OVERHEAD,
+    PAGE_PREFIX,
 };
 pub use slot::{KeySlot, SLOT_LEN, WRAPPED_LEN};
 pub use tpm2::{
@@ -41,8 +47,9 @@ pub const LONGNAME_SUFFIX: &str = ".name";
 /// Names longer than this (in encoded form) use the long-name pair.
 pub const MAX_SHORT_NAME: usize = 255;
 pub const FORMAT_VERSION: u16 = 1;
-/// Required-feature bits this reader implements (none in v1): any other set bit is refused.
-pub const KNOWN_REQUIRED_FEATURES: u32 = 0;
+/// Required-feature bits this reader implements in the config and in file headers (`PAGED`);
+/// any other set bit is refused. Directory metadata knows none.
+pub const KNOWN_REQUIRED_FEATURES: u32 = FEATURE_PAGED;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum FormatError {
@@ -72,7 +79,12 @@ impl std::fmt::Display for FormatError {
 impl std::error::Error for FormatError {}
 
 pub(crate) fn check_required_features(bits: u32) -> Result<(), FormatError> {
-    let unknown = bits & !KNOWN_REQUIRED_FEATURES;
+    check_required_features_of(bits, KNOWN_REQUIRED_FEATURES)
+}
+
+/// Like `check_required_features` for a structure that knows only the bits of `known`.
+pub(crate) fn check_required_features_of(bits: u32, known: u32) -> Result<(), FormatError> {
+    let unknown = bits & !known;
     if unknown != 0 {
         return Err(FormatError::UnknownRequiredFeature(unknown));
     }

@@ -106,7 +106,7 @@ impl CoreFs {
     pub(super) fn attr_from(&self, node: &Node, st: &rustix::fs::Stat) -> FsResult<Attr> {
         let kind = Kind::from_mode(st.st_mode);
         let size = match kind {
-            Kind::File => super::file_io::visible_size(st.st_size as u64),
+            Kind::File => self.file_size(node, st.st_size as u64),
             Kind::Symlink => match self.readlink(node.ino) {
                 Ok(t) => t.len() as u64,
                 // stat still answers, so no error carries the damage out.
@@ -273,5 +273,27 @@ impl CoreFs {
             namelen: 255,
             frsize: s.f_frsize as u32,
         })
+    }
+}
+
+impl CoreFs {
+    /// Plaintext size of a regular file: v1 files by the size rule alone; a paged file's last
+    /// page tells its length (from the loaded state, or read from the backing file).
+    fn file_size(&self, node: &Node, csize: u64) -> u64 {
+        if let Ok(io) = node.io.try_read() {
+            if io.is_loaded() && io.is_paged() {
+                return io.plain_len().unwrap_or(0);
+            }
+        }
+        if csize < 4096 || csize % 4096 != 0 {
+            return super::file_io::visible_size(csize);
+        }
+        let paged = self
+            .reopen(node, rustix::fs::OFlags::RDONLY)
+            .and_then(|f| super::file_io::paged_size_of(&f, csize));
+        match paged {
+            Ok(Some(n)) => n,
+            _ => super::file_io::visible_size(csize),
+        }
     }
 }

@@ -27,7 +27,7 @@ pub use export::{
     TRANSPORT_KEY_PREFIX,
 };
 pub use info::read_info;
-pub use init::init;
+pub use init::{create_v1_layout, init};
 pub use lock::{ConfigLock, LockError, VolumeLock};
 pub use manage::{add_protector, remove_protector, reseal_tpm2, Added, NewProtector};
 pub use policy::{UnlockPolicy, ALLOW_KDF_COST_ENV};
