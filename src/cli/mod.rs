@@ -6,6 +6,7 @@ mod audit;
 mod destroy;
 mod exit;
 mod fsck;
+mod fsck_report;
 mod init;
 mod key;
 mod keysource;

@@ -3,11 +3,14 @@
 //! metadata rules of its own (that is layout/'s job) and must not know about
 //! FUSE.
 
+pub mod cause;
 pub mod destroy;
 pub mod fsck;
 mod quarantine;
 pub mod rekey;
 pub mod rotation;
+pub mod salvage;
+pub mod scan;
 pub mod shred;
 pub mod source;
 pub mod walk;
