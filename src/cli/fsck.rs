@@ -146,15 +146,21 @@ pub fn run(a: FsckArgs) -> CliResult<()> {
         println!("quarantined: {} -> {}", from.display(), to.display());
     }
     let cuts = r.diagnoses.iter().filter(|d| d.power_cut).count();
+    let verdicts = if r.problems.is_empty() {
+        String::new()
+    } else {
+        format!(
+            ", {cuts} explained by a power cut, {} not",
+            r.problems.len() - cuts
+        )
+    };
     println!(
-        "fsck: {} directories, {} files, {} symlinks, {} blocks checked; {} problem(s), {} explained by a power cut, {} not",
+        "fsck: {} directories, {} files, {} symlinks, {} blocks checked; {} problem(s){verdicts}",
         r.dirs,
         r.files,
         r.symlinks,
         r.blocks,
         r.problems.len(),
-        cuts,
-        r.problems.len() - cuts
     );
     verdict(&r, &cipherdir)
 }
