@@ -92,10 +92,15 @@ fn paged_volume_torn_append_reads_fsynced_bytes_and_fsck_salvages() {
 
     // The cut: the size grew to the new page, but the rewritten page 1 kept its old bytes.
     let f = fs::OpenOptions::new().write(true).open(&log_b).unwrap();
-    f.write_all_at(&old_tail[PAGE..2 * PAGE], PAGE as u64).unwrap();
+    f.write_all_at(&old_tail[PAGE..2 * PAGE], PAGE as u64)
+        .unwrap();
     drop(f);
     // Tampering of an old file: one byte of block 2's ciphertext.
-    let f = fs::OpenOptions::new().read(true).write(true).open(&old_b).unwrap();
+    let f = fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(&old_b)
+        .unwrap();
     let mut b = [0u8; 1];
     f.read_exact_at(&mut b, 3 * PAGE as u64 + 100).unwrap();
     f.write_all_at(&[b[0] ^ 1], 3 * PAGE as u64 + 100).unwrap();
@@ -104,7 +109,10 @@ fn paged_volume_torn_append_reads_fsynced_bytes_and_fsck_salvages() {
 
     v.mount();
     let got = fs::read(v.p("d/log")).unwrap();
-    assert_eq!(got, records, "the fsynced records read through the mount, nothing else");
+    assert_eq!(
+        got, records,
+        "the fsynced records read through the mount, nothing else"
+    );
     v.umount();
 
     let out = fsck(&v, &[]);
@@ -118,7 +126,9 @@ fn paged_volume_torn_append_reads_fsynced_bytes_and_fsck_salvages() {
     };
     assert!(line("corrupt: /d/log").contains("[explained by a power cut"));
     assert!(line("corrupt: /old").contains("[NOT explained by a power cut"));
-    assert!(out.stdout.contains("2 problem(s), 1 explained by a power cut, 1 not"));
+    assert!(out
+        .stdout
+        .contains("2 problem(s), 1 explained by a power cut, 1 not"));
 
     let scratch = scratch_dir("dekfs-salvage-");
     let dest = scratch.path().join("out");
@@ -143,13 +153,20 @@ fn paged_volume_torn_append_reads_fsynced_bytes_and_fsck_salvages() {
     let log = fs::read(dest.join("d/log")).unwrap();
     assert_eq!(&log[..3000], &records[..]);
     assert!(log[3000..4064].iter().all(|&b| b == 0));
-    assert_eq!(&log[4064..], &[0xEE; 936][..], "the new page itself authenticates");
+    assert_eq!(
+        &log[4064..],
+        &[0xEE; 936][..],
+        "the new page itself authenticates"
+    );
     let o = fs::read(dest.join("old")).unwrap();
     assert_eq!(o.len(), old.len());
     assert_eq!(&o[..8128], &old[..8128]);
     assert!(o[8128..12_192].iter().all(|&b| b == 0));
     assert_eq!(&o[12_192..], &old[12_192..]);
-    assert_eq!(fs::metadata(dest.join("old")).unwrap().mode() & 0o777, 0o600);
+    assert_eq!(
+        fs::metadata(dest.join("old")).unwrap().mode() & 0o777,
+        0o600
+    );
     // OUT must be new or empty: a second salvage into it is refused before anything is written.
     let again = fsck(&v, &["--salvage", &ds]);
     assert!(!again.ok());

@@ -191,7 +191,7 @@ impl BadRange {
         let what = match self.kind {
             BadKind::Unwritten => "never written (zeros)",
             BadKind::TornAppend => "torn append (the rest of the block was never written)",
-            BadKind::Stub => "cut short",
+            BadKind::Stub => "cut short (impossible ciphertext size)",
             BadKind::BadTag => "failed authentication",
         };
         format!(
