@@ -272,3 +272,79 @@ fn v1_layout_loses_the_fsynced_tail_in_the_same_cut() {
     );
     core.release(fh);
 }
+
+#[test]
+fn paged_file_keeps_its_layout_across_a_move_and_an_xattr_on_an_empty_file() {
+    let (_d, core) = paged_volume();
+    let a = core.mkdir(ROOT_INO, b"a", 0o755, ME).expect("mkdir a").ino;
+    let b = core.mkdir(ROOT_INO, b"b", 0o755, ME).expect("mkdir b").ino;
+    let (_, fh) = core
+        .create(a, b"f", 0o644, libc::O_RDWR, ME)
+        .expect("create");
+    let data: Vec<u8> = (0..10_000u32).map(|i| (i % 253) as u8).collect();
+    core.write(fh, 0, &data).expect("write");
+    core.release(fh);
+    core.rename(a, b"f", b, b"g", 0).expect("move");
+    let (e, fh) = core
+        .create(b, b"x", 0o644, libc::O_RDWR, ME)
+        .expect("create x");
+    core.setxattr(e.ino, b"user.k", b"v", 0)
+        .expect("xattr on an empty file");
+    core.write(fh, 0, b"after the header").expect("write x");
+    core.release(fh);
+    drop(core);
+    let core = reopen_paged(_d.path());
+    let b = core.lookup(ROOT_INO, b"b").expect("b").ino;
+    let g = core.lookup(b, b"g").expect("g");
+    assert_eq!(g.size, 10_000);
+    let fh = core.open(g.ino, libc::O_RDONLY).expect("open");
+    assert_eq!(core.read(fh, 0, 20_000).expect("read"), data);
+    core.release(fh);
+    let x = core.lookup(b, b"x").expect("x");
+    assert_eq!(x.size, 16);
+    let fh = core.open(x.ino, libc::O_RDONLY).expect("open x");
+    assert_eq!(core.read(fh, 0, 100).expect("read x"), b"after the header");
+    core.release(fh);
+}
+
+#[test]
+fn reseal_paged_migrates_a_v1_file() {
+    let (d, core) = volume();
+    let (a, fh) = core
+        .create(ROOT_INO, b"old", 0o644, libc::O_RDWR, ME)
+        .expect("create");
+    let data: Vec<u8> = (0..9_999u32).map(|i| (i % 241) as u8).collect();
+    core.write(fh, 0, &data).expect("write");
+    core.release(fh);
+    drop(core);
+    let keys = test_keys();
+    let root = keys
+        .open_root_dir(&std::fs::read(d.path().join(DIR_META_NAME)).expect("meta"))
+        .expect("root");
+    let src_path = backing_of(d.path(), a.ino);
+    let src = std::fs::File::open(&src_path).expect("src");
+    let tmp = d.path().join("migrated.tmp");
+    let dst = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create_new(true)
+        .open(&tmp)
+        .expect("dst");
+    let n = crate::fs::file_io::reseal_paged(&keys, &root, &src, &dst, Requester::NONE)
+        .expect("reseal");
+    assert_eq!(n, 9_999);
+    drop((src, dst));
+    std::fs::rename(&tmp, &src_path).expect("rename over");
+    let bytes = std::fs::read(&src_path).expect("read");
+    assert_eq!(bytes.len(), 4096 * 4, "header page + 3 pages");
+    assert_eq!(
+        u32::from_le_bytes([bytes[8], bytes[9], bytes[10], bytes[11]]),
+        FEATURE_PAGED
+    );
+    let core = reopen(d.path());
+    let e = core.lookup(ROOT_INO, b"old").expect("lookup");
+    assert_eq!(e.size, 9_999);
+    let fh = core.open(e.ino, libc::O_RDONLY).expect("open");
+    assert_eq!(core.read(fh, 0, 20_000).expect("read"), data);
+    core.release(fh);
+}
