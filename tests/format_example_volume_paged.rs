@@ -53,26 +53,33 @@ fn volume_dir() -> PathBuf {
 }
 
 /// FORMAT.md "Paged content": header page, then one 4,096-byte page per block:
-/// u16 length ‖ u16 0 ‖ nonce ‖ ciphertext ‖ tag ‖ zeros.
+/// u16 length ‖ u16 0 ‖ nonce ‖ ciphertext ‖ tag ‖ zeros; the bytes past the last whole page
+/// (the size tail, a hole) say how many bytes the last block holds, none meaning a full block.
 fn read_file(vk: &VolumeKeys, dir: &DirKey, path: &Path) -> Vec<u8> {
     let data = fs::read(path).unwrap();
     if data.is_empty() {
         return Vec::new();
     }
-    assert_eq!(data.len() % 4096, 0, "whole pages");
+    let whole = data.len() / 4096 * 4096;
+    let tail = data.len() % 4096;
+    assert!(
+        data[whole..].iter().all(|&b| b == 0),
+        "the size tail is a hole"
+    );
     let h = FileHeader::parse(&data[..HEADER_LEN]).unwrap();
     assert_eq!(h.required_features, 1, "PAGED");
     assert!(data[HEADER_LEN..4096].iter().all(|&b| b == 0));
     let fk = vk.open_file(dir, &data[..HEADER_LEN]).unwrap();
     let mut out = Vec::new();
-    let pages: Vec<&[u8]> = data[4096..].chunks(4096).collect();
+    let pages: Vec<&[u8]> = data[4096..whole].chunks(4096).collect();
     for (i, pg) in pages.iter().enumerate() {
         let n = u16::from_le_bytes([pg[0], pg[1]]) as usize;
-        assert!((1..=4064).contains(&n));
-        assert!(
-            n == 4064 || i + 1 == pages.len(),
-            "only the last page is short"
-        );
+        let want = if i + 1 < pages.len() || tail == 0 {
+            4064
+        } else {
+            tail
+        };
+        assert_eq!(n, want, "page {i} holds what the size says");
         assert_eq!(&pg[2..4], &[0, 0]);
         assert!(pg[32 + n..].iter().all(|&b| b == 0));
         let mut buf = [0u8; 4096];
@@ -161,6 +168,7 @@ fn frozen_paged_example_volume_config_and_sizes() {
         .map(|e| e.metadata().unwrap().len())
         .collect();
     sizes.sort();
-    // empty, hello/log/page (one page each), big.bin (3 pages).
-    assert_eq!(sizes, [0, 8192, 8192, 8192, 16_384]);
+    // empty; page.bin (one full page); hello.txt and log.txt (one page and a size tail of 14
+    // and 35); big.bin (3 pages and 1,872).
+    assert_eq!(sizes, [0, 8192, 8206, 8227, 18_256]);
 }

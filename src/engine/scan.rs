@@ -5,7 +5,7 @@
 
 use crate::crypto::{DirKey, VolumeKeys, BLOCK_SIZE, CIPHER_BLOCK_SIZE};
 use crate::format::{
-    page_len, page_sealed, paged_block_offset, paged_page_count, paged_plain_size, FileHeader,
+    page_sealed, paged_block_len, paged_block_offset, paged_page_count, paged_plain_of, FileHeader,
     HEADER_LEN, PAGE, PAGED_BLOCK,
 };
 use crate::fs::file_io::visible_size;
@@ -97,11 +97,7 @@ pub fn scan_file(
     let mut out = vec![0u8; BLOCK_SIZE];
     if paged {
         let pages = paged_page_count(csize);
-        if pages > 0 {
-            let mut len = [0u8; 2];
-            f.read_exact_at(&mut len, paged_block_offset(pages - 1))?;
-            scan.size = paged_plain_size(pages, page_len(&len).unwrap_or(1) as u64);
-        }
+        scan.size = paged_plain_of(csize);
         let pb = PAGED_BLOCK;
         let mut buf = vec![0u8; (BATCH * PAGE) as usize];
         let mut idx = 0;
@@ -119,11 +115,11 @@ pub fn scan_file(
                 scan.blocks += 1;
                 match opened {
                     Some(got) => {
-                        sink(i * pb, &out[..got])?;
-                        let got = got as u64;
-                        if got < pb && !last {
-                            scan.bad
-                                .push(range(i * pb + got, end, i, BadKind::TornAppend, last));
+                        let want = paged_block_len(scan.size, i);
+                        sink(i * pb, &out[..got.min(want)])?;
+                        if got < want {
+                            let cut = i * pb + got as u64;
+                            scan.bad.push(range(cut, end, i, BadKind::TornAppend, last));
                         }
                     }
                     None => {

@@ -27,8 +27,7 @@ pub use kek_export::{
 };
 pub use paged::{
     frame_page, page_len, page_sealed, paged_block_len, paged_block_offset, paged_cipher_size,
-    paged_page_count, paged_plain_size, FEATURE_PAGED, PAGE, PAGED_BLOCK, PAGE_OVERHEAD,
-    PAGE_PREFIX,
+    paged_page_count, paged_plain_of, FEATURE_PAGED, PAGE, PAGED_BLOCK, PAGE_OVERHEAD, PAGE_PREFIX,
 };
 pub use slot::{KeySlot, SLOT_LEN, WRAPPED_LEN};
 pub use tpm2::{

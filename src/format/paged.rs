@@ -22,28 +22,37 @@ pub fn paged_block_offset(index: u64) -> u64 {
     index.saturating_add(1).saturating_mul(PAGE)
 }
 
-/// Number of whole data pages in a backing file of `csize` bytes (a torn tail shorter than a
-/// page is no page).
+/// Number of whole data pages in a backing file of `csize` bytes. Bytes past the last whole
+/// page are the size tail (see `paged_plain_of`), never a page.
 pub fn paged_page_count(csize: u64) -> u64 {
     (csize / PAGE).saturating_sub(1)
 }
 
-/// Plaintext size of a paged file with `pages` data pages whose last page says `last_len`.
-pub fn paged_plain_size(pages: u64, last_len: u64) -> u64 {
+/// Plaintext size of a paged file of `csize` backing bytes: `pages` whole data pages, the last
+/// holding `csize mod 4096` bytes (the size tail), or a full block when the size is a whole
+/// number of pages. A tail of 4064 bytes or more is no writer's: it counts as a full block.
+pub fn paged_plain_of(csize: u64) -> u64 {
+    let pages = paged_page_count(csize);
     if pages == 0 {
         return 0;
     }
-    (pages - 1)
-        .saturating_mul(PAGED_BLOCK)
-        .saturating_add(last_len.min(PAGED_BLOCK))
+    let tail = csize % PAGE;
+    let last = if tail == 0 {
+        PAGED_BLOCK
+    } else {
+        tail.min(PAGED_BLOCK)
+    };
+    (pages - 1).saturating_mul(PAGED_BLOCK).saturating_add(last)
 }
 
-/// Backing size of a paged file holding `plain` bytes (0 stays 0: no header yet).
+/// Backing size of a paged file holding `plain` bytes (0 stays 0: no header yet): the header
+/// page, one page per block, then as many bytes as the last block holds when it is not full
+/// (a hole: never written, only the size).
 pub fn paged_cipher_size(plain: u64) -> u64 {
     if plain == 0 {
         return 0;
     }
-    paged_block_offset(plain.div_ceil(PAGED_BLOCK))
+    paged_block_offset(plain.div_ceil(PAGED_BLOCK)).saturating_add(plain % PAGED_BLOCK)
 }
 
 /// Plaintext length of block `index` in a file of `plain` bytes (0 past the end).
@@ -100,20 +109,29 @@ mod tests {
     #[test]
     fn worked_examples() {
         assert_eq!(paged_cipher_size(0), 0);
-        assert_eq!(paged_cipher_size(1), 8192);
+        assert_eq!(paged_cipher_size(1), 8193);
+        assert_eq!(paged_cipher_size(14), 8206);
         assert_eq!(paged_cipher_size(4064), 8192);
-        assert_eq!(paged_cipher_size(4065), 12_288);
-        assert_eq!(paged_cipher_size(10_000), 16_384);
-        assert_eq!(paged_cipher_size(1 << 20), 4096 + 259 * 4096);
+        assert_eq!(paged_cipher_size(4065), 12_289);
+        assert_eq!(paged_cipher_size(10_000), 16_384 + 1872);
+        assert_eq!(paged_cipher_size(1 << 20), 4096 + 259 * 4096 + 64);
         assert_eq!(paged_page_count(0), 0);
         assert_eq!(paged_page_count(4096), 0);
         assert_eq!(paged_page_count(8192), 1);
         assert_eq!(paged_page_count(8191), 0);
-        assert_eq!(paged_plain_size(3, 1872), 10_000);
+        assert_eq!(paged_plain_of(0), 0);
+        assert_eq!(paged_plain_of(216), 0);
+        assert_eq!(paged_plain_of(4096), 0);
+        assert_eq!(paged_plain_of(4096 + 100), 0);
+        assert_eq!(paged_plain_of(8192), 4064);
+        assert_eq!(paged_plain_of(8192 + 4095), 4064);
         assert_eq!(paged_block_len(10_000, 2), 1872);
         assert_eq!(paged_block_len(10_000, 3), 0);
         assert_eq!(paged_block_offset(u64::MAX), u64::MAX);
-        assert_eq!(paged_plain_size(u64::MAX, 9999), u64::MAX);
+        assert_eq!(paged_plain_of(u64::MAX), paged_plain_of(u64::MAX));
+        for p in 0..20_000u64 {
+            assert_eq!(paged_plain_of(paged_cipher_size(p)), p, "{p}");
+        }
     }
 
     #[test]

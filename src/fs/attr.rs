@@ -277,23 +277,18 @@ impl CoreFs {
 }
 
 impl CoreFs {
-    /// Plaintext size of a regular file: v1 files by the size rule alone; a paged file's last
-    /// page tells its length (from the loaded state, or read from the backing file).
+    /// Plaintext size of a regular file from its backing size, by the size rule of its layout:
+    /// the loaded file's own (its header says), else the volume's (FORMAT.md: a paged volume's
+    /// files are paged). No read: stat stays one fstat.
     fn file_size(&self, node: &Node, csize: u64) -> u64 {
-        if let Ok(io) = node.io.try_read() {
-            if io.is_loaded() && io.is_paged() {
-                return io.plain_len().unwrap_or(0);
-            }
-        }
-        if csize < 4096 || csize % 4096 != 0 {
-            return super::file_io::visible_size(csize);
-        }
-        let paged = self
-            .reopen(node, rustix::fs::OFlags::RDONLY)
-            .and_then(|f| super::file_io::paged_size_of(&f, csize));
-        match paged {
-            Ok(Some(n)) => n,
-            _ => super::file_io::visible_size(csize),
+        let paged = match node.io.try_read() {
+            Ok(io) if io.is_loaded() && io.key().is_some() => io.is_paged(),
+            _ => self.paged,
+        };
+        if paged {
+            crate::format::paged_plain_of(csize)
+        } else {
+            super::file_io::visible_size(csize)
         }
     }
 }

@@ -20,7 +20,7 @@ const HL: u64 = HEADER_LEN as u64;
 /// Block encryptions one DEK may perform with random 96-bit nonces before it
 /// must be rolled: 2^31, half of NIST SP 800-38D's 2^32 bound, as margin.
 pub const NONCE_LIMIT: u64 = 1 << 31;
-pub use paged::{paged_size_of, reseal_paged};
+pub use paged::reseal_paged;
 pub use size::MAX_FILE_SIZE;
 
 mod paged;
@@ -88,7 +88,7 @@ impl FileIo {
             self.header = Some(h);
             self.paged = paged::header_is_paged(&h);
             if self.paged {
-                self.plen = paged::tail_size(f, csize)?;
+                self.plen = crate::format::paged_plain_of(csize);
             }
         }
         self.loaded = true;

@@ -8,8 +8,8 @@ use super::size::{check_space, FILL_CHUNK_BLOCKS};
 use super::FileIo;
 use crate::crypto::{fill_random, DirKey, FileKey, VolumeKeys};
 use crate::format::{
-    frame_page, page_len, page_sealed, paged_block_len, paged_block_offset, paged_page_count,
-    paged_plain_size, FEATURE_PAGED, HEADER_LEN, HEADER_MAGIC, PAGE, PAGED_BLOCK, PAGE_PREFIX,
+    frame_page, page_sealed, paged_block_len, paged_block_offset, paged_cipher_size, FEATURE_PAGED,
+    HEADER_LEN, PAGE, PAGED_BLOCK, PAGE_PREFIX,
 };
 use crate::fs::blocks::with_scratch;
 use crate::fs::cancel::Requester;
@@ -23,36 +23,6 @@ const PG: usize = PAGE as usize;
 /// Whether a header (already authenticated by its caller) marks paged content.
 pub(super) fn header_is_paged(h: &[u8; HEADER_LEN]) -> bool {
     u32::from_le_bytes([h[8], h[9], h[10], h[11]]) & FEATURE_PAGED != 0
-}
-
-/// Plaintext size of a paged file of `csize` backing bytes: whole data pages, the last one
-/// telling its own length. A last page whose length field is invalid counts as one byte, which
-/// then fails authentication when read (as v1's torn stub does).
-pub(super) fn tail_size(f: &File, csize: u64) -> FsResult<u64> {
-    let pages = paged_page_count(csize);
-    if pages == 0 {
-        return Ok(0);
-    }
-    let mut len = [0u8; 2];
-    f.read_exact_at(&mut len, paged_block_offset(pages - 1))?;
-    Ok(paged_plain_size(pages, page_len(&len).unwrap_or(1) as u64))
-}
-
-/// The plaintext size of a backing file if it is a paged file, read from the file itself (its
-/// header's feature bits and its last page's length field, both in clear), or None for a v1
-/// file. For stat of files whose content is not loaded. Backing sizes that are not a whole
-/// number of pages are v1 (a paged writer never leaves one).
-pub fn paged_size_of(f: &File, csize: u64) -> FsResult<Option<u64>> {
-    if csize < PAGE || csize % PAGE != 0 {
-        return Ok(None);
-    }
-    let mut h = [0u8; 12];
-    f.read_exact_at(&mut h, 0)?;
-    let bits = u32::from_le_bytes([h[8], h[9], h[10], h[11]]);
-    if h[..4] != HEADER_MAGIC || bits & FEATURE_PAGED == 0 {
-        return Ok(None);
-    }
-    Ok(Some(tail_size(f, csize)?))
 }
 
 /// Opens page `stored` as block `idx` into `out`; returns its plaintext length.
@@ -76,9 +46,10 @@ impl FileIo {
         open_page(key, idx, &page, out)
     }
 
-    /// Decrypts `[off, end)` (inside the file). A page short of a full block that is not the
-    /// last one is the trace of an append a power cut interrupted: its bytes are served up to
-    /// its own end (a short read, which the kernel takes as the end of the file), never past.
+    /// Decrypts `[off, end)` (inside the file). A page holding fewer bytes than the size says
+    /// its block has is what a power cut leaves when an append's new size (or new pages)
+    /// reached the disk but the rewrite of that page did not: its bytes are served up to its
+    /// own end (a short read, which the kernel takes as the end of the file), never past.
     pub(super) fn paged_read_with<R>(
         &self,
         f: &File,
@@ -89,7 +60,6 @@ impl FileIo {
     ) -> FsResult<R> {
         let (first, last) = (off / PB, (end - 1) / PB);
         let n = (last - first + 1) as usize;
-        let last_block = (self.plen - 1) / PB;
         with_scratch(n * PG, n * PB as usize, |cbuf, plain| {
             f.read_exact_at(cbuf, paged_block_offset(first))?;
             let mut stop = end;
@@ -97,11 +67,12 @@ impl FileIo {
                 let idx = first + i as u64;
                 let dst = &mut plain[i * PB as usize..(i + 1) * PB as usize];
                 let got = open_page(key, idx, page, dst)? as u64;
-                if got < PB && idx < last_block {
+                let want = paged_block_len(self.plen, idx) as u64;
+                if got < want {
                     let data_end = idx * PB + got;
                     if data_end <= off {
                         return Err(CoreError::damage(format!(
-                            "block {idx} torn: holds {got} of {PB} bytes (an append cut short)"
+                            "block {idx} torn: holds {got} of {want} bytes (an append cut short)"
                         )));
                     }
                     stop = stop.min(data_end);
@@ -216,12 +187,20 @@ impl FileIo {
         }
         self.csize = self.csize.max(at + out.len() as u64);
         self.plen = self.plen.max(new_len.min(b1 * PB));
+        // The size tells the last block's length (FORMAT.md, paged size rule): set it after the
+        // pages, so a cut in between leaves pages that hold at least what the size promises
+        // or a short page that reads as the end of the file, never other bytes.
+        let size = paged_cipher_size(self.plen);
+        if self.csize != size {
+            f.set_len(size)?;
+            self.csize = size;
+        }
         Ok(())
     }
 
-    /// Truncate of a paged file: growth is a zero write; shrinking first cuts whole pages
-    /// (the file is then a shorter version of its old self), then reseals the new last block
-    /// in place, one page.
+    /// Truncate of a paged file: growth is a zero write; shrinking first cuts the pages after
+    /// the new last block (the file is then a shorter version of its old self), then reseals
+    /// that block in place, one page.
     pub(super) fn paged_resize(
         &mut self,
         f: &File,
@@ -243,7 +222,7 @@ impl FileIo {
         let idx = (size - 1) / PB;
         let keep = size - idx * PB;
         let old = paged_block_len(cur, idx) as u64;
-        let cut = paged_block_offset(idx + 1);
+        let cut = paged_block_offset(idx + 1) + old % PB;
         f.set_len(cut)?;
         self.csize = cut;
         self.plen = idx * PB + old;
