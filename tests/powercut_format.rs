@@ -2,8 +2,9 @@
 //! by `dekfs init` is paged; the state a cut leaves after an append into a fsynced partial
 //! block (new size, old page) still reads the fsynced bytes through the mount; `fsck` calls
 //! that a power cut but a bad tag in an old block not (text and --json); `fsck --salvage OUT`
-//! copies every readable byte and names the unreadable ranges. The loop-device harness lives
-//! elsewhere; these tests build the torn states directly.
+//! copies every readable byte and names the unreadable ranges; `fsck --repair` cuts the torn
+//! log back to its fsynced records. The loop-device harness lives elsewhere; these tests build
+//! the torn states directly.
 
 mod common;
 
@@ -174,6 +175,27 @@ fn paged_volume_torn_append_reads_fsynced_bytes_and_fsck_salvages() {
     // OUT must be new or empty: a second salvage into it is refused before anything is written.
     let again = fsck(&v, &["--salvage", &ds]);
     assert!(!again.ok());
+
+    // --repair cuts the torn log back to its fsynced records and quarantines the tampered file.
+    let out = fsck(&v, &["--repair"]);
+    assert!(
+        out.stdout.contains("repaired: cut") && out.stdout.contains("quarantined:"),
+        "{}",
+        out.stdout
+    );
+    assert_eq!(
+        fs::metadata(&log_b).unwrap().len() as usize,
+        2 * PAGE + 3000
+    );
+    let out = fsck(&v, &[]);
+    assert!(out.ok(), "{}{}", out.stdout, out.stderr);
+    v.mount();
+    assert_eq!(fs::read(v.p("d/log")).unwrap(), records);
+    append_sync(&v.p("d/log"), b"after the repair");
+    let mut want = records.clone();
+    want.extend_from_slice(b"after the repair");
+    assert_eq!(fs::read(v.p("d/log")).unwrap(), want);
+    v.umount();
 }
 
 #[test]

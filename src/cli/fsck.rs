@@ -142,6 +142,12 @@ pub fn run(a: FsckArgs) -> CliResult<()> {
     for rec in &r.removed {
         println!("removed orphan record: {}", rec.display());
     }
+    for (file, size) in &r.cut {
+        println!(
+            "repaired: cut {} back to {size} bytes (before the append a power cut tore)",
+            file.display()
+        );
+    }
     for (from, to) in &r.quarantined {
         println!("quarantined: {} -> {}", from.display(), to.display());
     }

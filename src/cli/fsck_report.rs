@@ -82,5 +82,6 @@ pub fn json(r: &Report, salvage: Option<&Path>) -> Value {
         })),
         "quarantined": r.quarantined.iter().map(|(a, b)| json!([a.display().to_string(), b.display().to_string()])).collect::<Vec<_>>(),
         "removed": r.removed.iter().map(|p| p.display().to_string()).collect::<Vec<_>>(),
+        "cut": r.cut.iter().map(|(p, n)| json!([p.display().to_string(), n])).collect::<Vec<_>>(),
     })
 }

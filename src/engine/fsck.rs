@@ -8,10 +8,11 @@
 
 use super::cause::{diagnose, Diagnosis, Evidence};
 use super::salvage::{Salvage, Unreadable};
-use super::scan::scan_file;
+use super::scan::{scan_file, BadKind};
 use super::source::{Offline, Source};
 use super::walk::{Entry, Problem, ProblemKind, Visitor, Walker};
 use crate::crypto::{DirKey, VolumeKeys};
+use crate::format::paged_cipher_size;
 use rustix::fs::{Mode, OFlags};
 use std::fs::File;
 use std::os::unix::fs::MetadataExt;
@@ -43,6 +44,9 @@ pub struct Report {
     pub quarantined: Vec<(PathBuf, PathBuf)>,
     /// Orphan long-name records deleted (with `repair`).
     pub removed: Vec<PathBuf>,
+    /// Paged files cut back to before an interrupted append (with `repair`): backing path
+    /// and new backing size.
+    pub cut: Vec<(PathBuf, u64)>,
     /// For each problem (same order): whether a power cut explains it.
     pub diagnoses: Vec<Diagnosis>,
     /// Plaintext ranges of readable files that do not read (also those of salvaged files).
@@ -108,6 +112,8 @@ struct Fsck<'a> {
     evidence: Vec<Evidence>,
     /// Latest backing mtime seen: about when writing stopped.
     newest: i64,
+    /// Set by `check_file` for a torn paged tail: the backing size that undoes the append.
+    tail_cut: Option<u64>,
 }
 
 impl<'a> Fsck<'a> {
@@ -119,6 +125,7 @@ impl<'a> Fsck<'a> {
             salvage,
             evidence: Vec::new(),
             newest: i64::MIN,
+            tail_cut: None,
         }
     }
 
@@ -186,7 +193,11 @@ impl Visitor for Fsck<'_> {
             Ok(None) => self.report.files += 1,
             Ok(Some((what, e))) => {
                 self.report.files += 1;
-                self.push(damaged(at, what), e);
+                let mut p = damaged(at, what);
+                if let Some(cut) = self.tail_cut.take() {
+                    p.kind = ProblemKind::TornTail(cut);
+                }
+                self.push(p, e);
             }
             // A live volume: removed or renamed over since it was listed.
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
@@ -307,6 +318,12 @@ impl Fsck<'_> {
             [first, rest @ ..] => format!("{} (and {} more)", first.describe(), rest.len()),
             [] => String::new(),
         };
+        let torn = scan.paged
+            && scan.bad[0].kind == BadKind::TornAppend
+            && scan.bad[1..].iter().all(|b| b.kind == BadKind::Unwritten);
+        if torn {
+            self.tail_cut = Some(paged_cipher_size(scan.bad[0].start));
+        }
         let e = Evidence::Blocks {
             mtime,
             paged: scan.paged,
