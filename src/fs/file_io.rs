@@ -53,7 +53,7 @@ pub struct FileIo {
     /// The header exists in memory but not yet on disk (new, empty file).
     header_pending: bool,
     /// The content uses the paged layout (`paged.rs`); `plen` is then its
-    /// plaintext size, which the backing size alone does not tell.
+    /// plaintext size, kept as the paged size rule reads `csize`.
     paged: bool,
     plen: u64,
 }
@@ -72,6 +72,8 @@ impl FileIo {
         self.header = None;
         self.budget = 0;
         self.step = 0;
+        self.paged = false;
+        self.plen = 0;
         if csize > 0 {
             if csize < HL {
                 return Err(CoreError::damage(format!(
