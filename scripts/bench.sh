@@ -39,6 +39,8 @@
 #   encfs           --standard, --extpass
 #   dekfs           this repo's target/release/dekfs, default KDF, --passfile
 #   dekfs_wb        the same with -o writeback_cache (opt-in; see README)
+#   dekfs_v1        dekfs on a volume made with `init --v1-layout` (content
+#                   blocks rewritten in place, the layout before paged content)
 #   dekfs_nx        the same with -o noxattr (opt-in: no xattrs, so the kernel
 #                   stops asking for security.capability before every write,
 #                   as with passthrough_ll, which has no xattr support)
@@ -323,7 +325,8 @@ setup_dekfs() {
     fi
     MNT=$D/mnt; mkdir -p "$D/cipher" "$MNT"
     echo "$PASSWORD" >"$D/pw"
-    "$DEKFS" init "$D/cipher" --passfile "$D/pw" --no-recovery-key >>"$LOG" 2>&1 || return 1
+    # shellcheck disable=SC2086 # DEKFS_INIT_OPTS is a word list
+    "$DEKFS" init "$D/cipher" --passfile "$D/pw" --no-recovery-key ${DEKFS_INIT_OPTS:-} >>"$LOG" 2>&1 || return 1
     # shellcheck disable=SC2086 # DEKFS_MOUNT_OPTS is a word list
     start_daemon "$MNT" "$DEKFS" mount -f "$D/cipher" "$MNT" --passfile "$D/pw" \
         --log-file "$RAW/daemon-$T.log" ${DEKFS_MOUNT_OPTS:-}
@@ -332,6 +335,9 @@ setup_dekfs() {
 # surfaces at fsync/close), to show what the trade-off buys.
 setup_dekfs_wb() {
     DEKFS_MOUNT_OPTS="-o writeback_cache" setup_dekfs
+}
+setup_dekfs_v1() {
+    DEKFS_INIT_OPTS="--v1-layout" setup_dekfs
 }
 setup_dekfs_nx() {
     DEKFS_MOUNT_OPTS="-o noxattr" setup_dekfs

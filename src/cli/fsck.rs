@@ -20,6 +20,13 @@ pub struct FsckArgs {
     /// Move corrupt entries into CIPHERDIR/dekfs.quarantine/ (unmounted only)
     #[arg(long)]
     repair: bool,
+    /// Copy every file, directory and symlink, with every block that authenticates, into the
+    /// new directory OUT (plaintext, mode 0600/0700) and list the byte ranges that do not read
+    #[arg(long, value_name = "OUT")]
+    salvage: Option<PathBuf>,
+    /// Print the report as one JSON object
+    #[arg(long)]
+    json: bool,
 }
 
 fn credential(k: &KeySource) -> CliResult<Credential> {
@@ -95,13 +102,31 @@ pub fn run(a: FsckArgs) -> CliResult<()> {
     let cred = credential(&a.key)?;
     let unlocked = volume::unlock_with(&cipherdir, &cred, &super::unlock::unlock_policy(&a.key))?;
     drop(cred);
-    println!(
-        "config: {} KEK(s), {} protector(s), MAC verified",
-        unlocked.info.keks.len(),
-        unlocked.info.protectors.len()
-    );
-    let r = crate::engine::fsck::check(&cipherdir, &unlocked.keys, a.repair)
+    if !a.json {
+        println!(
+            "config: {} KEK(s), {} protector(s), MAC verified",
+            unlocked.info.keks.len(),
+            unlocked.info.protectors.len()
+        );
+    }
+    if let Some(out) = &a.salvage {
+        if out.starts_with(&cipherdir) {
+            return Err(CliError::new(
+                super::exit::USAGE,
+                "--salvage OUT must be outside the cipher directory",
+            ));
+        }
+    }
+    let opts = crate::engine::fsck::CheckOptions {
+        repair: a.repair,
+        salvage: a.salvage.clone(),
+    };
+    let r = crate::engine::fsck::check_with(&cipherdir, &unlocked.keys, &opts)
         .map_err(|e| CliError::new(IO, format!("fsck of {}: {e}", cipherdir.display())))?;
+    if a.json {
+        println!("{}", super::fsck_report::json(&r, a.salvage.as_deref()));
+        return verdict(&r, &cipherdir);
+    }
     for n in &r.notes {
         println!("note: {n}");
     }
@@ -113,28 +138,40 @@ pub fn run(a: FsckArgs) -> CliResult<()> {
     } else if !a.repair && volume::lock::count_config_temps(&cipherdir) > 0 {
         println!("note: config temp file(s) left by a crashed writer (fsck --repair removes them)");
     }
-    for p in &r.problems {
-        println!(
-            "corrupt: {}: {} (backing {})",
-            p.path,
-            p.what,
-            p.backing.display()
-        );
-    }
+    super::fsck_report::text(&r, a.salvage.as_deref());
     for rec in &r.removed {
         println!("removed orphan record: {}", rec.display());
+    }
+    for (file, size) in &r.cut {
+        println!(
+            "repaired: cut {} back to {size} bytes (before the append a power cut tore)",
+            file.display()
+        );
     }
     for (from, to) in &r.quarantined {
         println!("quarantined: {} -> {}", from.display(), to.display());
     }
+    let cuts = r.diagnoses.iter().filter(|d| d.power_cut).count();
+    let verdicts = if r.problems.is_empty() {
+        String::new()
+    } else {
+        format!(
+            ", {cuts} explained by a power cut, {} not",
+            r.problems.len() - cuts
+        )
+    };
     println!(
-        "fsck: {} directories, {} files, {} symlinks, {} blocks checked; {} problem(s)",
+        "fsck: {} directories, {} files, {} symlinks, {} blocks checked; {} problem(s){verdicts}",
         r.dirs,
         r.files,
         r.symlinks,
         r.blocks,
-        r.problems.len()
+        r.problems.len(),
     );
+    verdict(&r, &cipherdir)
+}
+
+fn verdict(r: &crate::engine::fsck::Report, cipherdir: &Path) -> CliResult<()> {
     if r.is_clean() {
         Ok(())
     } else {

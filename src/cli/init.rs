@@ -39,11 +39,18 @@ pub struct InitArgs {
     /// KEK rotation period in days, stored in the volume (default 365; see `dekfs rekey --if-due`)
     #[arg(long, value_name = "DAYS", value_parser = super::period::parse_days)]
     rotation_period: Option<u32>,
+    /// Store content in the v1 layout (blocks rewritten in place: a power cut during a write
+    /// can make the block unreadable), for dekfs versions that predate the paged layout
+    #[arg(long)]
+    v1_layout: bool,
 }
 
 pub fn run(a: InitArgs) -> CliResult<()> {
     if a.audit {
         crate::audit::enable_creation();
+    }
+    if a.v1_layout {
+        volume::create_v1_layout();
     }
     if a.tpm.tpm2 {
         return run_tpm2(a);

@@ -66,9 +66,9 @@ fn still_opens(p: &volume::ProtectorInfo, purged: bool) -> Option<&'static str> 
             Some("this TPM in the same PCR state with the PIN (the record has no NV key share)")
         }
         ("tpm2", _) => Some("this TPM in the same PCR state (the record has no NV key share)"),
-        ("kmip", _) => Some(
-            "the key manager's key of then, until it is revoked or destroyed on the manager",
-        ),
+        ("kmip", _) => {
+            Some("the key manager's key of then, until it is revoked or destroyed on the manager")
+        }
         _ => Some("an unknown protector"),
     }
 }

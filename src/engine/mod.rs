@@ -3,6 +3,7 @@
 //! metadata rules of its own (that is layout/'s job) and must not know about
 //! FUSE.
 
+pub mod cause;
 pub mod destroy;
 pub mod fsck;
 mod quarantine;
@@ -11,6 +12,8 @@ mod rekey_io;
 pub mod rekey_live;
 pub mod renew;
 pub mod rotation;
+pub mod salvage;
+pub mod scan;
 pub mod shred;
 pub mod source;
 pub mod walk;

@@ -1,7 +1,8 @@
 //! `fsck --repair`: moves corrupt entries (with their long-name records)
-//! into `dekfs.quarantine/` and deletes orphan long-name records. It runs
-//! only on an unmounted volume, after the walk; it must never delete an
-//! entry or rewrite one.
+//! into `dekfs.quarantine/`, deletes orphan long-name records, and cuts a
+//! paged file whose last append a power cut tore back to its size before
+//! that append. It runs only on an unmounted volume, after the walk; it must
+//! never delete an entry, and never write into a file other than that cut.
 
 use super::fsck::Report;
 use super::ProblemKind;
@@ -37,6 +38,25 @@ pub(super) fn repair(cipherdir: &Path, report: &mut Report) -> std::io::Result<(
         if std::fs::symlink_metadata(&p).is_ok_and(|m| m.is_file()) {
             std::fs::remove_file(&p)?;
             report.removed.push(rel);
+        }
+    }
+    let torn: Vec<(PathBuf, u64)> = report
+        .problems
+        .iter()
+        .filter_map(|p| match p.kind {
+            ProblemKind::TornTail(size) => Some((p.backing.clone(), size)),
+            _ => None,
+        })
+        .collect();
+    for (rel, size) in torn {
+        // Only ever shorter: the pages past `size` are the interrupted append.
+        let f = std::fs::OpenOptions::new()
+            .write(true)
+            .open(cipherdir.join(&rel))?;
+        if f.metadata()?.len() > size {
+            f.set_len(size)?;
+            f.sync_all()?;
+            report.cut.push((rel, size));
         }
     }
     if !damaged.is_empty() {

@@ -44,6 +44,9 @@ pub enum ProblemKind {
     Damaged,
     /// A long-name record without its entry: safe to delete.
     OrphanRecord,
+    /// A paged file whose last append a power cut interrupted: cutting the backing file to
+    /// this size restores exactly what it held before that append.
+    TornTail(u64),
 }
 
 /// One thing wrong with the tree.

@@ -3,7 +3,7 @@
 
 use super::reader::Reader;
 use super::slot::{check_slots, KeySlot};
-use super::{check_required_features, FormatError, DIR_META_LEN, FORMAT_VERSION};
+use super::{check_required_features_of, FormatError, DIR_META_LEN, FORMAT_VERSION};
 
 pub const DIR_META_MAGIC: [u8; 4] = *b"DKFD";
 /// Bytes covered by the directory MAC: everything before the MAC field.
@@ -36,7 +36,7 @@ impl DirMeta {
             return Err(FormatError::Invalid("dir meta length field"));
         }
         let required_features = r.u32()?;
-        check_required_features(required_features)?;
+        check_required_features_of(required_features, 0)?;
         let optional_features = r.u32()?;
         let dir_id = r.array()?;
         r.zeros(16, "dir meta reserved bytes not zero")?;

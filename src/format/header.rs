@@ -56,6 +56,11 @@ impl FileHeader {
         })
     }
 
+    /// Whether the content uses the paged layout (required feature `PAGED`).
+    pub fn is_paged(&self) -> bool {
+        self.required_features & super::FEATURE_PAGED != 0
+    }
+
     /// The first 40 bytes, i.e. exactly what the header MAC covers.
     pub fn mac_input(&self) -> [u8; HEADER_MAC_INPUT_LEN] {
         let mut out = [0u8; HEADER_MAC_INPUT_LEN];
@@ -125,11 +130,14 @@ mod tests {
             Err(FormatError::UnsupportedVersion(2))
         );
         let mut v = b;
-        v[8] = 1;
+        v[8] = 2;
         assert_eq!(
             FileHeader::parse(&v),
-            Err(FormatError::UnknownRequiredFeature(1))
+            Err(FormatError::UnknownRequiredFeature(2))
         );
+        let mut v = b;
+        v[8] = 1; // PAGED is known
+        assert!(FileHeader::parse(&v).unwrap().is_paged());
         let mut v = b;
         v[0] = b'X';
         assert_eq!(FileHeader::parse(&v), Err(FormatError::BadMagic));

@@ -8,6 +8,7 @@ mod geometry;
 mod header;
 mod kek_export;
 mod kmip;
+mod paged;
 mod period;
 mod reader;
 mod slot;
@@ -29,6 +30,10 @@ pub use kek_export::{
 pub use kmip::{
     kmip_aad, KmipBody, KMIP_AAD_PREFIX, KMIP_BLOB_LEN, KMIP_BODY_V1, KMIP_IV_LEN,
     KMIP_MAX_SERVERS, KMIP_TAG_LEN,
+};
+pub use paged::{
+    frame_page, page_len, page_sealed, paged_block_len, paged_block_offset, paged_cipher_size,
+    paged_page_count, paged_plain_of, FEATURE_PAGED, PAGE, PAGED_BLOCK, PAGE_OVERHEAD, PAGE_PREFIX,
 };
 pub use period::{
     RotationPeriod, DEFAULT_ROTATION_PERIOD_DAYS, RECORD_KIND_ROTATION_PERIOD,
@@ -52,8 +57,9 @@ pub const LONGNAME_SUFFIX: &str = ".name";
 /// Names longer than this (in encoded form) use the long-name pair.
 pub const MAX_SHORT_NAME: usize = 255;
 pub const FORMAT_VERSION: u16 = 1;
-/// Required-feature bits this reader implements (none in v1): any other set bit is refused.
-pub const KNOWN_REQUIRED_FEATURES: u32 = 0;
+/// Required-feature bits this reader implements in the config and in file headers (`PAGED`);
+/// any other set bit is refused. Directory metadata knows none.
+pub const KNOWN_REQUIRED_FEATURES: u32 = FEATURE_PAGED;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum FormatError {
@@ -83,7 +89,12 @@ impl std::fmt::Display for FormatError {
 impl std::error::Error for FormatError {}
 
 pub(crate) fn check_required_features(bits: u32) -> Result<(), FormatError> {
-    let unknown = bits & !KNOWN_REQUIRED_FEATURES;
+    check_required_features_of(bits, KNOWN_REQUIRED_FEATURES)
+}
+
+/// Like `check_required_features` for a structure that knows only the bits of `known`.
+pub(crate) fn check_required_features_of(bits: u32, known: u32) -> Result<(), FormatError> {
+    let unknown = bits & !known;
     if unknown != 0 {
         return Err(FormatError::UnknownRequiredFeature(unknown));
     }

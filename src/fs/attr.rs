@@ -106,7 +106,7 @@ impl CoreFs {
     pub(super) fn attr_from(&self, node: &Node, st: &rustix::fs::Stat) -> FsResult<Attr> {
         let kind = Kind::from_mode(st.st_mode);
         let size = match kind {
-            Kind::File => super::file_io::visible_size(st.st_size as u64),
+            Kind::File => self.file_size(node, st.st_size as u64),
             Kind::Symlink => match self.readlink(node.ino) {
                 Ok(t) => t.len() as u64,
                 // stat still answers, so no error carries the damage out.
@@ -275,5 +275,22 @@ impl CoreFs {
             namelen: 255,
             frsize: s.f_frsize as u32,
         })
+    }
+}
+
+impl CoreFs {
+    /// Plaintext size of a regular file from its backing size, by the size rule of its layout:
+    /// the loaded file's own (its header says), else the volume's (FORMAT.md: a paged volume's
+    /// files are paged). No read: stat stays one fstat.
+    fn file_size(&self, node: &Node, csize: u64) -> u64 {
+        let paged = match node.io.try_read() {
+            Ok(io) if io.is_loaded() && io.key().is_some() => io.is_paged(),
+            _ => self.paged,
+        };
+        if paged {
+            crate::format::paged_plain_of(csize)
+        } else {
+            super::file_io::visible_size(csize)
+        }
     }
 }

@@ -20,8 +20,10 @@ const HL: u64 = HEADER_LEN as u64;
 /// Block encryptions one DEK may perform with random 96-bit nonces before it
 /// must be rolled: 2^31, half of NIST SP 800-38D's 2^32 bound, as margin.
 pub const NONCE_LIMIT: u64 = 1 << 31;
+pub use paged::reseal_paged;
 pub use size::MAX_FILE_SIZE;
 
+mod paged;
 pub mod renew;
 mod reserve;
 mod size;
@@ -55,6 +57,10 @@ pub struct FileIo {
     /// Destroyed by a shred: never loaded again (EIO), whatever the header
     /// on disk still says.
     shredded: bool,
+    /// The content uses the paged layout (`paged.rs`); `plen` is then its
+    /// plaintext size, kept as the paged size rule reads `csize`.
+    paged: bool,
+    plen: u64,
 }
 
 impl FileIo {
@@ -74,6 +80,8 @@ impl FileIo {
         self.header = None;
         self.budget = 0;
         self.step = 0;
+        self.paged = false;
+        self.plen = 0;
         if csize > 0 {
             if csize < HL {
                 return Err(CoreError::damage(format!(
@@ -88,6 +96,10 @@ impl FileIo {
             self.reserved = key.nonce_reserved();
             self.key = Some(Arc::new(key));
             self.header = Some(h);
+            self.paged = paged::header_is_paged(&h);
+            if self.paged {
+                self.plen = crate::format::paged_plain_of(csize);
+            }
         }
         self.loaded = true;
         Ok(())
@@ -125,7 +137,15 @@ impl FileIo {
     }
 
     pub fn plain_len(&self) -> FsResult<u64> {
+        if self.paged {
+            return Ok(self.plen);
+        }
         Ok(visible_size(self.csize))
+    }
+
+    /// The loaded file uses the paged layout.
+    pub fn is_paged(&self) -> bool {
+        self.paged && self.key.is_some()
     }
 
     pub fn key(&self) -> Option<&Arc<FileKey>> {
@@ -157,10 +177,20 @@ impl FileIo {
     /// (`write_blocks`) then carries it in the same pwrite, saving a syscall
     /// per new file.
     fn new_header(&mut self, keys: &VolumeKeys, dir: &DirKey) -> FsResult<Arc<FileKey>> {
+        self.new_header_in(keys, dir, keys.paged_files())
+    }
+
+    /// `new_header` with the layout chosen by the caller.
+    fn new_header_in(
+        &mut self,
+        keys: &VolumeKeys,
+        dir: &DirKey,
+        paged: bool,
+    ) -> FsResult<Arc<FileKey>> {
         if let Some(k) = &self.key {
             return Ok(k.clone());
         }
-        let (key, header) = keys.create_file(dir).map_err(CoreError::Crypto)?;
+        let (key, header) = keys.create_file_in(dir, paged).map_err(CoreError::Crypto)?;
         self.reserved = key.nonce_reserved();
         self.budget = self.reserved;
         self.step = self.reserved;
@@ -168,6 +198,8 @@ impl FileIo {
         self.key = Some(key.clone());
         self.header = Some(header);
         self.header_pending = true;
+        self.paged = paged::header_is_paged(&header);
+        self.plen = 0;
         Ok(key)
     }
 
@@ -190,6 +222,7 @@ impl FileIo {
     fn abandon_header(&mut self, f: &File) {
         let _ = f.set_len(0);
         self.csize = 0;
+        self.plen = 0;
         self.key = None;
         self.header = None;
         self.header_pending = false;
@@ -262,6 +295,9 @@ impl FileIo {
         let Some(key) = &self.key else {
             return Err(CoreError::damage("content without a header"));
         };
+        if self.paged {
+            return self.paged_read_with(f, key, off, end, reply);
+        }
         let (first, last) = (off / BS, (end - 1) / BS);
         let coff = HL + first * CBS;
         let clen = ((HL + (last + 1) * CBS).min(self.csize) - coff) as usize;
@@ -377,6 +413,9 @@ impl FileIo {
         let data = &data[..data.len().min((MAX_FILE_SIZE - off) as usize)];
         let end = off + data.len() as u64;
         let key = self.new_header(keys, dir)?;
+        if self.paged {
+            return self.paged_write(f, &key, off, data, end, who);
+        }
         if off > self.plain_len()? {
             self.extend(f, &key, off, who)?;
         }

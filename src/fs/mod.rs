@@ -89,6 +89,9 @@ pub struct CoreFs {
     kcache: std::sync::OnceLock<Arc<dyn kcache::KernelCache>>,
     /// Last request time, for the daemon's `idle=` timer.
     pub activity: Activity,
+    /// The volume's files are paged (config `PAGED`): a file's size follows
+    /// from its backing size by the paged rule.
+    paged: bool,
 }
 
 impl CoreFs {
@@ -129,7 +132,9 @@ impl CoreFs {
             Some(Arc::new(root_key)),
             false,
         ));
+        let paged = keys.paged_files();
         Ok(CoreFs {
+            paged,
             keys: std::sync::RwLock::new(Some(keys)),
             live: keystate::Live::default(),
             root_backing_ino: st.st_ino,

@@ -10,7 +10,10 @@
 
 use super::{blocks, CoreError, Errno, FsResult};
 use crate::crypto::{DirKey, FileKey, VolumeKeys, BLOCK_SIZE, CIPHER_BLOCK_SIZE, FEATURE_RENEWING};
-use crate::format::{plain_size, FileHeader, HEADER_LEN};
+use crate::format::{
+    frame_page, page_sealed, paged_block_offset, paged_page_count, plain_size, FileHeader,
+    FEATURE_PAGED, HEADER_LEN, PAGE, PAGE_PREFIX,
+};
 use rustix::fs::{AtFlags, Mode, OFlags};
 use std::fs::File;
 use std::os::fd::{BorrowedFd, OwnedFd};
@@ -81,10 +84,10 @@ pub fn renew_in_place(
     f.sync_data()?;
     crate::failpoint::hit(FP_FLAGGED);
     let done = keys
-        .renew_file(dir, p.nblocks)
+        .renew_file(dir, p.nblocks, p.required)
         .map_err(CoreError::Crypto)
         .and_then(|(new, nh)| {
-            reseal_blocks(f, old, &new, p.nblocks)?;
+            reseal_blocks(f, old, &new, p.nblocks, p.paged)?;
             f.sync_all()?;
             crate::failpoint::hit(FP_SEALED);
             f.write_all_at(&nh, 0)?;
@@ -111,32 +114,51 @@ pub fn renew_in_place(
 }
 
 /// What a renewal needs to know about a file before it starts.
-struct Prepared {
-    csize: u64,
-    nblocks: u64,
-    features: u32,
+pub(super) struct Prepared {
+    pub(super) csize: u64,
+    pub(super) nblocks: u64,
+    pub(super) features: u32,
+    /// The header's required_features, kept by the new header (the layout).
+    pub(super) required: u32,
+    pub(super) paged: bool,
 }
 
-fn prepare(f: &File, header: &[u8; HEADER_LEN]) -> FsResult<Prepared> {
+pub(super) fn prepare(f: &File, header: &[u8; HEADER_LEN]) -> FsResult<Prepared> {
     let csize = f.metadata()?.len();
-    if plain_size(csize).is_err() {
-        return Err(CoreError::damage(format!(
-            "impossible ciphertext size {csize}: cannot renew"
-        )));
-    }
-    let features = FileHeader::parse(header)
-        .map_err(|e| CoreError::damage(format!("header: {e}")))?
-        .optional_features;
+    let h = FileHeader::parse(header).map_err(|e| CoreError::damage(format!("header: {e}")))?;
+    let paged = h.required_features & FEATURE_PAGED != 0;
+    let nblocks = if paged {
+        paged_page_count(csize)
+    } else {
+        if plain_size(csize).is_err() {
+            return Err(CoreError::damage(format!(
+                "impossible ciphertext size {csize}: cannot renew"
+            )));
+        }
+        (csize - HL).div_ceil(CBS)
+    };
     Ok(Prepared {
         csize,
-        nblocks: (csize - HL).div_ceil(CBS),
-        features,
+        nblocks,
+        features: h.optional_features,
+        required: h.required_features,
+        paged,
     })
 }
 
 /// Re-seals blocks `0..nblocks` and the `user.` xattrs from `old` to `new`
 /// (not synced).
-fn reseal_blocks(f: &File, old: &FileKey, new: &FileKey, nblocks: u64) -> FsResult<()> {
+fn reseal_blocks(
+    f: &File,
+    old: &FileKey,
+    new: &FileKey,
+    nblocks: u64,
+    paged: bool,
+) -> FsResult<()> {
+    if paged {
+        reseal_pages(f, old, new, nblocks)?;
+        return xattrs::reseal(f, old, new);
+    }
     let csize = f.metadata()?.len();
     let mut cbuf = vec![0u8; (RUN_BLOCKS * CBS) as usize];
     let mut plain = vec![0u8; RUN_BLOCKS as usize * BLOCK_SIZE];
@@ -164,6 +186,47 @@ fn reseal_blocks(f: &File, old: &FileKey, new: &FileKey, nblocks: u64) -> FsResu
     }
     plain.fill(0);
     xattrs::reseal(f, old, new)
+}
+
+/// Paged content: each page is opened under `old` and sealed under `new`
+/// with a fresh nonce, one whole page per write (FORMAT.md, "Paged content").
+fn reseal_pages(f: &File, old: &FileKey, new: &FileKey, npages: u64) -> FsResult<()> {
+    let pg = PAGE as usize;
+    let mut page = vec![0u8; pg];
+    let mut plain = vec![0u8; BLOCK_SIZE];
+    let mut r = Ok(());
+    for i in 0..npages {
+        let at = paged_block_offset(i);
+        f.read_exact_at(&mut page, at)?;
+        let n = match page_sealed(&page)
+            .ok()
+            .and_then(|sealed| old.open_block(i, sealed, &mut plain).ok())
+        {
+            Some(n) => n,
+            None => {
+                r = Err(CoreError::damage(format!(
+                    "block {i} failed authentication"
+                )));
+                break;
+            }
+        };
+        let mut nonce = [0u8; 12];
+        if let Err(e) = crate::crypto::fill_random(&mut nonce) {
+            r = Err(CoreError::Crypto(e));
+            break;
+        }
+        new.seal_block(i, &nonce, &plain[..n], &mut page[PAGE_PREFIX..]);
+        frame_page(&mut page, n);
+        if let Err(e) = f.write_all_at(&page, at) {
+            r = Err(e.into());
+            break;
+        }
+        if i % RUN_BLOCKS == RUN_BLOCKS - 1 {
+            crate::failpoint::hit(FP_RUN);
+        }
+    }
+    plain.fill(0);
+    r
 }
 
 /// Finishes an interrupted renewal of `f`, whose `header` carries the flag:

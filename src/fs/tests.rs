@@ -405,5 +405,6 @@ fn full_disk_reclaims_removed_files_unless_open_or_linked() {
 }
 
 mod open;
+mod paged;
 mod renew;
 mod size;

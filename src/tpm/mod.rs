@@ -6,8 +6,8 @@
 
 mod esys;
 pub mod nv;
-mod rollback_nv;
 pub mod policy;
+mod rollback_nv;
 mod srk;
 
 pub use esys::{read_pcrs, seal, unseal, Sealed};

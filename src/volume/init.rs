@@ -14,6 +14,7 @@ use crate::secret::{Key32, RecoveryKey};
 use std::fs;
 use std::io::ErrorKind;
 use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 pub(crate) fn now_unix() -> u64 {
     std::time::SystemTime::now()
@@ -138,6 +139,15 @@ pub fn init_with_period(
     })
 }
 
+/// Set by `dekfs init --v1-layout`: the volume's files use the v1 content layout (blocks
+/// updated in place), which dekfs versions before the paged layout can read.
+static V1_LAYOUT: AtomicBool = AtomicBool::new(false);
+
+/// Makes the inits of this process create v1-layout volumes.
+pub fn create_v1_layout() {
+    V1_LAYOUT.store(true, Ordering::Relaxed);
+}
+
 /// The common part of every init: empty directory, fresh volume id and KEK v1, the protector
 /// records `make` returns (at least one), MAC, root dekfs.dir, then dekfs.conf.
 pub(crate) fn create_volume(
@@ -161,7 +171,12 @@ pub(crate) fn create_volume(
         ));
     }
     let mut config = VolumeConfig {
-        required_features: 0,
+        // New volumes store content in pages (FORMAT.md, "Paged content").
+        required_features: if V1_LAYOUT.load(Ordering::Relaxed) {
+            0
+        } else {
+            crate::format::FEATURE_PAGED
+        },
         optional_features: 0,
         volume_id,
         created: now,

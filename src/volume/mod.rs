@@ -31,7 +31,7 @@ pub use export::{
     TRANSPORT_KEY_PREFIX,
 };
 pub use info::read_info;
-pub use init::{init, init_with_period};
+pub use init::{create_v1_layout, init, init_with_period};
 pub use kmip::{rewrap_kmip_record, unlock_kmip, KmipKeyChoice, KmipWrap};
 pub use kmip_remote::{destroy_remote_key, reseal_kmip, RemoteOutcome};
 pub use lock::{ConfigLock, LockError, VolumeLock};

@@ -208,8 +208,9 @@ pub(crate) fn finish_unlock(
     cipherdir: &Path,
     raw: &[u8],
     config: &VolumeConfig,
-    keys: VolumeKeys,
+    mut keys: VolumeKeys,
 ) -> Result<UnlockedVolume, VolumeError> {
+    keys.set_paged_files(config.required_features & crate::format::FEATURE_PAGED != 0);
     let vid = config.volume_id;
     let active = keys.active_kek_version();
     let mac_key = kdf::config_mac_key(keys.kek_for(active)?, &vid)?;

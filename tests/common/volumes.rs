@@ -90,7 +90,7 @@ impl TestVolume {
             v.cipher.display().to_string(),
             v.passfile.display().to_string(),
         );
-        let mut args = vec!["init", &c, "--passfile", &pf];
+        let mut args = vec!["init", &c, "--passfile", &pf, "--v1-layout"];
         args.extend(FAST_KDF);
         dekfs(&args).expect_code(exit::OK, "init on tmpfs");
         v
@@ -103,6 +103,14 @@ impl TestVolume {
 
     /// Like `new`, with extra `init` arguments (e.g. `--no-recovery-key`).
     pub fn with_init_args(name: &str, extra: &[&str]) -> TestVolume {
+        let mut all = vec!["--v1-layout"];
+        all.extend_from_slice(extra);
+        Self::with_layout_args(name, &all)
+    }
+
+    /// `dekfs init` with exactly `extra` after the fast-KDF arguments: without `--v1-layout`
+    /// the volume gets the default (paged) layout.
+    pub fn with_layout_args(name: &str, extra: &[&str]) -> TestVolume {
         let mut v = Self::uninitialised(name);
         let mut args: Vec<String> = vec![
             "init".into(),

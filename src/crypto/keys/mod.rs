@@ -21,7 +21,7 @@ pub use xattr::{XattrCipher, MAX_XATTR_VALUE, XATTR_NAME_MAX, XATTR_PREFIX, XATT
 use super::kw::{unwrap_bound, wrap_bound};
 use super::mac::{hmac_sha256, verify_hmac_sha256};
 use super::{kdf, random_array, CryptoError};
-use crate::format::{DirMeta, FileHeader, KeySlot, DIR_META_LEN, HEADER_LEN};
+use crate::format::{DirMeta, FileHeader, KeySlot, DIR_META_LEN, FEATURE_PAGED, HEADER_LEN};
 use crate::secret::{scrubbed, Key32};
 
 pub(crate) fn hex16(id: &[u8; 16]) -> String {
@@ -41,6 +41,8 @@ pub struct VolumeKeys {
     /// Sorted by version, versions unique.
     keks: Vec<(u32, Key32)>,
     active: u32,
+    /// New file headers carry the `PAGED` required feature (the config has it).
+    paged_files: bool,
 }
 
 // Each step that opens or builds an object runs as one scrubbed region: it derives several
@@ -66,7 +68,18 @@ impl VolumeKeys {
             volume_id,
             keks,
             active,
+            paged_files: false,
         })
+    }
+
+    /// Makes new files paged (FORMAT.md, "Paged content"): set from the config's
+    /// required_features at unlock and by init.
+    pub fn set_paged_files(&mut self, on: bool) {
+        self.paged_files = on;
+    }
+
+    pub fn paged_files(&self) -> bool {
+        self.paged_files
     }
 
     pub fn volume_id(&self) -> &[u8; 16] {
@@ -256,8 +269,18 @@ impl VolumeKeys {
     }
 
     pub fn create_file(&self, dir: &DirKey) -> Result<(FileKey, [u8; HEADER_LEN]), CryptoError> {
+        self.create_file_in(dir, self.paged_files)
+    }
+
+    /// `create_file` with the layout chosen by the caller (a migration to the paged layout).
+    pub fn create_file_in(
+        &self,
+        dir: &DirKey,
+        paged: bool,
+    ) -> Result<(FileKey, [u8; HEADER_LEN]), CryptoError> {
         let (dek, file_id) = random_key_and_id()?;
-        self.create_file_from_parts(dir, dek, file_id, FileKey::INITIAL_RESERVATION)
+        let features = if paged { FEATURE_PAGED } else { 0 };
+        self.create_file_with(dir, dek, file_id, FileKey::INITIAL_RESERVATION, features)
     }
 
     /// Deterministic variant of `create_file` for known-answer tests (AES-KW is deterministic,
@@ -269,11 +292,23 @@ impl VolumeKeys {
         file_id: [u8; 16],
         nonce_reserved: u64,
     ) -> Result<(FileKey, [u8; HEADER_LEN]), CryptoError> {
+        self.create_file_with(dir, dek, file_id, nonce_reserved, 0)
+    }
+
+    /// `create_file_from_parts` with the header's required_features (`FEATURE_PAGED` or 0).
+    pub fn create_file_with(
+        &self,
+        dir: &DirKey,
+        dek: Key32,
+        file_id: [u8; 16],
+        nonce_reserved: u64,
+        required_features: u32,
+    ) -> Result<(FileKey, [u8; HEADER_LEN]), CryptoError> {
         scrubbed(|| {
             let slot = self.file_slot(dir, &dek, &file_id)?;
             let fk = FileKey::derive(&self.volume_id, file_id, dek, nonce_reserved)?;
             let mut h = FileHeader {
-                required_features: 0,
+                required_features,
                 optional_features: 0,
                 file_id,
                 nonce_reserved,

@@ -14,13 +14,16 @@ pub const FEATURE_RENEWING: u32 = 1;
 impl VolumeKeys {
     /// A new DEK and file_id for `dir`'s file, with a header that reserves
     /// `nonce_reserved` encryptions (the blocks the renewal re-seals).
+    /// `required_features` are the old header's: the content keeps its layout
+    /// (v1 or paged) and only changes key.
     pub fn renew_file(
         &self,
         dir: &DirKey,
         nonce_reserved: u64,
+        required_features: u32,
     ) -> Result<(FileKey, [u8; HEADER_LEN]), CryptoError> {
         let (dek, file_id) = random_key_and_id()?;
-        self.create_file_from_parts(dir, dek, file_id, nonce_reserved)
+        self.create_file_with(dir, dek, file_id, nonce_reserved, required_features)
     }
 }
 
@@ -57,7 +60,7 @@ mod tests {
         let (_, meta) = keys.create_root_dir().expect("root");
         let dir = keys.open_root_dir(&meta).expect("dir");
         let (old, h) = keys.create_file(&dir).expect("file");
-        let (new, nh) = keys.renew_file(&dir, 7).expect("renew");
+        let (new, nh) = keys.renew_file(&dir, 7, 0).expect("renew");
         assert_ne!(old.file_id(), new.file_id());
         assert_eq!(keys.open_file(&dir, &nh).expect("open").nonce_reserved(), 7);
         let flagged = old

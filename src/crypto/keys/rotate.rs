@@ -59,7 +59,9 @@ impl VolumeKeys {
             .ok_or(CryptoError::InvalidLength("KEK version overflow"))?;
         let mut keks = self.copy_keks(|_| true)?;
         keks.push((next, Key32::random()?));
-        Ok((VolumeKeys::from_parts(self.volume_id, keks, next)?, next))
+        let mut keys = VolumeKeys::from_parts(self.volume_id, keks, next)?;
+        keys.paged_files = self.paged_files;
+        Ok((keys, next))
     }
 
     /// A copy of these keys without KEK `version` (which must not be the
@@ -69,12 +71,16 @@ impl VolumeKeys {
             return Err(CryptoError::InvalidLength("cannot drop the active KEK"));
         }
         let keks = self.copy_keks(|v| v != version)?;
-        VolumeKeys::from_parts(self.volume_id, keks, self.active)
+        let mut keys = VolumeKeys::from_parts(self.volume_id, keks, self.active)?;
+        keys.paged_files = self.paged_files;
+        Ok(keys)
     }
 
     /// A copy of these keys with `version` (already held) as the active KEK.
     pub fn with_active(&self, version: u32) -> Result<VolumeKeys, CryptoError> {
-        VolumeKeys::from_parts(self.volume_id, self.copy_keks(|_| true)?, version)
+        let mut keys = VolumeKeys::from_parts(self.volume_id, self.copy_keks(|_| true)?, version)?;
+        keys.paged_files = self.paged_files;
+        Ok(keys)
     }
 
     /// Versions of every KEK held, ascending.

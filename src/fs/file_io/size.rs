@@ -12,7 +12,7 @@ use crate::fs::{Errno, FsResult};
 use std::fs::File;
 
 /// Largest zero-fill written in one go when a file is extended.
-const FILL_CHUNK_BLOCKS: u64 = 256;
+pub(super) const FILL_CHUNK_BLOCKS: u64 = 256;
 /// Largest plaintext file: 4 TiB (2^30 blocks). Without holes every byte
 /// below the end is stored, and a file this size can be written in full
 /// twice before its DEK reaches `NONCE_LIMIT`; ext4 (16 TiB files with
@@ -46,11 +46,17 @@ impl FileIo {
                 return Err(Errno::EFBIG.into());
             }
             let key = self.ensure_header(f, keys, dir)?;
+            if self.paged {
+                return self.paged_resize(f, &key, size, who);
+            }
             return self.extend(f, &key, size, who);
         }
         let Some(key) = self.key.clone() else {
             return Ok(());
         };
+        if self.paged {
+            return self.paged_resize(f, &key, size, who);
+        }
         self.shrink(f, &key, size)
     }
 
@@ -150,7 +156,7 @@ impl FileIo {
 /// long-name records and the cut-back of torn tails must still fit, or a
 /// full disk could turn into damaged metadata. The reserve is 1% of the
 /// filesystem, at least 1 MiB and at most 64 MiB.
-fn check_space(f: &File, need: u64) -> FsResult<()> {
+pub(super) fn check_space(f: &File, need: u64) -> FsResult<()> {
     let s = rustix::fs::fstatvfs(f)?;
     let unit = s.f_frsize.max(1);
     let avail = s.f_bavail.saturating_mul(unit);

@@ -24,6 +24,7 @@ struct Item<T> {
     flag: [u8; HEADER_LEN],
     name: String,
     nblocks: u64,
+    paged: bool,
     new: FileKey,
     nh: [u8; HEADER_LEN],
     failed: Option<CoreError>,
@@ -71,7 +72,9 @@ impl<T> Batch<T> {
         let flag = old
             .header_with_features(header, p.features | FEATURE_RENEWING)
             .map_err(CoreError::Crypto)?;
-        let (new, nh) = keys.renew_file(dir, p.nblocks).map_err(CoreError::Crypto)?;
+        let (new, nh) = keys
+            .renew_file(dir, p.nblocks, p.required)
+            .map_err(CoreError::Crypto)?;
         write_journal(&self.jdir, &name, &f, p.csize, false)?;
         self.items.push(Item {
             tag,
@@ -81,6 +84,7 @@ impl<T> Batch<T> {
             flag,
             name,
             nblocks: p.nblocks,
+            paged: p.paged,
             new,
             nh,
             failed: None,
@@ -118,7 +122,7 @@ impl<T> Batch<T> {
             Ok(())
         });
         self.durable(FP_FLAGGED);
-        self.each(|it| reseal_blocks(&it.f, &it.old, &it.new, it.nblocks));
+        self.each(|it| reseal_blocks(&it.f, &it.old, &it.new, it.nblocks, it.paged));
         self.durable(FP_SEALED);
         self.each(|it| {
             it.f.write_all_at(&it.nh, 0)?;
