@@ -407,6 +407,39 @@ fn rekey_protects_the_new_kek_through_kmip() {
     v.umount();
 }
 
+/// With no credential at all, `dekfs rekey` unlocks through the key manager (no prompt), drops
+/// the passphrase protector it was told to, and the new KEK is reachable through KMIP alone.
+#[test]
+fn rekey_without_a_credential_unlocks_through_kmip() {
+    let srv = require_kmip!();
+    let v = volume("kmip-rekey-nocred");
+    add_kmip(&v, &srv, &[]);
+    v.mount();
+    std::fs::write(v.p("a"), b"kmip only").unwrap();
+    v.umount();
+    let pass_id = list(&v)
+        .into_iter()
+        .find(|(kind, _, _)| kind == "passphrase")
+        .map(|(_, id, _)| id)
+        .expect("passphrase protector");
+    let out = dekfs([
+        "rekey",
+        &s(&v.cipher),
+        "--drop-protector",
+        &pass_id,
+        "--force",
+    ]);
+    out.expect_code(exit::OK, "rekey with no credential");
+    let rows = list(&v);
+    assert!(
+        rows.iter().all(|(kind, _, _)| kind == "kmip"),
+        "only the KMIP protector is left: {rows:?}"
+    );
+    mount_no_credential(&v, &[]).expect_code(exit::OK, "mount with KEK 2 through KMIP");
+    assert_eq!(std::fs::read(v.p("a")).unwrap(), b"kmip only");
+    v.umount();
+}
+
 /// Unlock latency through KMIP, in process (TLS handshake, Decrypt, config MAC, root dir).
 #[test]
 fn unlock_latency_median_of_20() {

@@ -95,7 +95,8 @@ pub(super) fn explicit_credentials(a: &RekeyArgs) -> CliResult<Vec<Credential>> 
     Ok(v)
 }
 
-/// Unlocks with the TPM when no credential was given (no prompt), else with
+/// Unlocks with the TPM or a KMIP key manager when no credential was given
+/// (no prompt), else with
 /// the first credential that opens the volume.
 pub(super) fn unlock(
     a: &RekeyArgs,
@@ -104,6 +105,12 @@ pub(super) fn unlock(
 ) -> CliResult<UnlockedVolume> {
     if creds.is_empty() {
         match try_tpm(cipherdir, &a.tpm, None)? {
+            Ok(u) => return Ok(u),
+            Err(VolumeError::NoSuchProtector(_)) => {}
+            Err(e) => return Err(e.into()),
+        }
+        // A key manager opens the volume without a prompt too (then TPM order, as unlock does).
+        match super::kmip::try_kmip(cipherdir)? {
             Ok(u) => return Ok(u),
             Err(VolumeError::NoSuchProtector(_)) => {}
             Err(e) => return Err(e.into()),
@@ -294,11 +301,15 @@ pub(super) fn needs_credential(a: &RekeyArgs, cipherdir: &Path, resume: bool) ->
     let info = volume::read_info(cipherdir)?;
     let active = info.keks.iter().find(|k| k.2).map(|k| k.0);
     if resume {
-        return Ok(!info.protectors.iter().any(|p| p.tpm2.is_some()));
+        return Ok(!info
+            .protectors
+            .iter()
+            .any(|p| p.tpm2.is_some() || p.kmip.is_some()));
     }
     Ok(info.protectors.iter().any(|p| {
         Some(p.kek_version) == active
             && p.tpm2.is_none()
+            && p.kmip.is_none()
             && !a
                 .drop_protector
                 .iter()
