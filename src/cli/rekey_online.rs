@@ -45,6 +45,7 @@ pub(super) fn run(a: RekeyArgs, mnt: &Path) -> CliResult<()> {
         return Ok(());
     }
     let mut started = false;
+    let mut old_kek = pending.map(|(old, _)| old);
     let keys = match pending {
         None if a.resume => {
             out.say("no rotation to resume");
@@ -73,8 +74,15 @@ pub(super) fn run(a: RekeyArgs, mnt: &Path) -> CliResult<()> {
             log::info!("rekey: started, KEK {} -> {} (online)", b.old, b.new);
             rekey::announce(&mut out, &b);
             started = true;
+            old_kek = Some(b.old);
             Some(std::sync::Arc::new(b.keys))
         }
+    };
+    // NV key shares of the old KEK's TPM records (template 3): erased once the KEK is gone, as
+    // the offline rekey does.
+    let retired = match old_kek {
+        Some(old) => crate::volume::nv_shares(&cipherdir, Some(old))?,
+        None => Vec::new(),
     };
     let handoff = keys
         .as_ref()
@@ -88,7 +96,12 @@ pub(super) fn run(a: RekeyArgs, mnt: &Path) -> CliResult<()> {
     drop(handoff);
     drop(keys);
     match answer {
-        Ok(Response::Rekeyed(r)) => report(&mut out, &r),
+        Ok(Response::Rekeyed(r)) => {
+            if r.destroyed && !retired.is_empty() {
+                crate::volume::erase_nv_shares(&a.tpm.tcti(None)?, &retired);
+            }
+            report(&mut out, &r)
+        }
         Ok(other) => Err(CliError::new(
             GENERIC,
             format!("unexpected answer from the daemon: {other:?}"),

@@ -158,6 +158,9 @@ pub struct Loot {
 /// passphrase, against the ids in `destroyed`.
 pub fn attack(copy: &Path, passphrase: &str, destroyed: &HashSet<[u8; 16]>) -> Loot {
     let cred = Credential::Passphrase(SecretBytes::new(passphrase.as_bytes().to_vec()));
+    // The attacker uses the copy on a machine of their own, which keeps no rollback record
+    // (this one refuses the older config: exit 17).
+    volume::rollback::allow_rollback(true);
     let u = volume::unlock(copy, &cred).expect("the attacker holds the passphrase");
     attack_keys(copy, &u.keys, destroyed)
 }
