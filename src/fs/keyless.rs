@@ -24,6 +24,10 @@ impl CoreFs {
         if n.kind != Kind::Dir || !matches!(n.dir_key(), Err(e) if e == Errno::EIO) {
             return None;
         }
+        // A shredded directory has no key file either, by design: it stays EIO.
+        if n.shredded.load(std::sync::atomic::Ordering::Acquire) {
+            return None;
+        }
         let cut = match read_small(&n.fd, DIR_META_NAME, DIR_META_LEN) {
             Ok(meta) => meta.len() < DIR_META_LEN,
             Err(e) => e == Errno::ENOENT,
