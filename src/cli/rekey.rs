@@ -21,7 +21,7 @@ use std::time::{Duration, Instant};
 pub(super) const BACKUP_NOTE: &str =
     "note: file keys (DEKs) are unchanged by a KEK rotation: a copy of the \
 cipher directory taken before it, with its old dekfs.conf and an old credential, still opens the \
-files as they were then; today's files open only with the new key";
+files as they were then; today's files open only with the new key. `dekfs rekey --data` gives every file a fresh DEK, so what is written afterwards is out of that copy's reach";
 
 #[derive(Args)]
 pub struct RekeyArgs {
