@@ -69,7 +69,7 @@ const BUDGETS: &[(&str, f64)] = &[
     ("stat", 3.0),    //  2.0   openat O_PATH, fstat                LOOKUP
     ("read", 8.0), //  7.0   O_PATH + fstat, reopen, statx, pread header, pread block, close  LOOKUP OPEN READ RELEASE
     ("unlink", 6.0), //  5.0   O_PATH + fstat, unlinkat, close x2  LOOKUP UNLINK FORGET
-    ("mkdir", 10.0), //  9.2   mkdirat, openat x3, fchown, write, close, fstat, getrandom  LOOKUP(neg) MKDIR
+    ("mkdir", 11.0), // 10.3   mkdirat, openat x3, fchown, write, sync_file_range, close, fstat, getrandom  LOOKUP(neg) MKDIR
     ("rmdir", 16.0), // 15.0   lookup reads the key file; emptiness check, key-file copy, unlinkat x2  LOOKUP RMDIR FORGET
     ("rename", 8.0), //  7.0   O_PATH + fstat, newfstatat x2, renameat2, close  LOOKUP(src) LOOKUP(dst, neg) RENAME
 ];
