@@ -50,25 +50,11 @@ pub fn unlock_for_mount(
                 | VolumeError::Corrupt(_)
                 | VolumeError::NoSuchProtector(_)),
             ) => {
-                if options.nofail || options.headless {
-                    let hint = match &e {
-                        VolumeError::Kmip(k) => k.hint(),
-                        _ => "add a kmip protector: dekfs protector add --kmip SERVERS ...".into(),
-                    };
-                    return Err(CliError::new(
-                        KEY_MANAGER,
-                        format!(
-                            "{e} ({}: not asking for a passphrase)",
-                            if options.headless {
-                                "headless"
-                            } else {
-                                "nofail"
-                            }
-                        ),
-                    )
-                    .hint(hint));
-                }
-                eprintln!("dekfs: {e}; asking for the passphrase");
+                let hint = match &e {
+                    VolumeError::Kmip(k) => k.hint(),
+                    _ => "add a kmip protector: dekfs protector add --kmip SERVERS ...".into(),
+                };
+                refused_then_ask(e, KEY_MANAGER, hint, options)?;
                 ask_or_read(cipherdir, mnt, key, tpm, tcti)
             }
             Err(e) => Err(e.into()),
@@ -80,30 +66,38 @@ pub fn unlock_for_mount(
                 | VolumeError::Corrupt(_)
                 | VolumeError::NoSuchProtector(_)),
             ) => {
-                if options.nofail || options.headless {
-                    let hint = match &e {
-                        VolumeError::Tpm(r) => r.hint(),
-                        _ => "add a tpm2 protector: dekfs protector add --tpm2".into(),
-                    };
-                    return Err(CliError::new(
-                        TPM_POLICY,
-                        format!(
-                            "{e} ({}: not asking for a passphrase)",
-                            if options.headless {
-                                "headless"
-                            } else {
-                                "nofail"
-                            }
-                        ),
-                    )
-                    .hint(hint));
-                }
-                eprintln!("dekfs: {e}; asking for the passphrase");
+                let hint = match &e {
+                    VolumeError::Tpm(r) => r.hint(),
+                    _ => "add a tpm2 protector: dekfs protector add --tpm2".into(),
+                };
+                refused_then_ask(e, TPM_POLICY, hint, options)?;
                 ask_or_read(cipherdir, mnt, key, tpm, tcti)
             }
             Err(e) => Err(e.into()),
         },
     }
+}
+
+/// A no-prompt key source (TPM, KMIP) refused: `nofail` and `headless` mounts stop here with
+/// `code`, the others say so and go on to ask for the passphrase.
+fn refused_then_ask(
+    e: VolumeError,
+    code: i32,
+    hint: String,
+    options: &MountOptions,
+) -> CliResult<()> {
+    if options.nofail || options.headless {
+        let why = if options.headless {
+            "headless"
+        } else {
+            "nofail"
+        };
+        return Err(
+            CliError::new(code, format!("{e} ({why}: not asking for a passphrase)")).hint(hint),
+        );
+    }
+    eprintln!("dekfs: {e}; asking for the passphrase");
+    Ok(())
 }
 
 /// The given credential, else the terminal, else the ask-password agents.

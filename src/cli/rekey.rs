@@ -336,15 +336,36 @@ fn report(out: &mut Output, f: &rotation::Finished) -> CliResult<()> {
         "already_current": s.current, "blockers": f.blockers,
         "destroyed": f.destroyed, "rewrap_seconds": f.rewrap_time.as_secs_f64(),
     }));
-    for b in &f.blockers {
-        out.say(&format!("not moved to KEK {}: {b}", f.new));
+    conclude(
+        out,
+        (f.old, f.new),
+        &s.rewrapped,
+        &f.blockers,
+        f.destroyed,
+        "",
+        "repair or remove them (dekfs fsck --repair), then dekfs rekey --resume; or --force to destroy the old key anyway",
+    )
+}
+
+/// The end of a rotation, offline or online: the blockers by path, then KEK v destroyed (with
+/// the backup note) or kept (exit 14, with `hint`).
+pub(super) fn conclude<B: std::fmt::Display>(
+    out: &mut Output,
+    (old, new): (u32, u32),
+    rewrapped: &dyn std::fmt::Display,
+    blockers: &[B],
+    destroyed: bool,
+    how: &str,
+    hint: &'static str,
+) -> CliResult<()> {
+    for b in blockers {
+        out.say(&format!("not moved to KEK {new}: {b}"));
     }
-    if f.destroyed {
+    if destroyed {
         out.say(&format!(
-            "KEK {} destroyed; {} objects rewrapped to KEK {}",
-            f.old, s.rewrapped, f.new
+            "KEK {old} destroyed; {rewrapped} objects rewrapped to KEK {new}{how}"
         ));
-        if !f.blockers.is_empty() {
+        if !blockers.is_empty() {
             out.say("warning: --force: the objects listed above are now unreadable");
         }
         out.say(BACKUP_NOTE);
@@ -353,12 +374,11 @@ fn report(out: &mut Output, f: &rotation::Finished) -> CliResult<()> {
     Err(CliError::new(
         CORRUPT,
         format!(
-            "KEK {} kept: {} objects still need it (listed above)",
-            f.old,
-            f.blockers.len()
+            "KEK {old} kept: {} objects still need it (listed above)",
+            blockers.len()
         ),
     )
-    .hint("repair or remove them (dekfs fsck --repair), then dekfs rekey --resume; or --force to destroy the old key anyway"))
+    .hint(hint))
 }
 
 /// Where messages go: stderr lines, or JSON lines on stdout.

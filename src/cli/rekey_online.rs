@@ -7,9 +7,9 @@
 //! anything itself, and never prints key material except a new recovery
 //! key, once.
 
-use super::exit::{CliError, CliResult, CORRUPT, GENERIC};
+use super::exit::{CliError, CliResult, GENERIC};
 use super::live::{client_error, mountpoint};
-use super::rekey::{self, Output, RekeyArgs, BACKUP_NOTE};
+use super::rekey::{self, Output, RekeyArgs};
 use crate::control::{Client, ClientError, ErrorCode, RekeyResult, Response};
 use crate::volume::rotate;
 use std::io::Write;
@@ -124,29 +124,15 @@ fn report(out: &mut Output, r: &RekeyResult) -> CliResult<()> {
         "already_current": r.already_current, "passes": r.passes, "blockers": r.blockers,
         "destroyed": r.destroyed, "rewrap_seconds": r.rewrap_ms as f64 / 1000.0,
     }));
-    for b in &r.blockers {
-        out.say(&format!("not moved to KEK {}: {b}", r.new_kek));
-    }
-    if r.destroyed {
-        out.say(&format!(
-            "KEK {} destroyed; {} objects rewrapped to KEK {} online",
-            r.old_kek, r.rewrapped, r.new_kek
-        ));
-        if !r.blockers.is_empty() {
-            out.say("warning: --force: the objects listed above are now unreadable");
-        }
-        out.say(BACKUP_NOTE);
-        return Ok(());
-    }
-    Err(CliError::new(
-        CORRUPT,
-        format!(
-            "KEK {} kept: {} objects still need it (listed above)",
-            r.old_kek,
-            r.blockers.len()
-        ),
+    rekey::conclude(
+        out,
+        (r.old_kek, r.new_kek),
+        &r.rewrapped,
+        &r.blockers,
+        r.destroyed,
+        " online",
+        "repair them (unmount, dekfs fsck --repair), then dekfs rekey --resume; or --force to destroy the old key anyway",
     )
-    .hint("repair them (unmount, dekfs fsck --repair), then dekfs rekey --resume; or --force to destroy the old key anyway"))
 }
 
 /// The daemon's progress frames: a TTY line (objects done of total, rate,
