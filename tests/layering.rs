@@ -226,6 +226,8 @@ fn paths(toks: &[(usize, Tok)]) -> Vec<(usize, Vec<String>, bool)> {
                 prefixes.pop();
                 i += 1;
             }
+            // `x as y` (a rename in a use tree, a cast): the alias is no path of its own.
+            Tok::Ident(w) if w == "as" => i += 2,
             Tok::Ident(_) | Tok::PathSep => {
                 let line = toks[i].0;
                 let mut segs = if in_use {
@@ -465,6 +467,11 @@ fn cli_rule_catches_tree_ops_and_at_calls() {
     assert_eq!(lines, vec![2, 3, 4, 6]);
     let ok = "fn f() { std::fs::read_to_string(\"/proc/self/mountinfo\"); rustix::fs::open(\"/dev/fuse\", OFlags::RDWR, Mode::empty()); let o = Opts { rename: 1 }; }";
     assert!(check_text(ok, cli_rule).is_empty());
+    // A rename inside a use tree once made the path scanner loop forever.
+    let alias =
+        "use super::kmip::{self as k, X};\nfn f() { std::fs::read_dir(p); let n = 1 as u8; }";
+    let lines: Vec<usize> = check_text(alias, cli_rule).iter().map(|x| x.0).collect();
+    assert_eq!(lines, vec![2]);
 }
 
 #[test]
