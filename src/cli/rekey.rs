@@ -18,7 +18,7 @@ use std::time::{Duration, Instant};
 
 /// What a copy of the whole cipher directory taken before the rotation still
 /// gives its holder.
-pub(super) const BACKUP_NOTE: &str =
+const BACKUP_NOTE: &str =
     "note: file keys (DEKs) are unchanged by a KEK rotation: a copy of the \
 cipher directory taken before it, with its old dekfs.conf and an old credential, still opens the \
 files as they were then; today's files open only with the new key. `dekfs rekey --data` gives every file a fresh DEK, so what is written afterwards is out of that copy's reach";
